@@ -1,0 +1,111 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import express from 'express';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import { AppError } from './errors.js';
+import type { Logger } from './logger.js';
+import { createErrorHandler, sendError } from './middleware/error-handler.js';
+import { beginRequest } from './middleware/request-context.js';
+import { compileTrust, createRequestPolicy, isSecureRequest, PREFLIGHT_HEADERS } from './middleware/request-guards.js';
+import { createSecurityHeaders } from './middleware/security-headers.js';
+import { createSessionMiddleware } from './middleware/session-middleware.js';
+import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
+import { createHealthRouter } from './routes/health-routes.js';
+import { createRelayHandler } from './routes/relay-route.js';
+import { createSessionRouter } from './routes/session-routes.js';
+import { createSessionIdReader } from './session/session-cookie.js';
+import type { SessionRepository } from './session/session-repository.js';
+import { createCredentialRenewer } from './upstream/credential-renewer.js';
+import type { AdapterRegistry } from './upstream/provider-adapter.js';
+import type { UpstreamClient } from './upstream/upstream-client.js';
+
+/** Everything the app is built from; it reads no environment and opens no port. */
+export interface AppDeps {
+  config: Config;
+  clock: Clock;
+  logger: Logger;
+  repository: SessionRepository;
+  adapters: AdapterRegistry;
+  client: UpstreamClient;
+}
+
+const PROBES = new Set(['/healthz', '/readyz']);
+const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
+
+/**
+ * The request listener. Relayed calls (`/api/*`) take the lean road straight to the relay; everything
+ * else goes through Express. Both roads share the request context, the HTTPS rule, helmet's headers,
+ * the CSRF/origin policy and the error writer.
+ */
+export function createApp(deps: AppDeps): RequestListener {
+  const { config, logger, repository, adapters } = deps;
+  const trust = compileTrust(config.trustProxy);
+  const policy = createRequestPolicy(config);
+  const securityHeaders = createSecurityHeaders();
+  const relay = createRelayHandler({
+    ...deps,
+    policy,
+    securityHeaders,
+    renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
+    readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', trust);
+  app.set('query parser', 'simple');
+  app.use(securityHeaders.middleware);
+  app.use((req, res, next) => {
+    res.setHeader('cache-control', 'no-store');
+    for (const [name, value] of Object.entries(policy.corsHeaders(req.headers))) res.setHeader(name, value);
+    res.vary('Origin');
+    next();
+  });
+  app.use(createHealthRouter(repository));
+  app.use(['/auth', '/api'], (req, res, next) => {
+    if (req.method !== 'OPTIONS') {
+      policy.check(req);
+      next();
+      return;
+    }
+    // Preflight: only listed origins get CORS headers; anyone else is refused without them.
+    if (req.headers.origin !== undefined && Object.keys(policy.corsHeaders(req.headers)).length === 0) {
+      throw new AppError('origin_not_allowed');
+    }
+    res.set(PREFLIGHT_HEADERS).status(204).end();
+  });
+  app.use(
+    '/auth',
+    requireJsonBody,
+    express.json({ limit: config.bodyLimitBytes, strict: true }),
+    createSessionMiddleware(config, repository),
+    createSessionRouter(deps),
+    createAuthRouter(deps),
+  );
+  if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
+  app.use(() => {
+    throw new AppError('not_found');
+  });
+  app.use(createErrorHandler(logger));
+
+  const edgeHeaders = Object.fromEntries(securityHeaders.fixed);
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const context = beginRequest(req, res, logger);
+    const url = req.url ?? '';
+    const fail = (error: unknown) =>
+      sendError(res, error, context, logger, { ...edgeHeaders, ...policy.corsHeaders(req.headers), vary: 'Origin' });
+    // An absolute-form request line (`GET http://host/...`) names no path of billfold's.
+    if (!url.startsWith('/')) return fail(new AppError('invalid_path'));
+    const pathname = url.split('?', 1)[0] ?? '';
+    if (config.production && !PROBES.has(pathname) && !isSecureRequest(req, trust)) {
+      return fail(new AppError('https_required'));
+    }
+    if (url.startsWith('/api/') && req.method !== 'OPTIONS') {
+      relay(req, res, context).catch(fail);
+      return;
+    }
+    app(req as express.Request, res as express.Response);
+  };
+}
+

@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { ProviderId } from './upstream/provider-id.js';
+
+export type { Logger };
+
+/**
+ * Field names that may hold a secret anywhere in a log object, censored as defence in depth: billfold
+ * logs only fields it chose, and never a credential on purpose.
+ */
+const REDACTED_FIELDS = [
+  'password',
+  'apiPassword',
+  'cookie',
+  'authorization',
+  'sessionid',
+  'sessionId',
+  'devKey',
+  'token',
+  'access',
+  'refresh',
+  'apiKey',
+  'basic',
+  'supabaseToken',
+  'supabaseRefresh',
+  'set-cookie',
+];
+
+/** A JSON logger; pass a destination to capture lines (tests) or to write asynchronously (production). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'billfold' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: [...REDACTED_FIELDS, ...REDACTED_FIELDS.map((f) => `*.${f}`)], censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}
+
+/** A short, stable, non-reversible name for a session id, the only form in which one is logged. */
+export function hashSessionId(sessionId: string | undefined): string | undefined {
+  return sessionId ? createHash('sha256').update(sessionId).digest('base64url').slice(0, 12) : undefined;
+}
+
+/** The audit events of SPEC section 6. */
+export type AuditEvent =
+  | 'login'
+  | 'logout'
+  | 'renewal'
+  | 'upstream_session_expired'
+  | 'csrf_refused'
+  | 'origin_refused'
+  | 'https_refused'
+  | 'rate_limited'
+  | 'store_unavailable';
+
+/** One audit line: what happened, to which provider and session, and how it ended. */
+export interface AuditEntry {
+  event: AuditEvent;
+  outcome: 'success' | 'failure' | 'refused';
+  provider?: ProviderId | undefined;
+  /** The raw session id; only its hash is written. */
+  sessionId?: string | undefined;
+  requestId?: string | undefined;
+  reason?: string | undefined;
+}
+
+/** Writes an audit line with the session id hashed. */
+export function audit(logger: Logger, entry: AuditEntry): void {
+  const { sessionId, ...rest } = entry;
+  logger.info({ audit: true, ...rest, session: hashSessionId(sessionId) }, `audit ${entry.event}`);
+}

@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { createBillfold } from './billfold.js';
+import { systemClock } from './clock.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { formatSandboxBanner, startSandbox, type Sandbox } from './sandbox/sandbox.js';
+
+const UPSTREAM_VARIABLES = ['BILLINGPLATFORM_BASE_URL', 'BILL_BASE_URL', 'BILLOGRAM_BASE_URL', 'BILLBORA_BASE_URL'];
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** The only place that reads the environment, listens, and handles signals. */
+async function main(): Promise<void> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  // With nothing configured in development, billfold runs against its bundled sandbox upstreams.
+  let sandbox: Sandbox | undefined;
+  if ((env.NODE_ENV ?? 'development') !== 'production' && !UPSTREAM_VARIABLES.some((name) => env[name])) {
+    sandbox = await startSandbox();
+    Object.assign(env, sandbox.env);
+  }
+
+  let loaded;
+  try {
+    loaded = loadConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`billfold: ${error.message}\n`);
+    await sandbox?.close();
+    process.exit(1);
+  }
+  const { config, warnings } = loaded;
+  const logger = createLogger(config.logLevel);
+  for (const warning of warnings) logger.warn(warning);
+
+  const billfold = createBillfold(config, { clock: systemClock, logger });
+  const server = config.tls
+    ? https.createServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, billfold.handler)
+    : http.createServer(billfold.handler);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = config.upstreamTimeoutMs + 30_000;
+
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info(
+    { port, host: config.host, store: config.store.kind, production: config.production, providers: Object.keys(config.providers) },
+    'billfold listening',
+  );
+  if (sandbox) {
+    const origin = `${config.tls ? 'https' : 'http'}://localhost:${port}`;
+    process.stdout.write(`\n${formatSandboxBanner(sandbox)}\nDemo page: ${origin}/\n\n`);
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'billfold stopping: finishing in-flight requests');
+    // Stop accepting; in-flight requests finish; idle keep-alive sockets close now, busy ones after the grace.
+    server.close(() => {
+      void Promise.all([billfold.close(), sandbox?.close()]).finally(() => {
+        logger.info('billfold stopped');
+        logger.flush();
+        process.exit(0);
+      });
+    });
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`billfold: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

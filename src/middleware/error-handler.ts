@@ -1,0 +1,77 @@
+import type { ServerResponse } from 'node:http';
+import type { ErrorRequestHandler } from 'express';
+import { AppError, toAppError, toErrorBody, type ErrorCode } from '../errors.js';
+import { audit, type AuditEvent, type Logger } from '../logger.js';
+import { contextOf, type RequestContext } from './request-context.js';
+
+const AUDITED: Partial<Record<ErrorCode, AuditEvent>> = {
+  csrf_header_missing: 'csrf_refused',
+  origin_not_allowed: 'origin_refused',
+  https_required: 'https_refused',
+  rate_limited: 'rate_limited',
+  session_store_unavailable: 'store_unavailable',
+};
+
+/**
+ * The one place an error becomes an HTTP answer, for both roads: the documented JSON shape, no
+ * stack, cause or upstream detail in it; refusals and outages are audited, unexpected errors logged.
+ */
+export function sendError(
+  res: ServerResponse,
+  thrown: unknown,
+  context: RequestContext,
+  logger: Logger,
+  headers: Record<string, string> = {},
+): void {
+  const error = toAppError(thrown);
+  const event = AUDITED[error.code];
+  if (event) {
+    audit(logger, {
+      event,
+      outcome: 'refused',
+      provider: error.provider,
+      sessionId: context.sessionId,
+      requestId: context.id,
+    });
+  }
+  if (error.status >= 500) {
+    const cause = error.cause as { name?: string; code?: string; message?: string } | undefined;
+    logger.warn(
+      { requestId: context.id, code: error.code, provider: error.provider, cause: cause && { name: cause.name, code: cause.code } },
+      error.code === 'internal_error' ? `unexpected error: ${cause?.message ?? ''}` : error.message,
+    );
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(toErrorBody(error, context.id));
+  res.statusCode = error.status;
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('content-length', Buffer.byteLength(body));
+  if (error.retryAfter !== undefined) res.setHeader('retry-after', String(error.retryAfter));
+  res.end(body);
+}
+
+/** Errors raised by Express's body parser, by their `type`. */
+const BODY_PARSER_ERRORS: Record<string, ErrorCode> = {
+  'entity.too.large': 'payload_too_large',
+  'entity.parse.failed': 'invalid_request',
+  'entity.verify.failed': 'invalid_request',
+  'request.aborted': 'invalid_request',
+  'request.size.invalid': 'invalid_request',
+  'stream.encoding.set': 'invalid_request',
+  'encoding.unsupported': 'unsupported_media_type',
+  'charset.unsupported': 'unsupported_media_type',
+};
+
+/** Express's error middleware: body-parser failures get their documented codes, the rest go to sendError. */
+export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+  return (thrown: unknown, req, res, _next) => {
+    const type = (thrown as { type?: unknown } | undefined)?.type;
+    const code = typeof type === 'string' ? BODY_PARSER_ERRORS[type] : undefined;
+    sendError(res, code ? new AppError(code, { cause: thrown }) : thrown, contextOf(req), logger);
+  };
+}

@@ -1,0 +1,59 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hashSessionId, type Logger } from '../logger.js';
+import type { ProviderId } from '../upstream/provider-id.js';
+
+/** What billfold knows about one request while it answers it. */
+export interface RequestContext {
+  readonly id: string;
+  readonly startedAt: number;
+  sessionId: string | undefined;
+  provider: ProviderId | undefined;
+}
+
+const contexts = new WeakMap<IncomingMessage, RequestContext>();
+const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * Gives the request an id (the caller's X-Request-Id when it is safe to echo) and writes one log line
+ * when the response ends. The line holds the path without its query and a hash of the session id.
+ */
+export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: Logger): RequestContext {
+  const given = req.headers['x-request-id'];
+  const context: RequestContext = {
+    id: typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID(),
+    startedAt: performance.now(),
+    sessionId: undefined,
+    provider: undefined,
+  };
+  contexts.set(req, context);
+  res.setHeader('x-request-id', context.id);
+  const done = () => {
+    res.off('finish', done);
+    res.off('close', done);
+    const url = req.url ?? '';
+    const query = url.indexOf('?');
+    logger.info(
+      {
+        requestId: context.id,
+        method: req.method,
+        path: query === -1 ? url : url.slice(0, query),
+        status: res.writableFinished ? res.statusCode : 499,
+        durationMs: Math.round((performance.now() - context.startedAt) * 10) / 10,
+        session: hashSessionId(context.sessionId),
+        provider: context.provider,
+      },
+      'request',
+    );
+  };
+  res.on('finish', done);
+  res.on('close', done);
+  return context;
+}
+
+/** The context `beginRequest` gave this request. */
+export function contextOf(req: IncomingMessage): RequestContext {
+  const context = contexts.get(req);
+  if (!context) throw new Error('request context missing: beginRequest must run first');
+  return context;
+}

@@ -1,0 +1,165 @@
+import express, { type Request, type Response, type Router } from 'express';
+import type { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import { audit, type Logger } from '../logger.js';
+import { contextOf } from '../middleware/request-context.js';
+import {
+  forgetSession,
+  hasStoredSession,
+  saveAsNewSession,
+  sessionCookieOptions,
+} from '../middleware/session-middleware.js';
+import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
+import type { SessionRepository } from '../session/session-repository.js';
+import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
+import { isProviderId, PROVIDER_IDS, type ProviderId } from '../upstream/provider-id.js';
+import { buildSessionView } from './session-view.js';
+
+/** What the auth routes are built from. */
+export interface AuthRouteDeps {
+  config: Config;
+  adapters: AdapterRegistry;
+  repository: SessionRepository;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** Validates a JSON body against a schema; the message names the fields, never their values. */
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || 'body'))];
+  throw new AppError('invalid_request', { message: `Invalid or missing fields: ${fields.join(', ')}.` });
+}
+
+/** The adapter for a `:provider` path segment: 404 not_found when unknown, provider_not_configured when off. */
+export function resolveProvider(adapters: AdapterRegistry, name: string | undefined): ProviderAdapter {
+  if (name === undefined || !isProviderId(name)) throw new AppError('not_found');
+  const adapter = adapterFor(adapters, name);
+  if (!adapter) throw new AppError('provider_not_configured', { provider: name });
+  return adapter;
+}
+
+/** Auth routes take JSON bodies only; a body of any other type is a 415 (body-less POSTs are fine). */
+export function requireJsonBody(req: Request, _res: Response, next: (error?: unknown) => void): void {
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  next(hasBody && !req.is('application/json') ? new AppError('unsupported_media_type') : undefined);
+}
+
+/** POST /auth/:provider/login, POST /auth/:provider/logout and POST /auth/logout. */
+export function createAuthRouter(deps: AuthRouteDeps): Router {
+  const { config, adapters, repository, clock, logger } = deps;
+  const router = express.Router();
+  const cookie = sessionCookieOptions(config);
+  const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
+  const view = (record: SessionRecord | undefined) => buildSessionView(record, adapters, repository.limits);
+
+  // Upstream logout is best effort: billfold has already forgotten the credential either way.
+  const upstreamLogout = async (adapter: ProviderAdapter, credential: CredentialOf<ProviderId>) => {
+    try {
+      await adapter.logout(credential);
+    } catch (error) {
+      logger.warn({ provider: adapter.id, code: (error as AppError).code }, 'upstream logout failed');
+    }
+  };
+
+  router.post('/:provider/login', async (req, res) => {
+    const context = contextOf(req);
+    const adapter = resolveProvider(adapters, req.params.provider);
+    context.provider = adapter.id;
+    const input = parseBody(adapter.loginSchema, req.body);
+    let credential: CredentialOf<ProviderId>;
+    try {
+      credential = await adapter.login(input);
+    } catch (error) {
+      audit(logger, {
+        event: 'login',
+        outcome: 'failure',
+        provider: adapter.id,
+        requestId: context.id,
+        reason: error instanceof AppError ? error.code : 'internal_error',
+      });
+      throw error;
+    }
+
+    const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
+    const now = clock.now();
+    const record: SessionRecord = {
+      createdAt: previous?.record.createdAt ?? now,
+      lastSeenAt: now,
+      providers: { ...previous?.record.providers, [adapter.id]: credential },
+      device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
+    };
+    await saveAsNewSession(req, record);
+    context.sessionId = req.sessionID;
+
+    let current = record;
+    if (previous) {
+      // The old id dies now. Whatever it held at that instant (a renewal that landed meanwhile) moves
+      // to the new id; if it was signed out meanwhile, only the provider just signed in to survives.
+      let latest: SessionRecord | undefined;
+      await repository.update(
+        previous.id,
+        (seen) => {
+          latest = seen;
+          return null;
+        },
+        previous,
+      );
+      const providers = { ...latest?.providers, [adapter.id]: credential };
+      if (JSON.stringify(providers) !== JSON.stringify(record.providers)) {
+        const updated = await repository.update(req.sessionID, (stored) => ({ ...stored, providers }));
+        current = updated?.record ?? current;
+      }
+      const replaced = previous.record.providers[adapter.id];
+      if (replaced) void upstreamLogout(adapter, replaced);
+    }
+    audit(logger, { event: 'login', outcome: 'success', provider: adapter.id, sessionId: req.sessionID, requestId: context.id });
+    res.json(view(current));
+  });
+
+  router.post('/:provider/logout', async (req, res) => {
+    const context = contextOf(req);
+    const adapter = resolveProvider(adapters, req.params.provider);
+    context.provider = adapter.id;
+    if (!hasStoredSession(req)) throw new AppError('unauthenticated');
+    let removed: CredentialOf<ProviderId> | undefined;
+    const after = await repository.update(req.sessionID, (record) => {
+      removed = record.providers[adapter.id];
+      if (!removed) return undefined;
+      delete record.providers[adapter.id];
+      return hasProviders(record) ? record : null;
+    });
+    if (removed) await upstreamLogout(adapter, removed);
+    audit(logger, { event: 'logout', outcome: 'success', provider: adapter.id, sessionId: req.sessionID, requestId: context.id });
+    if (!after) {
+      forgetSession(req);
+      clearCookie(res);
+    }
+    res.json(view(after?.record));
+  });
+
+  router.post('/logout', async (req, res) => {
+    const context = contextOf(req);
+    if (hasStoredSession(req)) {
+      const sessionId = req.sessionID;
+      const loaded = await repository.load(sessionId);
+      await repository.destroy(sessionId);
+      audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
+      await Promise.all(
+        PROVIDER_IDS.map((id) => {
+          const adapter = adapterFor(adapters, id);
+          const credential = loaded?.record.providers[id];
+          return adapter && credential ? upstreamLogout(adapter, credential) : undefined;
+        }),
+      );
+    }
+    forgetSession(req);
+    clearCookie(res);
+    res.status(204).end();
+  });
+
+  return router;
+}

@@ -1,0 +1,28 @@
+import express, { type Router } from 'express';
+import type { Clock } from '../clock.js';
+import type { SessionRepository } from '../session/session-repository.js';
+import { hasStoredSession } from '../middleware/session-middleware.js';
+import type { AdapterRegistry } from '../upstream/provider-adapter.js';
+import { buildSessionView } from './session-view.js';
+
+/** GET /auth/session: the session view; reading it never extends the idle timer unless `?touch=true`. */
+export function createSessionRouter(deps: { adapters: AdapterRegistry; repository: SessionRepository; clock: Clock }): Router {
+  const { adapters, repository, clock } = deps;
+  const router = express.Router();
+
+  router.get('/session', async (req, res) => {
+    if (!hasStoredSession(req)) {
+      res.json({ authenticated: false });
+      return;
+    }
+    let record = req.session as unknown as Parameters<typeof buildSessionView>[0];
+    if (req.query.touch === 'true') {
+      const now = clock.now();
+      const touched = await repository.update(req.sessionID, (stored) => ({ ...stored, lastSeenAt: Math.max(now, stored.lastSeenAt) }));
+      record = touched?.record;
+    }
+    res.json(buildSessionView(record, adapters, repository.limits));
+  });
+
+  return router;
+}

@@ -1,0 +1,36 @@
+import type { SessionRecord, SessionLimits } from '../session/session-record.js';
+import { sessionDeadlines } from '../session/session-record.js';
+import { adapterFor, type AdapterRegistry, type ProviderView } from '../upstream/provider-adapter.js';
+import { PROVIDER_IDS, type ProviderId } from '../upstream/provider-id.js';
+
+/** The session view of SPEC section 2: every configured provider, connected or not, and no secret. */
+export type SessionView =
+  | { authenticated: false }
+  | {
+      authenticated: true;
+      expiresAt: string;
+      idleExpiresAt: string;
+      providers: Partial<Record<ProviderId, ProviderView | { connected: false }>>;
+    };
+
+export function buildSessionView(
+  record: SessionRecord | undefined,
+  adapters: AdapterRegistry,
+  limits: SessionLimits,
+): SessionView {
+  if (!record) return { authenticated: false };
+  const providers: Partial<Record<ProviderId, ProviderView | { connected: false }>> = {};
+  for (const id of PROVIDER_IDS) {
+    const adapter = adapterFor(adapters, id);
+    if (!adapter) continue;
+    const credential = record.providers[id];
+    providers[id] = credential ? adapter.view(credential) : { connected: false };
+  }
+  const { expiresAt, idleExpiresAt } = sessionDeadlines(record, limits);
+  return {
+    authenticated: true,
+    expiresAt: new Date(expiresAt).toISOString(),
+    idleExpiresAt: new Date(Math.min(idleExpiresAt, expiresAt)).toISOString(),
+    providers,
+  };
+}

@@ -1,0 +1,86 @@
+import type { Clock } from '../clock.js';
+import type { SessionBackend } from './session-backend.js';
+
+interface Entry {
+  value: string;
+  expiresAt: number;
+}
+
+/** Options for the embedded store. */
+export interface MemoryBackendOptions {
+  clock: Clock;
+  /** Most entries held; the oldest-written is evicted past it. */
+  maxEntries: number;
+  /** How often expired entries are swept; 0 turns the sweep off (tests). */
+  sweepIntervalMs?: number;
+}
+
+/**
+ * The embedded store: one process, bounded, every entry with a TTL. Expired entries are invisible at
+ * once and swept periodically; a full store evicts its oldest-written entry, so memory stays bounded.
+ */
+export function createMemoryBackend(options: MemoryBackendOptions): SessionBackend & { size(): number; sweep(): void } {
+  const { clock, maxEntries } = options;
+  // A Map iterates in insertion order; re-inserting on write keeps the oldest-written entry first.
+  const entries = new Map<string, Entry>();
+
+  const read = (key: string): Entry | undefined => {
+    const entry = entries.get(key);
+    if (entry && entry.expiresAt <= clock.now()) {
+      entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  };
+  const write = (key: string, value: string, ttlMs: number) => {
+    entries.delete(key);
+    if (entries.size >= maxEntries) {
+      const oldest = entries.keys().next();
+      if (!oldest.done) entries.delete(oldest.value);
+    }
+    entries.set(key, { value, expiresAt: clock.now() + ttlMs });
+  };
+  const sweep = () => {
+    const now = clock.now();
+    for (const [key, entry] of entries) if (entry.expiresAt <= now) entries.delete(key);
+  };
+  const sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
+  const timer = sweepIntervalMs > 0 ? setInterval(sweep, sweepIntervalMs).unref() : undefined;
+
+  return {
+    get: (key) => Promise.resolve(read(key)?.value ?? null),
+    compareAndSet(key, expected, value, ttlMs) {
+      if ((read(key)?.value ?? null) !== expected) return Promise.resolve(false);
+      if (value === null) entries.delete(key);
+      else write(key, value, ttlMs);
+      return Promise.resolve(true);
+    },
+    delete(key) {
+      entries.delete(key);
+      return Promise.resolve();
+    },
+    acquireLock(key, token, ttlMs) {
+      if (read(key)) return Promise.resolve(false);
+      write(key, token, ttlMs);
+      return Promise.resolve(true);
+    },
+    releaseLock(key, token) {
+      if (read(key)?.value === token) entries.delete(key);
+      return Promise.resolve();
+    },
+    increment(key, windowMs) {
+      const entry = read(key);
+      const count = entry ? Number(entry.value) + 1 : 1;
+      if (entry) entry.value = String(count);
+      else write(key, '1', windowMs);
+      return Promise.resolve({ count, resetInMs: (entry?.expiresAt ?? clock.now() + windowMs) - clock.now() });
+    },
+    ping: () => Promise.resolve(),
+    close() {
+      if (timer) clearInterval(timer);
+      return Promise.resolve();
+    },
+    size: () => entries.size,
+    sweep,
+  };
+}

@@ -1,0 +1,87 @@
+import type { ProviderId } from '../upstream/provider-id.js';
+
+/** BillingPlatform: the SessionID its login returned. */
+export interface BillingPlatformCredential {
+  sessionId: string;
+  user: string;
+  connectedAt: number;
+}
+
+/** BILL: its sessionId, and when billfold last used it (BILL ends sessions after 35 idle minutes). */
+export interface BillCredential {
+  sessionId: string;
+  user: string;
+  orgId: string;
+  connectedAt: number;
+  lastUsedAt: number;
+}
+
+/** Billogram: the HTTP Basic credential, already encoded. */
+export interface BillogramCredential {
+  basic: string;
+  user: string;
+  connectedAt: number;
+}
+
+/** Billbora signed in through Supabase: rotating JWTs bound to one organization. */
+export interface BillboraJwtCredential {
+  mode: 'jwt';
+  access: string;
+  refresh: string;
+  accessExpiresAt: number;
+  /** Present when billfold signed in to Supabase itself (email and password). */
+  supabaseRefresh?: string;
+  organization: { id: string; name: string };
+  user: string;
+  connectedAt: number;
+}
+
+/** Billbora with an organization API key. */
+export interface BillboraApiKeyCredential {
+  mode: 'apiKey';
+  apiKey: string;
+  connectedAt: number;
+}
+
+/** What billfold holds for each provider a session is signed in to. */
+export interface ProviderCredentials {
+  billingplatform?: BillingPlatformCredential;
+  bill?: BillCredential;
+  billogram?: BillogramCredential;
+  billbora?: BillboraJwtCredential | BillboraApiKeyCredential;
+}
+
+/** The credential type of one provider. */
+export type CredentialOf<P extends ProviderId> = NonNullable<ProviderCredentials[P]>;
+
+/** One session as the store holds it (encrypted): timestamps in epoch milliseconds. */
+export interface SessionRecord {
+  createdAt: number;
+  lastSeenAt: number;
+  providers: ProviderCredentials;
+  /** A short description of the client (from its User-Agent), for the session inventory. */
+  device?: string;
+}
+
+/** The idle and absolute limits every session lives under. */
+export interface SessionLimits {
+  idleTimeoutMs: number;
+  absoluteTimeoutMs: number;
+}
+
+/** When the session ends: the earlier of its idle and absolute deadlines. */
+export function sessionDeadlines(record: SessionRecord, limits: SessionLimits) {
+  const idleExpiresAt = record.lastSeenAt + limits.idleTimeoutMs;
+  const expiresAt = record.createdAt + limits.absoluteTimeoutMs;
+  return { idleExpiresAt, expiresAt, endsAt: Math.min(idleExpiresAt, expiresAt) };
+}
+
+/** Whether the record is still within both timeouts at `now`. */
+export function isSessionLive(record: SessionRecord, limits: SessionLimits, now: number): boolean {
+  return now < sessionDeadlines(record, limits).endsAt;
+}
+
+/** Whether any provider is still connected. */
+export function hasProviders(record: SessionRecord): boolean {
+  return Object.keys(record.providers).length > 0;
+}

@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { ProviderConfig } from '../config.js';
+import { firstSegment, upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
+import { loginFailure } from './login-failure.js';
+import type { UpstreamClient } from './upstream-client.js';
+
+const loginSchema = z.strictObject({
+  username: z.string().min(1).max(256),
+  password: z.string().min(1).max(1024),
+});
+
+const loginResponseSchema = z.object({
+  loginResponse: z.array(z.object({ SessionID: z.string(), ErrorCode: z.string() })).min(1),
+});
+
+/** BillingPlatform REST 2.0: a SessionID from `POST /login`, sent as the `sessionid` header. */
+export function createBillingPlatformAdapter(deps: {
+  config: ProviderConfig;
+  client: UpstreamClient;
+  clock: Clock;
+}): ProviderAdapter<'billingplatform'> {
+  const { config, client, clock } = deps;
+  const provider = 'billingplatform';
+
+  return {
+    id: provider,
+    loginSchema,
+
+    async login(input) {
+      const { username, password } = loginSchema.parse(input);
+      const response = await client.sendJson(provider, {
+        method: 'POST',
+        url: upstreamUrl(config.baseUrl, 'login'),
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ username, password }),
+      });
+      // A login counts only with a 2xx, ErrorCode "0" and a SessionID: some tenants answer failures with 200.
+      const parsed = loginResponseSchema.safeParse(response.json);
+      const result = parsed.success ? parsed.data.loginResponse[0] : undefined;
+      if (response.status >= 200 && response.status < 300 && result?.ErrorCode === '0' && result.SessionID !== '') {
+        return { sessionId: result.SessionID, user: username, connectedAt: clock.now() };
+      }
+      throw loginFailure(provider, response.status, parsed.success);
+    },
+
+    async logout(credential) {
+      const response = await client.send(provider, {
+        method: 'POST',
+        url: upstreamUrl(config.baseUrl, 'logout'),
+        headers: { sessionid: credential.sessionId },
+      });
+      await response.body.dump();
+    },
+
+    isAuthEndpoint: (path) => ['login', 'logout'].includes(firstSegment(path)),
+    buffersRequestBody: () => false,
+
+    authorize(call, credential) {
+      call.headers.sessionid = credential.sessionId;
+      return call;
+    },
+
+    judgesResponseBody: false,
+    judge: (status) => (status === 401 ? 'expired' : 'ok'),
+
+    secretsOf: (credential) => [credential.sessionId],
+
+    view: (credential) => ({
+      connected: true,
+      user: credential.user,
+      connectedAt: new Date(credential.connectedAt).toISOString(),
+    }),
+  };
+}

@@ -1,0 +1,78 @@
+import type { z } from 'zod';
+import type { CredentialOf } from '../session/session-record.js';
+import type { ProviderId } from './provider-id.js';
+
+/** A relayed call as billfold is about to send it, before the provider's auth is attached. */
+export interface RelayCall {
+  method: string;
+  url: URL;
+  /** Client headers that passed the allow-list, lower-cased. */
+  headers: Record<string, string>;
+  /** The request body when the adapter asked for it buffered (see `buffersRequestBody`). */
+  body: Buffer | undefined;
+}
+
+/** How an upstream answer reads with respect to the stored credential. */
+export type AuthVerdict = 'ok' | 'expired' | 'renew';
+
+/** What one provider shows in the session view (never a secret). */
+export type ProviderView = { connected: true } & Record<string, unknown>;
+
+/**
+ * Everything billfold knows about one upstream's authentication, free of Express and of storage.
+ * Built by a factory given its config slice, the HTTP client and the clock; the session layer stores
+ * what `login` and `renew` return, and the relay asks the adapter to attach and judge it.
+ */
+export interface ProviderAdapter<P extends ProviderId = ProviderId> {
+  readonly id: P;
+  /** Validates the login body (unknown fields refused); its output is what `login` receives. */
+  readonly loginSchema: z.ZodType;
+  /** Signs in upstream (passwords are used once, here, and never kept) and returns what to store. */
+  login(input: unknown): Promise<CredentialOf<P>>;
+  /** Ends the upstream session where the upstream has one; best effort. */
+  logout(credential: CredentialOf<P>): Promise<void>;
+  /** Paths (relative to the base URL) that are the upstream's own login, logout or token endpoints. */
+  isAuthEndpoint(path: string): boolean;
+  /** Whether the relay must hold the request body in memory (to rewrite it, or to replay it once). */
+  buffersRequestBody(credential: CredentialOf<P>, call: RelayCall): boolean;
+  /** Attaches the credential: headers, and for BILL the form fields of the body. */
+  authorize(call: RelayCall, credential: CredentialOf<P>): RelayCall;
+  /** Whether `judge` needs the parsed JSON body of the answer (BILL signals expiry inside HTTP 200). */
+  readonly judgesResponseBody: boolean;
+  /** Reads an upstream answer: fine, the credential is dead, or it should be renewed and the call replayed once. */
+  judge(status: number, body: unknown): AuthVerdict;
+  /** Exchanges a credential for a fresh one (Billbora's rotating JWTs). */
+  renew?(credential: CredentialOf<P>): Promise<CredentialOf<P>>;
+  /** Whether the credential should be renewed before use (shortly before it expires). */
+  needsRenewal?(credential: CredentialOf<P>, now: number): boolean;
+  /** The credential to store after a successful call, when the adapter tracks use (BILL's idle timer). */
+  afterUse?(credential: CredentialOf<P>, now: number): CredentialOf<P> | undefined;
+  /** The secret values in a credential, so no upstream answer header can echo one back to the client. */
+  secretsOf(credential: CredentialOf<P>): string[];
+  /** The provider's entry in the session view. */
+  view(credential: CredentialOf<P>): ProviderView;
+}
+
+/** The configured adapters by provider. */
+export type AdapterRegistry = { readonly [P in ProviderId]?: ProviderAdapter<P> };
+
+/**
+ * The adapter for `id`, typed for the credential union. Safe because a session only ever stores
+ * under `id` what that same adapter's `login` or `renew` returned.
+ */
+export function adapterFor(registry: AdapterRegistry, id: ProviderId): ProviderAdapter | undefined {
+  return registry[id] as ProviderAdapter | undefined;
+}
+
+/** Joins a base URL and a relative path without ever changing the host. */
+export function upstreamUrl(baseUrl: URL, path: string, search = ''): URL {
+  const url = new URL(baseUrl.href);
+  url.pathname = `${baseUrl.pathname.replace(/\/+$/, '')}/${path}`;
+  url.search = search;
+  return url;
+}
+
+/** The first path segment, lower-cased: how auth endpoints are matched, case-insensitively. */
+export function firstSegment(path: string): string {
+  return (path.split('/')[0] ?? '').toLowerCase();
+}

@@ -1,0 +1,155 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { AppError } from '../errors.js';
+
+/** Methods the relay forwards. */
+export const RELAY_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
+
+/**
+ * Checks the relay path (below `/api/<provider>/`, still percent-encoded) before anything else uses it.
+ * Every segment is decoded until stable, so dot segments and separators are caught however many
+ * times they were encoded. The path is forwarded exactly as checked; the host never comes from it.
+ */
+export function checkRelayPath(rawPath: string): string {
+  const refuse = () => new AppError('invalid_path');
+  if (rawPath === '' || rawPath.includes('\\') || CONTROL_CHARACTERS.test(rawPath) || SCHEME.test(rawPath)) {
+    throw refuse();
+  }
+  const segments = rawPath.split('/');
+  for (const [index, segment] of segments.entries()) {
+    // An empty segment is `//`; only a trailing slash (Billbora's paths end in one) may leave one.
+    if (segment === '' && index !== segments.length - 1) throw refuse();
+    let decoded = segment;
+    for (let round = 0; round < 4 && decoded.includes('%'); round++) {
+      try {
+        decoded = decodeURIComponent(decoded);
+      } catch {
+        throw refuse();
+      }
+    }
+    if (decoded.includes('%') && /%[0-9a-f]{2}/i.test(decoded)) throw refuse();
+    if (decoded === '.' || decoded === '..' || /[/\\]/.test(decoded) || CONTROL_CHARACTERS.test(decoded)) {
+      throw refuse();
+    }
+  }
+  return rawPath;
+}
+
+const SECRET_NAMES = new Set([
+  'password',
+  'passwd',
+  'pwd',
+  'sessionid',
+  'sid',
+  'devkey',
+  'token',
+  'accesstoken',
+  'refreshtoken',
+  'idtoken',
+  'authtoken',
+  'apitoken',
+  'sessiontoken',
+  'supabasetoken',
+  'jwt',
+  'apikey',
+  'apisecret',
+  'apipassword',
+  'clientsecret',
+  'secret',
+  'authorization',
+  'auth',
+  'key',
+]);
+const SECRET_SUFFIXES = ['password', 'secret', 'apikey', 'sessionid', 'devkey', 'accesstoken', 'refreshtoken'];
+
+/** Whether a parameter or header name looks like it carries a credential (any case, `_`/`-` ignored). */
+export function isCredentialName(name: string): boolean {
+  const normalized = name.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return SECRET_NAMES.has(normalized) || SECRET_SUFFIXES.some((suffix) => normalized.endsWith(suffix));
+}
+
+/** Refuses a query string that carries a credential-like parameter. */
+export function checkQuery(search: string): void {
+  if (search === '' || search === '?') return;
+  if (CONTROL_CHARACTERS.test(search)) throw new AppError('invalid_path');
+  for (const name of new URLSearchParams(search).keys()) {
+    if (isCredentialName(name)) throw new AppError('secret_in_query');
+  }
+}
+
+/** Client request headers the relay forwards; everything else is dropped before auth is attached. */
+const FORWARDED_REQUEST_HEADERS = [
+  'accept',
+  'accept-language',
+  'content-type',
+  'content-length',
+  'if-match',
+  'if-none-match',
+  'idempotency-key',
+] as const;
+
+function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+  const value = headers.connection;
+  return new Set(value ? value.split(',').map((token) => token.trim().toLowerCase()) : []);
+}
+
+/** The allow-listed client headers, minus any the client declared hop-by-hop in `Connection`. */
+export function forwardRequestHeaders(headers: IncomingHttpHeaders, requestId: string): Record<string, string> {
+  const hopByHop = connectionTokens(headers);
+  const forwarded: Record<string, string> = { 'x-request-id': requestId };
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const value = headers[name];
+    if (typeof value === 'string' && !hopByHop.has(name)) forwarded[name] = value;
+  }
+  return forwarded;
+}
+
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'set-cookie',
+  'set-cookie2',
+  'www-authenticate',
+  'proxy-authenticate',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'server',
+  'x-powered-by',
+  'strict-transport-security',
+  'content-security-policy',
+  'content-security-policy-report-only',
+  'x-content-type-options',
+  'cache-control',
+  'expires',
+  'pragma',
+]);
+
+/** Headers billfold puts on every relayed answer, so upstream content is inert in a browser. */
+export const RELAY_RESPONSE_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': "default-src 'none'; sandbox",
+  'cache-control': 'no-store',
+};
+
+/**
+ * The upstream response headers a client may see: cookies, auth challenges, hop-by-hop headers, CORS
+ * and security headers (billfold sets its own) and anything naming or echoing a credential are dropped.
+ */
+export function filterResponseHeaders(headers: IncomingHttpHeaders, secrets: readonly string[]): OutgoingHttpHeaders {
+  const hopByHop = connectionTokens(headers);
+  const kept: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
+    if (name.startsWith('access-control-') || isCredentialName(name) || /token|session|auth/.test(name)) continue;
+    const text = Array.isArray(value) ? value.join(', ') : value;
+    if (secrets.some((secret) => text.includes(secret))) continue;
+    kept[name] = value;
+  }
+  return kept;
+}

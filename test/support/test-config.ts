@@ -1,0 +1,18 @@
+import { randomBytes } from 'node:crypto';
+import { loadConfig, type Config } from '../../src/config.js';
+
+/** Fixed secrets for tests, so a second billfold instance can read the first one's sessions. */
+export const TEST_SECRETS = {
+  SESSION_SECRETS: 'test-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz',
+  SESSION_ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64url')}`,
+};
+
+/** A random encryption key entry, `kid:base64url`. */
+export function randomEncryptionKey(id: string): string {
+  return `${id}:${randomBytes(32).toString('base64url')}`;
+}
+
+/** Loads a configuration from test defaults plus `env`. */
+export function testConfig(env: Record<string, string | undefined> = {}): Config {
+  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...TEST_SECRETS, ...env }).config;
+}
