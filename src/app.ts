@@ -39,7 +39,7 @@ const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
  * the CSRF/origin policy and the error writer.
  */
 export function createApp(deps: AppDeps): RequestListener {
-  const { config, logger, repository, adapters } = deps;
+  const { config, logger, repository } = deps;
   const trust = compileTrust(config.trustProxy);
   const policy = createRequestPolicy(config);
   const securityHeaders = createSecurityHeaders();

@@ -20,7 +20,7 @@ export function createSecurityHeaders(): SecurityHeaders {
     {} as IncomingMessage,
     recorder as unknown as ServerResponse,
     (error?: unknown) => {
-      if (error) throw error;
+      if (error) throw new Error('helmet could not compute its headers', { cause: error });
     },
   );
   return { middleware, fixed };

@@ -44,9 +44,9 @@ export function hasStoredSession(req: Request): boolean {
  */
 export async function saveAsNewSession(req: Request, record: SessionRecord): Promise<void> {
   try {
-    await new Promise<void>((resolve, reject) => req.session.regenerate((error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => req.session.regenerate((error: unknown) => (error ? reject(asError(error)) : resolve())));
     Object.assign(req.session, record);
-    await new Promise<void>((resolve, reject) => req.session.save((error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => req.session.save((error: unknown) => (error ? reject(asError(error)) : resolve())));
   } catch (error) {
     forgetSession(req);
     throw error instanceof AppError ? error : new AppError('session_store_unavailable', { cause: error });
@@ -56,4 +56,8 @@ export async function saveAsNewSession(req: Request, record: SessionRecord): Pro
 /** Detaches the session from the request: express-session then neither saves it nor sets a cookie. */
 export function forgetSession(req: Request): void {
   (req as { session: unknown }).session = null;
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }

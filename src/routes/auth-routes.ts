@@ -14,6 +14,7 @@ import {
 import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
 import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
+import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
 import { isProviderId, PROVIDER_IDS, type ProviderId } from '../upstream/provider-id.js';
 import { buildSessionView } from './session-view.js';
 
@@ -141,6 +142,25 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     res.json(view(after?.record));
   });
 
+  router.post('/billbora/organization', async (req, res) => {
+    const context = contextOf(req);
+    context.provider = 'billbora';
+    const adapter = adapters.billbora;
+    if (!adapter) throw new AppError('provider_not_configured', { provider: 'billbora' });
+    if (!hasStoredSession(req)) throw new AppError('unauthenticated');
+    const body = parseBody(organizationSwitchSchema, req.body);
+    const current = (await repository.load(req.sessionID))?.record.providers.billbora;
+    if (!current) throw new AppError('provider_not_connected', { provider: 'billbora' });
+    const switched = await adapter.switchOrganization(current, body.organizationId, body.supabaseToken);
+    const after = await repository.update(req.sessionID, (record) => {
+      // Signed out of Billbora meanwhile: the switch does not sign it back in.
+      if (!record.providers.billbora) return undefined;
+      return { ...record, providers: { ...record.providers, billbora: switched } };
+    });
+    if (!after?.record.providers.billbora) throw new AppError('provider_not_connected', { provider: 'billbora' });
+    res.json(view(after.record));
+  });
+
   router.post('/logout', async (req, res) => {
     const context = contextOf(req);
     if (hasStoredSession(req)) {
@@ -152,7 +172,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
         PROVIDER_IDS.map((id) => {
           const adapter = adapterFor(adapters, id);
           const credential = loaded?.record.providers[id];
-          return adapter && credential ? upstreamLogout(adapter, credential) : undefined;
+          return adapter && credential ? upstreamLogout(adapter, credential) : Promise.resolve();
         }),
       );
     }

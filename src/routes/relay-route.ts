@@ -69,7 +69,7 @@ export function createRelayHandler(deps: RelayDeps) {
   const judge = async (adapter: ProviderAdapter, response: UpstreamResponse) => {
     const type = response.headers['content-type'] ?? '';
     const length = Number(response.headers['content-length'] ?? 0);
-    if (!adapter.judgesResponseBody || !type.includes('json') || length > JUDGED_BODY_LIMIT) {
+    if (!adapter.needsResponseBody(response.status) || !type.includes('json') || length > JUDGED_BODY_LIMIT) {
       return { verdict: adapter.judge(response.status, undefined), body: undefined };
     }
     const text = await response.body.text();

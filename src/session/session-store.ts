@@ -4,6 +4,7 @@ import type { SessionRepository } from './session-repository.js';
 
 declare module 'express-session' {
   // The session record's fields live directly on req.session for the Express routes.
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
   interface SessionData extends SessionRecord {}
 }
 

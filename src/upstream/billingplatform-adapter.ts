@@ -61,7 +61,7 @@ export function createBillingPlatformAdapter(deps: {
       return call;
     },
 
-    judgesResponseBody: false,
+    needsResponseBody: () => false,
     judge: (status) => (status === 401 ? 'expired' : 'ok'),
 
     secretsOf: (credential) => [credential.sessionId],

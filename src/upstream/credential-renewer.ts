@@ -77,8 +77,15 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
         fresh = await renew(used);
       } catch (error) {
         audit(logger, { event: 'renewal', outcome: 'failure', provider: id, sessionId: session.id });
-        if (error instanceof AppError && error.code === 'invalid_credentials') throw expired(id);
-        throw error;
+        if (!(error instanceof AppError) || error.code !== 'invalid_credentials') throw error;
+        // The upstream refused renewal: this provider is signed out (unless it changed meanwhile).
+        await repository.update(session.id, (record) => {
+          if (!sameCredential(adapter, record.providers[id], used)) return undefined;
+          delete record.providers[id];
+          return record;
+        });
+        audit(logger, { event: 'upstream_session_expired', outcome: 'failure', provider: id, sessionId: session.id });
+        throw expired(id);
       }
       const stored = await repository.update(session.id, (record) => {
         // Never bring back a provider (or a session) that was signed out meanwhile.

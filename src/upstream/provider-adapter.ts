@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { CredentialOf } from '../session/session-record.js';
+import type { BillboraAdapter } from './billbora-adapter.js';
 import type { ProviderId } from './provider-id.js';
 
 /** A relayed call as billfold is about to send it, before the provider's auth is attached. */
@@ -37,8 +38,11 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   buffersRequestBody(credential: CredentialOf<P>, call: RelayCall): boolean;
   /** Attaches the credential: headers, and for BILL the form fields of the body. */
   authorize(call: RelayCall, credential: CredentialOf<P>): RelayCall;
-  /** Whether `judge` needs the parsed JSON body of the answer (BILL signals expiry inside HTTP 200). */
-  readonly judgesResponseBody: boolean;
+  /**
+   * Whether `judge` needs the parsed JSON body of an answer with this status (BILL signals expiry
+   * inside HTTP 200; Billogram's 403 means expiry only for some codes). Other answers stream untouched.
+   */
+  needsResponseBody(status: number): boolean;
   /** Reads an upstream answer: fine, the credential is dead, or it should be renewed and the call replayed once. */
   judge(status: number, body: unknown): AuthVerdict;
   /** Exchanges a credential for a fresh one (Billbora's rotating JWTs). */
@@ -54,14 +58,19 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
 }
 
 /** The configured adapters by provider. */
-export type AdapterRegistry = { readonly [P in ProviderId]?: ProviderAdapter<P> };
+export interface AdapterRegistry {
+  readonly billingplatform?: ProviderAdapter<'billingplatform'>;
+  readonly bill?: ProviderAdapter<'bill'>;
+  readonly billogram?: ProviderAdapter<'billogram'>;
+  readonly billbora?: BillboraAdapter;
+}
 
 /**
  * The adapter for `id`, typed for the credential union. Safe because a session only ever stores
  * under `id` what that same adapter's `login` or `renew` returned.
  */
 export function adapterFor(registry: AdapterRegistry, id: ProviderId): ProviderAdapter | undefined {
-  return registry[id] as ProviderAdapter | undefined;
+  return registry[id];
 }
 
 /** Joins a base URL and a relative path without ever changing the host. */

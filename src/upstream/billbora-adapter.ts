@@ -1,0 +1,217 @@
+import { decodeJwt } from 'jose';
+import { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { BillboraApiKeyCredential, BillboraJwtCredential, CredentialOf } from '../session/session-record.js';
+import { loginFailure } from './login-failure.js';
+import { upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
+import type { UpstreamClient, UpstreamJsonResponse } from './upstream-client.js';
+
+/** Renew this long before the access token expires, so a relayed call rarely meets an expired one. */
+export const BILLBORA_RENEW_BEFORE_MS = 60_000;
+
+const organizationId = z.string().min(1).max(128);
+const loginSchema = z.union([
+  z.strictObject({ email: z.email().max(320), password: z.string().min(1).max(1024), organizationId: organizationId.optional() }),
+  z.strictObject({ supabaseToken: z.string().min(1).max(8192), organizationId: organizationId.optional() }),
+  z.strictObject({ apiKey: z.string().min(1).max(1024) }),
+]);
+
+/** The body of `POST /auth/billbora/organization`. */
+export const organizationSwitchSchema = z.strictObject({
+  organizationId,
+  supabaseToken: z.string().min(1).max(8192).optional(),
+});
+
+const supabaseSessionSchema = z.object({ access_token: z.string().min(1), refresh_token: z.string().min(1) });
+const exchangeSchema = z.object({
+  access: z.string().min(1),
+  refresh: z.string().min(1),
+  organization: z.object({ id: z.string(), name: z.string() }),
+});
+const refreshSchema = z.object({ access: z.string().min(1), refresh: z.string().min(1) });
+
+/** Billbora's adapter, plus the organization switch only Billbora has. */
+export interface BillboraAdapter extends ProviderAdapter<'billbora'> {
+  /** Exchanges a Supabase token (given, or obtained with the stored Supabase refresh token) for another organization. */
+  switchOrganization(credential: CredentialOf<'billbora'>, organizationId: string, supabaseToken?: string): Promise<BillboraJwtCredential>;
+}
+
+type BillboraConfig = NonNullable<Config['providers']['billbora']>;
+
+/**
+ * Billbora API v1: an organization API key as a Bearer token, or Supabase sign-in exchanged for
+ * rotating JWTs. Refresh tokens are single use, so renewal goes through the single-flight renewer.
+ */
+export function createBillboraAdapter(deps: { config: BillboraConfig; client: UpstreamClient; clock: Clock }): BillboraAdapter {
+  const { config, client, clock } = deps;
+  const provider = 'billbora';
+
+  const postJson = (url: URL, body: unknown, headers: Record<string, string> = {}) =>
+    client.sendJson(provider, {
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+
+  const errorCode = (response: UpstreamJsonResponse) => {
+    const body = response.json as { error?: { code?: unknown }; code?: unknown; error_code?: unknown } | null;
+    const code = body?.error?.code ?? body?.code ?? body?.error_code;
+    return typeof code === 'string' ? code : undefined;
+  };
+
+  const expiryOf = (token: string) => {
+    try {
+      const { exp } = decodeJwt(token);
+      if (typeof exp === 'number') return exp * 1000;
+    } catch {
+      // An opaque token: assume the documented one-hour lifetime.
+    }
+    return clock.now() + 3_600_000;
+  };
+
+  const supabaseGrant = async (grant: 'password' | 'refresh_token', body: Record<string, string>) => {
+    if (!config.supabase) {
+      throw new AppError('invalid_request', { message: 'Email sign-in to Billbora is not configured; use supabaseToken or apiKey.' });
+    }
+    const url = new URL(`${config.supabase.url.href.replace(/\/+$/, '')}/auth/v1/token`);
+    url.searchParams.set('grant_type', grant);
+    const response = await postJson(url, body, {
+      apikey: config.supabase.anonKey,
+      'x-supabase-api-version': '2024-01-01',
+    });
+    const parsed = supabaseSessionSchema.safeParse(response.json);
+    if (response.status === 200 && parsed.success) return parsed.data;
+    // A refused anon key is billfold's configuration, not the user's password.
+    if (response.status === 401) throw new AppError('upstream_unavailable', { provider });
+    throw loginFailure(provider, response.status, parsed.success);
+  };
+
+  const exchange = async (supabaseToken: string, organization: string | undefined, user: string, supabaseRefresh?: string) => {
+    const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/exchange/'), {
+      supabase_token: supabaseToken,
+      ...(organization !== undefined && { organization_id: organization }),
+    });
+    if (response.status === 403 && errorCode(response) === 'organization_access_denied') {
+      throw new AppError('organization_access_denied', { provider });
+    }
+    const parsed = exchangeSchema.safeParse(response.json);
+    if (response.status !== 200 || !parsed.success) throw loginFailure(provider, response.status, parsed.success);
+    const credential: BillboraJwtCredential = {
+      mode: 'jwt',
+      access: parsed.data.access,
+      refresh: parsed.data.refresh,
+      accessExpiresAt: expiryOf(parsed.data.access),
+      organization: parsed.data.organization,
+      user,
+      connectedAt: clock.now(),
+    };
+    if (supabaseRefresh !== undefined) credential.supabaseRefresh = supabaseRefresh;
+    return credential;
+  };
+
+  const emailOf = (token: string) => {
+    try {
+      const { email } = decodeJwt(token);
+      return typeof email === 'string' ? email : 'unknown';
+    } catch {
+      throw new AppError('invalid_credentials', { provider });
+    }
+  };
+
+  const adapter: BillboraAdapter = {
+    id: provider,
+    loginSchema,
+
+    async login(input) {
+      const body = loginSchema.parse(input);
+      if ('apiKey' in body) {
+        const response = await client.send(provider, {
+          method: 'GET',
+          url: upstreamUrl(config.baseUrl, 'invoices/'),
+          headers: { authorization: `Bearer ${body.apiKey}`, accept: 'application/json' },
+        });
+        await response.body.dump();
+        if (response.status === 200) return { mode: 'apiKey', apiKey: body.apiKey, connectedAt: clock.now() } satisfies BillboraApiKeyCredential;
+        throw loginFailure(provider, response.status, response.status < 300);
+      }
+      if ('email' in body) {
+        const session = await supabaseGrant('password', { email: body.email, password: body.password });
+        return exchange(session.access_token, body.organizationId, body.email, session.refresh_token);
+      }
+      return exchange(body.supabaseToken, body.organizationId, emailOf(body.supabaseToken));
+    },
+
+    async logout(credential) {
+      // Billbora has no logout call; ending the Supabase session revokes the refresh token billfold holds.
+      if (credential.mode !== 'jwt' || !credential.supabaseRefresh || !config.supabase) return;
+      const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
+      const response = await client.send(provider, {
+        method: 'POST',
+        url: new URL(`${config.supabase.url.href.replace(/\/+$/, '')}/auth/v1/logout`),
+        headers: { apikey: config.supabase.anonKey, authorization: `Bearer ${session.access_token}` },
+      });
+      await response.body.dump();
+    },
+
+    isAuthEndpoint: (path) => /^users\/auth(\/|$)/i.test(path),
+    // A JWT call may be replayed once after renewal, so its body is kept.
+    buffersRequestBody: (credential) => credential.mode === 'jwt',
+
+    authorize(call, credential) {
+      call.headers.authorization = `Bearer ${credential.mode === 'jwt' ? credential.access : credential.apiKey}`;
+      return call;
+    },
+
+    needsResponseBody: () => false,
+    judge: (status) => (status === 401 ? 'renew' : 'ok'),
+
+    async renew(credential) {
+      if (credential.mode !== 'jwt') throw new AppError('invalid_credentials', { provider });
+      const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/refresh/'), { refresh: credential.refresh });
+      const parsed = refreshSchema.safeParse(response.json);
+      if (response.status === 200 && parsed.success) {
+        return { ...credential, ...parsed.data, accessExpiresAt: expiryOf(parsed.data.access) };
+      }
+      if (response.status !== 401 && response.status !== 400) throw loginFailure(provider, response.status, parsed.success);
+      // The Billbora refresh token is dead; a Supabase session, when billfold has one, can start a new one.
+      if (!credential.supabaseRefresh) throw new AppError('invalid_credentials', { provider });
+      const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
+      return exchange(session.access_token, credential.organization.id, credential.user, session.refresh_token);
+    },
+
+    needsRenewal: (credential, now) => credential.mode === 'jwt' && now >= credential.accessExpiresAt - BILLBORA_RENEW_BEFORE_MS,
+
+    async switchOrganization(credential, organization, supabaseToken) {
+      if (credential.mode !== 'jwt') {
+        throw new AppError('invalid_request', { message: 'An API key is bound to its organization.', provider });
+      }
+      if (supabaseToken !== undefined) return exchange(supabaseToken, organization, emailOf(supabaseToken), credential.supabaseRefresh);
+      if (!credential.supabaseRefresh) {
+        throw new AppError('invalid_request', { message: 'supabaseToken is required to switch organization.', provider });
+      }
+      const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
+      return exchange(session.access_token, organization, credential.user, session.refresh_token);
+    },
+
+    secretsOf: (credential) =>
+      credential.mode === 'jwt'
+        ? [credential.access, credential.refresh, ...(credential.supabaseRefresh ? [credential.supabaseRefresh] : [])]
+        : [credential.apiKey],
+
+    view: (credential) =>
+      credential.mode === 'jwt'
+        ? {
+            connected: true,
+            mode: 'jwt',
+            user: credential.user,
+            organization: credential.organization,
+            accessExpiresAt: new Date(credential.accessExpiresAt).toISOString(),
+            connectedAt: new Date(credential.connectedAt).toISOString(),
+          }
+        : { connected: true, mode: 'apiKey', connectedAt: new Date(credential.connectedAt).toISOString() },
+  };
+  return adapter;
+}

@@ -1,0 +1,101 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createBillfold, type Billfold } from '../../src/billfold.js';
+import type { Clock } from '../../src/clock.js';
+import { systemClock } from '../../src/clock.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import type { SessionBackend } from '../../src/session/session-backend.js';
+import { TEST_SECRETS } from './test-config.js';
+
+/** A billfold instance listening on a loopback port, with every log line it wrote. */
+export interface RunningBillfold {
+  url: string;
+  config: Config;
+  billfold: Billfold;
+  /** Raw JSON log lines, for asserting that no secret was logged. */
+  logs: string[];
+  close(): Promise<void>;
+}
+
+/** Starts billfold in-process on an ephemeral port with test secrets and `env` on top. */
+export async function startBillfold(
+  env: Record<string, string | undefined> = {},
+  options: { clock?: Clock; backend?: SessionBackend } = {},
+): Promise<RunningBillfold> {
+  const { config } = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', ...TEST_SECRETS, ...env });
+  const logs: string[] = [];
+  const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(line) });
+  const billfold = createBillfold(config, { clock: options.clock ?? systemClock, logger, ...(options.backend && { backend: options.backend }) });
+  const server = http.createServer(billfold.handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    config,
+    billfold,
+    logs,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await billfold.close();
+    },
+  };
+}
+
+/** One answer, read whole. */
+export interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The parsed body (undefined when it is not JSON). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read answers as loosely as a client would
+  body: any;
+  /** Every Set-Cookie header line. */
+  setCookies: string[];
+}
+
+/** A client with a one-cookie jar, like a browser or a mobile app's HTTP client. */
+export interface CookieClient {
+  cookie: string | undefined;
+  request(method: string, path: string, options?: { json?: unknown; body?: string; headers?: Record<string, string> }): Promise<Answer>;
+  get(path: string, headers?: Record<string, string>): Promise<Answer>;
+  post(path: string, json?: unknown, headers?: Record<string, string>): Promise<Answer>;
+}
+
+/** All responses this process received, for asserting that no secret ever reached a client. */
+export const receivedBodies: string[] = [];
+
+export function createCookieClient(baseUrl: string, cookieName: string): CookieClient {
+  const client: CookieClient = {
+    cookie: undefined,
+    async request(method, path, options = {}) {
+      const headers: Record<string, string> = { 'x-csrf': '1', ...options.headers };
+      if (client.cookie && headers.cookie === undefined) headers.cookie = client.cookie;
+      let body = options.body;
+      if (options.json !== undefined) {
+        body = JSON.stringify(options.json);
+        headers['content-type'] ??= 'application/json';
+      }
+      const response = await fetch(`${baseUrl}${path}`, { method, headers, body: body ?? null, redirect: 'manual' });
+      const text = await response.text();
+      receivedBodies.push(text, JSON.stringify([...response.headers]));
+      const setCookies = response.headers.getSetCookie();
+      for (const line of setCookies) {
+        const [pair] = line.split(';');
+        const [name, value] = (pair ?? '').split('=');
+        if (name === cookieName) client.cookie = /expires=Thu, 01 Jan 1970/i.test(line) || value === '' ? undefined : pair;
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      return { status: response.status, headers: response.headers, text, body: parsed, setCookies };
+    },
+    get: (path, headers) => client.request('GET', path, headers ? { headers } : {}),
+    post: (path, json, headers) => client.request('POST', path, { ...(json !== undefined && { json }), ...(headers && { headers }) }),
+  };
+  return client;
+}
