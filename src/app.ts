@@ -7,7 +7,12 @@ import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createErrorHandler, sendError } from './middleware/error-handler.js';
 import { beginRequest } from './middleware/request-context.js';
-import { compileTrust, createRequestPolicy, isSecureRequest, PREFLIGHT_HEADERS } from './middleware/request-guards.js';
+import {
+  compileTrust,
+  createRequestPolicy,
+  isSecureRequest,
+  PREFLIGHT_HEADERS,
+} from './middleware/request-guards.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
 import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
@@ -94,7 +99,11 @@ export function createApp(deps: AppDeps): RequestListener {
     const context = beginRequest(req, res, logger);
     const url = req.url ?? '';
     const fail = (error: unknown) =>
-      sendError(res, error, context, logger, { ...edgeHeaders, ...policy.corsHeaders(req.headers), vary: 'Origin' });
+      sendError(res, error, context, logger, {
+        ...edgeHeaders,
+        ...policy.corsHeaders(req.headers),
+        vary: 'Origin',
+      });
     // An absolute-form request line (`GET http://host/...`) names no path of billfold's.
     if (!url.startsWith('/')) return fail(new AppError('invalid_path'));
     const pathname = url.split('?', 1)[0] ?? '';
@@ -108,4 +117,3 @@ export function createApp(deps: AppDeps): RequestListener {
     app(req as express.Request, res as express.Response);
   };
 }
-

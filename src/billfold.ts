@@ -35,13 +35,19 @@ export function createBackend(config: Config, clock: Clock, logger: Logger): Ses
       const now = Date.now();
       if (now - lastWarned < 5000) return;
       lastWarned = now;
-      logger.warn({ code: (error as { code?: string }).code, message: error.message }, 'session store connection error');
+      logger.warn(
+        { code: (error as { code?: string }).code, message: error.message },
+        'session store connection error',
+      );
     },
   });
 }
 
 /** Assembles every part from the configuration; `main.ts` listens, tests call the handler directly. */
-export function createBillfold(config: Config, options: { clock: Clock; logger: Logger; backend?: SessionBackend }): Billfold {
+export function createBillfold(
+  config: Config,
+  options: { clock: Clock; logger: Logger; backend?: SessionBackend },
+): Billfold {
   const { clock, logger } = options;
   const backend = options.backend ?? createBackend(config, clock, logger);
   const repository = createSessionRepository({
@@ -51,7 +57,10 @@ export function createBillfold(config: Config, options: { clock: Clock; logger: 
     limits: config.session,
     timeoutMs: config.store.timeoutMs,
     onStoreError: (error) =>
-      logger.warn({ message: error instanceof Error ? error.message : String(error) }, 'session store operation failed'),
+      logger.warn(
+        { message: error instanceof Error ? error.message : String(error) },
+        'session store operation failed',
+      ),
   });
   const client = createUpstreamClient({ timeoutMs: config.upstreamTimeoutMs });
   const adapters = createAdapters(config, client, clock);

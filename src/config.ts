@@ -88,7 +88,9 @@ const integer = (fallback: number, min: number, max: number) =>
     )
     .transform((v) => v ?? fallback);
 
-const flag = optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()).transform((v) => v === 'true' || v === '1');
+const flag = optionalString
+  .pipe(z.enum(['true', 'false', '1', '0']).optional())
+  .transform((v) => v === 'true' || v === '1');
 
 const list = optionalString.transform((v) =>
   v === undefined
@@ -157,7 +159,9 @@ export function compileRelayPattern(pattern: string): RegExp {
   const source = pattern
     .replace(/^\/+/, '')
     .split(/(\*\*|\*)/)
-    .map((part) => (part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
+    .map((part) =>
+      part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'),
+    )
     .join('');
   return new RegExp(`^${source}$`, 'i');
 }
@@ -183,7 +187,9 @@ function parseEncryptionKeys(items: string[], problems: string[]): EncryptionKey
     const id = item.slice(0, separator);
     const key = Buffer.from(item.slice(separator + 1), 'base64url');
     if (separator < 1 || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32) {
-      problems.push('SESSION_ENCRYPTION_KEYS: each key must be kid:base64url of 32 bytes (kid of [A-Za-z0-9_-])');
+      problems.push(
+        'SESSION_ENCRYPTION_KEYS: each key must be kid:base64url of 32 bytes (kid of [A-Za-z0-9_-])',
+      );
     } else if (keys.some((k) => k.id === id)) {
       problems.push(`SESSION_ENCRYPTION_KEYS: key id "${id}" appears twice`);
     } else {
@@ -193,7 +199,12 @@ function parseEncryptionKeys(items: string[], problems: string[]): EncryptionKey
   return keys;
 }
 
-function parseUpstreamUrl(name: string, value: string, allowInsecure: boolean, problems: string[]): URL | undefined {
+function parseUpstreamUrl(
+  name: string,
+  value: string,
+  allowInsecure: boolean,
+  problems: string[],
+): URL | undefined {
   let url: URL;
   try {
     url = new URL(value);
@@ -207,7 +218,9 @@ function parseUpstreamUrl(name: string, value: string, allowInsecure: boolean, p
   }
   if (url.protocol === 'http:') {
     if (!allowInsecure || !LOOPBACK_HOSTS.has(url.hostname)) {
-      problems.push(`${name}: must be https:// (http:// only for loopback hosts with ALLOW_INSECURE_UPSTREAMS=true)`);
+      problems.push(
+        `${name}: must be https:// (http:// only for loopback hosts with ALLOW_INSECURE_UPSTREAMS=true)`,
+      );
       return undefined;
     }
   } else if (url.protocol !== 'https:') {
@@ -226,7 +239,9 @@ function parseTrustProxy(value: string | undefined, problems: string[]): Config[
   for (const entry of entries) {
     const address = entry.split('/')[0] ?? '';
     if (!['loopback', 'linklocal', 'uniquelocal'].includes(entry) && isIP(address) === 0) {
-      problems.push(`TRUST_PROXY: "${entry}" is not a hop count, address, subnet or loopback/linklocal/uniquelocal`);
+      problems.push(
+        `TRUST_PROXY: "${entry}" is not a hop count, address, subnet or loopback/linklocal/uniquelocal`,
+      );
     }
   }
   return entries;
@@ -238,7 +253,8 @@ function parseRedisNodes(env: Env, problems: string[]): void {
     ['REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES],
   ] as const) {
     for (const value of values) {
-      if (!/^rediss?:\/\/[^\s]+$/.test(value)) problems.push(`${name}: "${value}" must be a redis:// or rediss:// URL`);
+      if (!/^rediss?:\/\/[^\s]+$/.test(value))
+        problems.push(`${name}: "${value}" must be a redis:// or rediss:// URL`);
     }
   }
   if (env.REDIS_URL && env.REDIS_CLUSTER_NODES.length > 0) {
@@ -267,7 +283,9 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
   const production = env.NODE_ENV === 'production';
 
   const tls =
-    env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { certFile: env.TLS_CERT_FILE, keyFile: env.TLS_KEY_FILE } : undefined;
+    env.TLS_CERT_FILE && env.TLS_KEY_FILE
+      ? { certFile: env.TLS_CERT_FILE, keyFile: env.TLS_KEY_FILE }
+      : undefined;
   if (Boolean(env.TLS_CERT_FILE) !== Boolean(env.TLS_KEY_FILE)) {
     problems.push('TLS_CERT_FILE and TLS_KEY_FILE: set both or neither');
   }
@@ -280,7 +298,8 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
   } else {
     publicOrigin = `${tls ? 'https' : 'http'}://localhost:${env.PORT}`;
   }
-  if (production && publicOrigin?.startsWith('http:')) problems.push('PUBLIC_ORIGIN: must be https:// in production');
+  if (production && publicOrigin?.startsWith('http:'))
+    problems.push('PUBLIC_ORIGIN: must be https:// in production');
 
   const corsOrigins = env.CORS_ORIGINS.map((o) => parseOrigin(o, 'CORS_ORIGINS', problems)).filter(
     (o): o is string => o !== undefined,
@@ -295,14 +314,18 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     if (production) problems.push('SESSION_SECRETS: required in production');
     else {
       secrets = [randomBytes(32).toString('base64url')];
-      warnings.push('SESSION_SECRETS is not set: using a random secret, so sessions end when billfold restarts');
+      warnings.push(
+        'SESSION_SECRETS is not set: using a random secret, so sessions end when billfold restarts',
+      );
     }
   }
   if (env.SESSION_ENCRYPTION_KEYS.length === 0) {
     if (production) problems.push('SESSION_ENCRYPTION_KEYS: required in production');
     else {
       encryptionKeys = [{ id: 'dev', key: randomBytes(32) }];
-      warnings.push('SESSION_ENCRYPTION_KEYS is not set: using a random key, so sessions end when billfold restarts');
+      warnings.push(
+        'SESSION_ENCRYPTION_KEYS is not set: using a random key, so sessions end when billfold restarts',
+      );
     }
   }
   if (env.SESSION_ABSOLUTE_TIMEOUT_S < env.SESSION_IDLE_TIMEOUT_S) {
@@ -322,7 +345,8 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
   }
 
   const bodyLimitBytes = parseByteSize(env.BODY_LIMIT);
-  if (bodyLimitBytes === undefined || bodyLimitBytes < 1) problems.push(`BODY_LIMIT: "${env.BODY_LIMIT}" is not a size`);
+  if (bodyLimitBytes === undefined || bodyLimitBytes < 1)
+    problems.push(`BODY_LIMIT: "${env.BODY_LIMIT}" is not a size`);
 
   const providers = parseProviders(env, problems);
   const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems);
@@ -330,7 +354,9 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
   if (problems.length > 0) throw new ConfigError(problems);
 
   const cookieSecure =
-    production || tls !== undefined || !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(publicOrigin ?? '');
+    production ||
+    tls !== undefined ||
+    !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(publicOrigin ?? '');
 
   const config: Config = {
     production,

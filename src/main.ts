@@ -5,9 +5,14 @@ import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { formatSandboxBanner, startSandbox, type Sandbox } from './sandbox/sandbox.js';
+import type { Sandbox } from './sandbox/sandbox.js';
 
-const UPSTREAM_VARIABLES = ['BILLINGPLATFORM_BASE_URL', 'BILL_BASE_URL', 'BILLOGRAM_BASE_URL', 'BILLBORA_BASE_URL'];
+const UPSTREAM_VARIABLES = [
+  'BILLINGPLATFORM_BASE_URL',
+  'BILL_BASE_URL',
+  'BILLOGRAM_BASE_URL',
+  'BILLBORA_BASE_URL',
+];
 const SHUTDOWN_GRACE_MS = 10_000;
 
 /** The only place that reads the environment, listens, and handles signals. */
@@ -15,8 +20,12 @@ async function main(): Promise<void> {
   const env: Record<string, string | undefined> = { ...process.env };
   // With nothing configured in development, billfold runs against its bundled sandbox upstreams.
   let sandbox: Sandbox | undefined;
+  let banner = '';
   if ((env.NODE_ENV ?? 'development') !== 'production' && !UPSTREAM_VARIABLES.some((name) => env[name])) {
+    // Loaded only here, so a production start never touches the emulators.
+    const { formatSandboxBanner, startSandbox } = await import('./sandbox/sandbox.js');
     sandbox = await startSandbox();
+    banner = formatSandboxBanner(sandbox);
     Object.assign(env, sandbox.env);
   }
 
@@ -35,7 +44,10 @@ async function main(): Promise<void> {
 
   const billfold = createBillfold(config, { clock: systemClock, logger });
   const server = config.tls
-    ? https.createServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, billfold.handler)
+    ? https.createServer(
+        { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) },
+        billfold.handler,
+      )
     : http.createServer(billfold.handler);
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
@@ -45,12 +57,18 @@ async function main(): Promise<void> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info(
-    { port, host: config.host, store: config.store.kind, production: config.production, providers: Object.keys(config.providers) },
+    {
+      port,
+      host: config.host,
+      store: config.store.kind,
+      production: config.production,
+      providers: Object.keys(config.providers),
+    },
     'billfold listening',
   );
   if (sandbox) {
     const origin = `${config.tls ? 'https' : 'http'}://localhost:${port}`;
-    process.stdout.write(`\n${formatSandboxBanner(sandbox)}\nDemo page: ${origin}/\n\n`);
+    process.stdout.write(`\n${banner}\nDemo page: ${origin}/\n\n`);
   }
 
   let stopping = false;
@@ -74,6 +92,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`billfold: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `billfold: failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
   process.exit(1);
 });

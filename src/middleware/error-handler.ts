@@ -37,7 +37,12 @@ export function sendError(
   if (error.status >= 500) {
     const cause = error.cause as { name?: string; code?: string; message?: string } | undefined;
     logger.warn(
-      { requestId: context.id, code: error.code, provider: error.provider, cause: cause && { name: cause.name, code: cause.code } },
+      {
+        requestId: context.id,
+        code: error.code,
+        provider: error.provider,
+        cause: cause && { name: cause.name, code: cause.code },
+      },
       error.code === 'internal_error' ? `unexpected error: ${cause?.message ?? ''}` : error.message,
     );
   }

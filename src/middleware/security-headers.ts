@@ -16,12 +16,8 @@ export function createSecurityHeaders(): SecurityHeaders {
     setHeader: (name: string, value: string | number) => void fixed.push([name.toLowerCase(), String(value)]),
     removeHeader: () => undefined,
   };
-  middleware(
-    {} as IncomingMessage,
-    recorder as unknown as ServerResponse,
-    (error?: unknown) => {
-      if (error) throw new Error('helmet could not compute its headers', { cause: error });
-    },
-  );
+  middleware({} as IncomingMessage, recorder as unknown as ServerResponse, (error?: unknown) => {
+    if (error) throw new Error('helmet could not compute its headers', { cause: error });
+  });
   return { middleware, fixed };
 }

@@ -44,9 +44,13 @@ export function hasStoredSession(req: Request): boolean {
  */
 export async function saveAsNewSession(req: Request, record: SessionRecord): Promise<void> {
   try {
-    await new Promise<void>((resolve, reject) => req.session.regenerate((error: unknown) => (error ? reject(asError(error)) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      req.session.regenerate((error: unknown) => (error ? reject(asError(error)) : resolve())),
+    );
     Object.assign(req.session, record);
-    await new Promise<void>((resolve, reject) => req.session.save((error: unknown) => (error ? reject(asError(error)) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      req.session.save((error: unknown) => (error ? reject(asError(error)) : resolve())),
+    );
   } catch (error) {
     forgetSession(req);
     throw error instanceof AppError ? error : new AppError('session_store_unavailable', { cause: error });

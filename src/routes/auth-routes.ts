@@ -45,7 +45,8 @@ export function resolveProvider(adapters: AdapterRegistry, name: string | undefi
 
 /** Auth routes take JSON bodies only; a body of any other type is a 415 (body-less POSTs are fine). */
 export function requireJsonBody(req: Request, _res: Response, next: (error?: unknown) => void): void {
-  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  const hasBody =
+    Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   next(hasBody && !req.is('application/json') ? new AppError('unsupported_media_type') : undefined);
 }
 
@@ -117,7 +118,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       const replaced = previous.record.providers[adapter.id];
       if (replaced) void upstreamLogout(adapter, replaced);
     }
-    audit(logger, { event: 'login', outcome: 'success', provider: adapter.id, sessionId: req.sessionID, requestId: context.id });
+    audit(logger, {
+      event: 'login',
+      outcome: 'success',
+      provider: adapter.id,
+      sessionId: req.sessionID,
+      requestId: context.id,
+    });
     res.json(view(current));
   });
 
@@ -134,7 +141,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       return hasProviders(record) ? record : null;
     });
     if (removed) await upstreamLogout(adapter, removed);
-    audit(logger, { event: 'logout', outcome: 'success', provider: adapter.id, sessionId: req.sessionID, requestId: context.id });
+    audit(logger, {
+      event: 'logout',
+      outcome: 'success',
+      provider: adapter.id,
+      sessionId: req.sessionID,
+      requestId: context.id,
+    });
     if (!after) {
       forgetSession(req);
       clearCookie(res);
@@ -157,7 +170,8 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       if (!record.providers.billbora) return undefined;
       return { ...record, providers: { ...record.providers, billbora: switched } };
     });
-    if (!after?.record.providers.billbora) throw new AppError('provider_not_connected', { provider: 'billbora' });
+    if (!after?.record.providers.billbora)
+      throw new AppError('provider_not_connected', { provider: 'billbora' });
     res.json(view(after.record));
   });
 

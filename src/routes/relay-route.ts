@@ -10,7 +10,13 @@ import type { RequestPolicy } from '../middleware/request-guards.js';
 import type { SecurityHeaders } from '../middleware/security-headers.js';
 import type { CredentialOf } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
-import { adapterFor, upstreamUrl, type AdapterRegistry, type ProviderAdapter, type RelayCall } from '../upstream/provider-adapter.js';
+import {
+  adapterFor,
+  upstreamUrl,
+  type AdapterRegistry,
+  type ProviderAdapter,
+  type RelayCall,
+} from '../upstream/provider-adapter.js';
 import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
 import type { CredentialRenewer } from '../upstream/credential-renewer.js';
 import {
@@ -50,7 +56,12 @@ const JUDGED_BODY_LIMIT = 4 * 1024 * 1024;
 export function createRelayHandler(deps: RelayDeps) {
   const { config, repository, client, clock, logger } = deps;
 
-  const disconnect = async (session: LoadedSession, id: ProviderId, adapter: ProviderAdapter, used: Credential) => {
+  const disconnect = async (
+    session: LoadedSession,
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    used: Credential,
+  ) => {
     // Only the credential that failed is removed: a newer login or renewal stays.
     await repository.update(session.id, (record) => {
       const stored = record.providers[id];
@@ -60,7 +71,13 @@ export function createRelayHandler(deps: RelayDeps) {
     });
   };
 
-  const send = (id: ProviderId, adapter: ProviderAdapter, call: RelayCall, credential: Credential, stream: Readable | undefined) => {
+  const send = (
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    call: RelayCall,
+    credential: Credential,
+    stream: Readable | undefined,
+  ) => {
     const authorized = adapter.authorize({ ...call, headers: { ...call.headers } }, credential);
     if (authorized.body !== undefined) authorized.headers['content-length'] = String(authorized.body.length);
     return client.send(id, { ...authorized, body: authorized.body ?? stream });
@@ -82,7 +99,11 @@ export function createRelayHandler(deps: RelayDeps) {
     return { verdict: adapter.judge(response.status, json), body: Buffer.from(text) };
   };
 
-  return async function relay(req: IncomingMessage, res: ServerResponse, context: RequestContext): Promise<void> {
+  return async function relay(
+    req: IncomingMessage,
+    res: ServerResponse,
+    context: RequestContext,
+  ): Promise<void> {
     const url = req.url ?? '';
     const queryAt = url.indexOf('?');
     const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
@@ -102,7 +123,10 @@ export function createRelayHandler(deps: RelayDeps) {
     if (!adapter || !providerConfig) throw new AppError('provider_not_configured', { provider: id });
     checkQuery(search);
     if (adapter.isAuthEndpoint(path)) throw new AppError('forbidden_upstream_path', { provider: id });
-    if (providerConfig.relayAllow.length > 0 && !providerConfig.relayAllow.some((pattern) => pattern.test(path))) {
+    if (
+      providerConfig.relayAllow.length > 0 &&
+      !providerConfig.relayAllow.some((pattern) => pattern.test(path))
+    ) {
       throw new AppError('forbidden_upstream_path', { provider: id });
     }
     const declaredLength = Number(req.headers['content-length'] ?? 0);
@@ -129,7 +153,8 @@ export function createRelayHandler(deps: RelayDeps) {
     if (hasBody && adapter.buffersRequestBody(credential, call)) {
       call.body = await readBody(req, config.bodyLimitBytes);
     }
-    const stream = hasBody && call.body === undefined ? req.pipe(limitBytes(config.bodyLimitBytes)) : undefined;
+    const stream =
+      hasBody && call.body === undefined ? req.pipe(limitBytes(config.bodyLimitBytes)) : undefined;
 
     let response = await send(id, adapter, call, credential, stream).catch(rethrowBodyLimit);
     let judged = await judge(adapter, response);
@@ -142,16 +167,26 @@ export function createRelayHandler(deps: RelayDeps) {
     if (judged.verdict !== 'ok') {
       await response.body.dump();
       await disconnect(session, id, adapter, credential);
-      audit(logger, { event: 'upstream_session_expired', outcome: 'failure', provider: id, sessionId, requestId: context.id });
+      audit(logger, {
+        event: 'upstream_session_expired',
+        outcome: 'failure',
+        provider: id,
+        sessionId,
+        requestId: context.id,
+      });
       throw new AppError('upstream_session_expired', { provider: id });
     }
     if (response.status >= 300 && response.status < 400) {
       await response.body.dump();
-      throw new AppError('upstream_unavailable', { provider: id, message: 'The provider answered with a redirect.' });
+      throw new AppError('upstream_unavailable', {
+        provider: id,
+        message: 'The provider answered with a redirect.',
+      });
     }
 
     for (const [name, value] of deps.securityHeaders.fixed) res.setHeader(name, value);
-    for (const [name, value] of Object.entries(deps.policy.corsHeaders(req.headers))) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(deps.policy.corsHeaders(req.headers)))
+      res.setHeader(name, value);
     res.setHeader('vary', 'Origin');
     res.writeHead(response.status, {
       ...filterResponseHeaders(response.headers, adapter.secretsOf(credential)),
@@ -164,13 +199,21 @@ export function createRelayHandler(deps: RelayDeps) {
 
   // Bookkeeping after a successful call (the idle timer, BILL's last use) is written in the background,
   // throttled, and compare-and-set, so it neither delays the answer nor overwrites a concurrent change.
-  function recordUse(session: LoadedSession, id: ProviderId, adapter: ProviderAdapter, credential: Credential) {
+  function recordUse(
+    session: LoadedSession,
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    credential: Credential,
+  ) {
     const used = adapter.afterUse?.(credential, clock.now());
     const also = used
       ? (record: LoadedSession['record']) => {
           const stored = record.providers[id];
           if (!stored || adapter.secretsOf(stored)[0] !== adapter.secretsOf(credential)[0]) return undefined;
-          return { ...record, providers: { ...record.providers, [id]: adapter.afterUse?.(stored, clock.now()) ?? stored } };
+          return {
+            ...record,
+            providers: { ...record.providers, [id]: adapter.afterUse?.(stored, clock.now()) ?? stored },
+          };
         }
       : undefined;
     repository.touch(session, also).catch((error: unknown) => {
@@ -187,7 +230,8 @@ function limitBytes(limit: number): Transform {
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       seen += chunk.length;
-      if (seen > limit) callback(Object.assign(new Error('body limit exceeded'), { [BODY_LIMIT_EXCEEDED]: true }));
+      if (seen > limit)
+        callback(Object.assign(new Error('body limit exceeded'), { [BODY_LIMIT_EXCEEDED]: true }));
       else callback(null, chunk);
     },
   });
@@ -195,7 +239,8 @@ function limitBytes(limit: number): Transform {
 
 function rethrowBodyLimit(error: unknown): never {
   const cause = error instanceof AppError ? error.cause : error;
-  if (typeof cause === 'object' && cause !== null && BODY_LIMIT_EXCEEDED in cause) throw new AppError('payload_too_large');
+  if (typeof cause === 'object' && cause !== null && BODY_LIMIT_EXCEEDED in cause)
+    throw new AppError('payload_too_large');
   throw error;
 }
 

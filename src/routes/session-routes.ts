@@ -6,7 +6,11 @@ import type { AdapterRegistry } from '../upstream/provider-adapter.js';
 import { buildSessionView } from './session-view.js';
 
 /** GET /auth/session: the session view; reading it never extends the idle timer unless `?touch=true`. */
-export function createSessionRouter(deps: { adapters: AdapterRegistry; repository: SessionRepository; clock: Clock }): Router {
+export function createSessionRouter(deps: {
+  adapters: AdapterRegistry;
+  repository: SessionRepository;
+  clock: Clock;
+}): Router {
   const { adapters, repository, clock } = deps;
   const router = express.Router();
 
@@ -18,7 +22,10 @@ export function createSessionRouter(deps: { adapters: AdapterRegistry; repositor
     let record = req.session as unknown as Parameters<typeof buildSessionView>[0];
     if (req.query.touch === 'true') {
       const now = clock.now();
-      const touched = await repository.update(req.sessionID, (stored) => ({ ...stored, lastSeenAt: Math.max(now, stored.lastSeenAt) }));
+      const touched = await repository.update(req.sessionID, (stored) => ({
+        ...stored,
+        lastSeenAt: Math.max(now, stored.lastSeenAt),
+      }));
       record = touched?.record;
     }
     res.json(buildSessionView(record, adapters, repository.limits));

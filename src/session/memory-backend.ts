@@ -19,7 +19,9 @@ export interface MemoryBackendOptions {
  * The embedded store: one process, bounded, every entry with a TTL. Expired entries are invisible at
  * once and swept periodically; a full store evicts its oldest-written entry, so memory stays bounded.
  */
-export function createMemoryBackend(options: MemoryBackendOptions): SessionBackend & { size(): number; sweep(): void } {
+export function createMemoryBackend(
+  options: MemoryBackendOptions,
+): SessionBackend & { size(): number; sweep(): void } {
   const { clock, maxEntries } = options;
   // A Map iterates in insertion order; re-inserting on write keeps the oldest-written entry first.
   const entries = new Map<string, Entry>();
@@ -73,7 +75,10 @@ export function createMemoryBackend(options: MemoryBackendOptions): SessionBacke
       const count = entry ? Number(entry.value) + 1 : 1;
       if (entry) entry.value = String(count);
       else write(key, '1', windowMs);
-      return Promise.resolve({ count, resetInMs: (entry?.expiresAt ?? clock.now() + windowMs) - clock.now() });
+      return Promise.resolve({
+        count,
+        resetInMs: (entry?.expiresAt ?? clock.now() + windowMs) - clock.now(),
+      });
     },
     ping: () => Promise.resolve(),
     close() {

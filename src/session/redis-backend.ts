@@ -43,9 +43,13 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
   let client: ReturnType<typeof createClient> | ReturnType<typeof createCluster>;
   let ping: () => Promise<unknown>;
   if (options.clusterNodes && options.clusterNodes.length > 0) {
-    const cluster = createCluster({ rootNodes: options.clusterNodes.map((url) => ({ url })), defaults: clientOptions });
+    const cluster = createCluster({
+      rootNodes: options.clusterNodes.map((url) => ({ url })),
+      defaults: clientOptions,
+    });
     // A cluster is ready only when every master answers.
-    ping = () => Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
+    ping = () =>
+      Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
     client = cluster;
   } else {
     const single = createClient({ ...clientOptions, ...(options.url ? { url: options.url } : {}) });
@@ -65,7 +69,10 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
   const ready = async () => {
     if (connected) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([connecting, new Promise((resolve) => (timer = setTimeout(resolve, options.timeoutMs)))]);
+    await Promise.race([
+      connecting,
+      new Promise((resolve) => (timer = setTimeout(resolve, options.timeoutMs))),
+    ]);
     clearTimeout(timer);
   };
 
@@ -81,7 +88,11 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       return client.get(key(name));
     },
     async compareAndSet(name, expected, value, ttlMs) {
-      const reply = await evaluate(COMPARE_AND_SET, name, [expected ?? '', value ?? '', String(Math.max(1, Math.ceil(ttlMs)))]);
+      const reply = await evaluate(COMPARE_AND_SET, name, [
+        expected ?? '',
+        value ?? '',
+        String(Math.max(1, Math.ceil(ttlMs))),
+      ]);
       return reply === 1;
     },
     async delete(name) {
@@ -97,7 +108,10 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       await evaluate(RELEASE_LOCK, name, [token]);
     },
     async increment(name, windowMs) {
-      const reply = (await evaluate(INCREMENT_WINDOW, name, [String(Math.max(1, Math.ceil(windowMs)))])) as [number, number];
+      const reply = (await evaluate(INCREMENT_WINDOW, name, [String(Math.max(1, Math.ceil(windowMs)))])) as [
+        number,
+        number,
+      ];
       return { count: reply[0], resetInMs: Math.max(0, reply[1]) };
     },
     async ping() {

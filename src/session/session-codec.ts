@@ -30,7 +30,12 @@ export function createSessionCodec(keys: readonly EncryptionKey[]): SessionCodec
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', current.key, iv);
       cipher.setAAD(aad(current.id, sessionId));
-      const body = Buffer.concat([iv, cipher.update(JSON.stringify(record), 'utf8'), cipher.final(), cipher.getAuthTag()]);
+      const body = Buffer.concat([
+        iv,
+        cipher.update(JSON.stringify(record), 'utf8'),
+        cipher.final(),
+        cipher.getAuthTag(),
+      ]);
       return `${current.id}.${body.toString('base64url')}`;
     },
     open(sessionId, sealed) {
@@ -44,7 +49,10 @@ export function createSessionCodec(keys: readonly EncryptionKey[]): SessionCodec
         const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(0, IV_BYTES));
         decipher.setAAD(aad(kid, sessionId));
         decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-        const plain = Buffer.concat([decipher.update(body.subarray(IV_BYTES, body.length - TAG_BYTES)), decipher.final()]);
+        const plain = Buffer.concat([
+          decipher.update(body.subarray(IV_BYTES, body.length - TAG_BYTES)),
+          decipher.final(),
+        ]);
         return parseRecord(plain.toString('utf8'));
       } catch {
         return undefined;

@@ -97,7 +97,8 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
 
     async create(sessionId, record) {
       const { written, sealed } = await write(sessionId, null, record);
-      if (!written || sealed === null) throw new AppError('internal_error', { message: 'Session id collision.' });
+      if (!written || sealed === null)
+        throw new AppError('internal_error', { message: 'Session id collision.' });
       return { id: sessionId, record, sealed };
     },
 
@@ -108,10 +109,12 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
         if (next === undefined && !codec.isStale(current.sealed)) return current;
         const record = next === undefined ? current.record : next;
         const { written, sealed } = await write(sessionId, current.sealed, record);
-        if (written) return sealed === null || record === null ? undefined : { id: sessionId, record, sealed };
+        if (written)
+          return sealed === null || record === null ? undefined : { id: sessionId, record, sealed };
         current = await read(sessionId);
       }
-      if (current) throw new AppError('session_store_unavailable', { message: 'The session is too busy; retry.' });
+      if (current)
+        throw new AppError('session_store_unavailable', { message: 'The session is too busy; retry.' });
       return undefined;
     },
 

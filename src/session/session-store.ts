@@ -24,10 +24,16 @@ export class RepositorySessionStore extends session.Store {
   }
 
   override get(sid: string, callback: Callback<SessionData | null>): void {
-    this.repository.load(sid).then(
-      (loaded) => callback(null, loaded ? { ...loaded.record, cookie: { ...this.cookie, originalMaxAge: null } } : null),
-      callback,
-    );
+    this.repository
+      .load(sid)
+      .then(
+        (loaded) =>
+          callback(
+            null,
+            loaded ? { ...loaded.record, cookie: { ...this.cookie, originalMaxAge: null } } : null,
+          ),
+        callback,
+      );
   }
 
   override set(sid: string, data: SessionData, callback?: Callback): void {

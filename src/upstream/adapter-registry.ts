@@ -11,7 +11,9 @@ import type { UpstreamClient } from './upstream-client.js';
 export function createAdapters(config: Config, client: UpstreamClient, clock: Clock): AdapterRegistry {
   const { billingplatform, bill, billogram, billbora } = config.providers;
   return {
-    ...(billingplatform && { billingplatform: createBillingPlatformAdapter({ config: billingplatform, client, clock }) }),
+    ...(billingplatform && {
+      billingplatform: createBillingPlatformAdapter({ config: billingplatform, client, clock }),
+    }),
     ...(bill && { bill: createBillAdapter({ config: bill, client, clock }) }),
     ...(billogram && { billogram: createBillogramAdapter({ config: billogram, client, clock }) }),
     ...(billbora && { billbora: createBillboraAdapter({ config: billbora, client, clock }) }),

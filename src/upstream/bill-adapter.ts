@@ -60,7 +60,12 @@ export function createBillAdapter(deps: {
       });
       const parsed = envelopeSchema.safeParse(response.json);
       const data = parsed.success ? (parsed.data.response_data as { sessionId?: unknown } | null) : null;
-      if (response.status === 200 && parsed.data?.response_status === 0 && typeof data?.sessionId === 'string' && data.sessionId) {
+      if (
+        response.status === 200 &&
+        parsed.data?.response_status === 0 &&
+        typeof data?.sessionId === 'string' &&
+        data.sessionId
+      ) {
         const now = clock.now();
         return { sessionId: data.sessionId, user: userName, orgId, connectedAt: now, lastUsedAt: now };
       }
@@ -69,7 +74,10 @@ export function createBillAdapter(deps: {
           throw new AppError('rate_limited', { provider, retryAfter: 60 });
         case 'BDC_1102':
           // A rejected devKey is the operator's configuration, not the user's password.
-          throw new AppError('upstream_unavailable', { provider, message: 'The provider refused billfold’s developer key.' });
+          throw new AppError('upstream_unavailable', {
+            provider,
+            message: 'The provider refused billfold’s developer key.',
+          });
         case 'BDC_1101':
         case 'BDC_1123':
         case undefined:
@@ -93,7 +101,11 @@ export function createBillAdapter(deps: {
 
     authorize(call: RelayCall, credential: BillCredential) {
       const type = call.headers['content-type'];
-      if (call.method !== 'POST' || (call.body && call.body.length > 0 && !type?.toLowerCase().startsWith(FORM))) return call;
+      if (
+        call.method !== 'POST' ||
+        (call.body && call.body.length > 0 && !type?.toLowerCase().startsWith(FORM))
+      )
+        return call;
       // Client-sent credentials are removed, whatever their case; billfold's are set.
       const fields = new URLSearchParams(call.body?.toString('utf8') ?? '');
       for (const name of [...fields.keys()]) {

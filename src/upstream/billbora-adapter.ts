@@ -3,7 +3,11 @@ import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import type { BillboraApiKeyCredential, BillboraJwtCredential, CredentialOf } from '../session/session-record.js';
+import type {
+  BillboraApiKeyCredential,
+  BillboraJwtCredential,
+  CredentialOf,
+} from '../session/session-record.js';
 import { loginFailure } from './login-failure.js';
 import { upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
 import type { UpstreamClient, UpstreamJsonResponse } from './upstream-client.js';
@@ -13,7 +17,11 @@ export const BILLBORA_RENEW_BEFORE_MS = 60_000;
 
 const organizationId = z.string().min(1).max(128);
 const loginSchema = z.union([
-  z.strictObject({ email: z.email().max(320), password: z.string().min(1).max(1024), organizationId: organizationId.optional() }),
+  z.strictObject({
+    email: z.email().max(320),
+    password: z.string().min(1).max(1024),
+    organizationId: organizationId.optional(),
+  }),
   z.strictObject({ supabaseToken: z.string().min(1).max(8192), organizationId: organizationId.optional() }),
   z.strictObject({ apiKey: z.string().min(1).max(1024) }),
 ]);
@@ -35,7 +43,11 @@ const refreshSchema = z.object({ access: z.string().min(1), refresh: z.string().
 /** Billbora's adapter, plus the organization switch only Billbora has. */
 export interface BillboraAdapter extends ProviderAdapter<'billbora'> {
   /** Exchanges a Supabase token (given, or obtained with the stored Supabase refresh token) for another organization. */
-  switchOrganization(credential: CredentialOf<'billbora'>, organizationId: string, supabaseToken?: string): Promise<BillboraJwtCredential>;
+  switchOrganization(
+    credential: CredentialOf<'billbora'>,
+    organizationId: string,
+    supabaseToken?: string,
+  ): Promise<BillboraJwtCredential>;
 }
 
 type BillboraConfig = NonNullable<Config['providers']['billbora']>;
@@ -44,7 +56,11 @@ type BillboraConfig = NonNullable<Config['providers']['billbora']>;
  * Billbora API v1: an organization API key as a Bearer token, or Supabase sign-in exchanged for
  * rotating JWTs. Refresh tokens are single use, so renewal goes through the single-flight renewer.
  */
-export function createBillboraAdapter(deps: { config: BillboraConfig; client: UpstreamClient; clock: Clock }): BillboraAdapter {
+export function createBillboraAdapter(deps: {
+  config: BillboraConfig;
+  client: UpstreamClient;
+  clock: Clock;
+}): BillboraAdapter {
   const { config, client, clock } = deps;
   const provider = 'billbora';
 
@@ -74,7 +90,9 @@ export function createBillboraAdapter(deps: { config: BillboraConfig; client: Up
 
   const supabaseGrant = async (grant: 'password' | 'refresh_token', body: Record<string, string>) => {
     if (!config.supabase) {
-      throw new AppError('invalid_request', { message: 'Email sign-in to Billbora is not configured; use supabaseToken or apiKey.' });
+      throw new AppError('invalid_request', {
+        message: 'Email sign-in to Billbora is not configured; use supabaseToken or apiKey.',
+      });
     }
     const url = new URL(`${config.supabase.url.href.replace(/\/+$/, '')}/auth/v1/token`);
     url.searchParams.set('grant_type', grant);
@@ -89,7 +107,12 @@ export function createBillboraAdapter(deps: { config: BillboraConfig; client: Up
     throw loginFailure(provider, response.status, parsed.success);
   };
 
-  const exchange = async (supabaseToken: string, organization: string | undefined, user: string, supabaseRefresh?: string) => {
+  const exchange = async (
+    supabaseToken: string,
+    organization: string | undefined,
+    user: string,
+    supabaseRefresh?: string,
+  ) => {
     const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/exchange/'), {
       supabase_token: supabaseToken,
       ...(organization !== undefined && { organization_id: organization }),
@@ -98,7 +121,8 @@ export function createBillboraAdapter(deps: { config: BillboraConfig; client: Up
       throw new AppError('organization_access_denied', { provider });
     }
     const parsed = exchangeSchema.safeParse(response.json);
-    if (response.status !== 200 || !parsed.success) throw loginFailure(provider, response.status, parsed.success);
+    if (response.status !== 200 || !parsed.success)
+      throw loginFailure(provider, response.status, parsed.success);
     const credential: BillboraJwtCredential = {
       mode: 'jwt',
       access: parsed.data.access,
@@ -134,7 +158,12 @@ export function createBillboraAdapter(deps: { config: BillboraConfig; client: Up
           headers: { authorization: `Bearer ${body.apiKey}`, accept: 'application/json' },
         });
         await response.body.dump();
-        if (response.status === 200) return { mode: 'apiKey', apiKey: body.apiKey, connectedAt: clock.now() } satisfies BillboraApiKeyCredential;
+        if (response.status === 200)
+          return {
+            mode: 'apiKey',
+            apiKey: body.apiKey,
+            connectedAt: clock.now(),
+          } satisfies BillboraApiKeyCredential;
         throw loginFailure(provider, response.status, response.status < 300);
       }
       if ('email' in body) {
@@ -170,27 +199,43 @@ export function createBillboraAdapter(deps: { config: BillboraConfig; client: Up
 
     async renew(credential) {
       if (credential.mode !== 'jwt') throw new AppError('invalid_credentials', { provider });
-      const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/refresh/'), { refresh: credential.refresh });
+      const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/refresh/'), {
+        refresh: credential.refresh,
+      });
       const parsed = refreshSchema.safeParse(response.json);
       if (response.status === 200 && parsed.success) {
         return { ...credential, ...parsed.data, accessExpiresAt: expiryOf(parsed.data.access) };
       }
-      if (response.status !== 401 && response.status !== 400) throw loginFailure(provider, response.status, parsed.success);
+      if (response.status !== 401 && response.status !== 400)
+        throw loginFailure(provider, response.status, parsed.success);
       // The Billbora refresh token is dead; a Supabase session, when billfold has one, can start a new one.
       if (!credential.supabaseRefresh) throw new AppError('invalid_credentials', { provider });
       const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
-      return exchange(session.access_token, credential.organization.id, credential.user, session.refresh_token);
+      return exchange(
+        session.access_token,
+        credential.organization.id,
+        credential.user,
+        session.refresh_token,
+      );
     },
 
-    needsRenewal: (credential, now) => credential.mode === 'jwt' && now >= credential.accessExpiresAt - BILLBORA_RENEW_BEFORE_MS,
+    needsRenewal: (credential, now) =>
+      credential.mode === 'jwt' && now >= credential.accessExpiresAt - BILLBORA_RENEW_BEFORE_MS,
 
     async switchOrganization(credential, organization, supabaseToken) {
       if (credential.mode !== 'jwt') {
-        throw new AppError('invalid_request', { message: 'An API key is bound to its organization.', provider });
+        throw new AppError('invalid_request', {
+          message: 'An API key is bound to its organization.',
+          provider,
+        });
       }
-      if (supabaseToken !== undefined) return exchange(supabaseToken, organization, emailOf(supabaseToken), credential.supabaseRefresh);
+      if (supabaseToken !== undefined)
+        return exchange(supabaseToken, organization, emailOf(supabaseToken), credential.supabaseRefresh);
       if (!credential.supabaseRefresh) {
-        throw new AppError('invalid_request', { message: 'supabaseToken is required to switch organization.', provider });
+        throw new AppError('invalid_request', {
+          message: 'supabaseToken is required to switch organization.',
+          provider,
+        });
       }
       const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
       return exchange(session.access_token, organization, credential.user, session.refresh_token);
@@ -198,7 +243,11 @@ export function createBillboraAdapter(deps: { config: BillboraConfig; client: Up
 
     secretsOf: (credential) =>
       credential.mode === 'jwt'
-        ? [credential.access, credential.refresh, ...(credential.supabaseRefresh ? [credential.supabaseRefresh] : [])]
+        ? [
+            credential.access,
+            credential.refresh,
+            ...(credential.supabaseRefresh ? [credential.supabaseRefresh] : []),
+          ]
         : [credential.apiKey],
 
     view: (credential) =>

@@ -38,7 +38,12 @@ export function createBillingPlatformAdapter(deps: {
       // A login counts only with a 2xx, ErrorCode "0" and a SessionID: some tenants answer failures with 200.
       const parsed = loginResponseSchema.safeParse(response.json);
       const result = parsed.success ? parsed.data.loginResponse[0] : undefined;
-      if (response.status >= 200 && response.status < 300 && result?.ErrorCode === '0' && result.SessionID !== '') {
+      if (
+        response.status >= 200 &&
+        response.status < 300 &&
+        result?.ErrorCode === '0' &&
+        result.SessionID !== ''
+      ) {
         return { sessionId: result.SessionID, user: username, connectedAt: clock.now() };
       }
       throw loginFailure(provider, response.status, parsed.success);

@@ -48,7 +48,12 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
   const expired = (id: ProviderId) => new AppError('upstream_session_expired', { provider: id });
 
   // Someone else's renewal is visible as a different credential in the store.
-  const storedNewer = async (sessionId: string, id: ProviderId, adapter: ProviderAdapter, used: Credential) => {
+  const storedNewer = async (
+    sessionId: string,
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    used: Credential,
+  ) => {
     const session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
     const stored = session.record.providers[id];
@@ -56,7 +61,12 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
     return sameCredential(adapter, stored, used) ? undefined : { session, credential: stored };
   };
 
-  const renewOnce = async (session: LoadedSession, id: ProviderId, adapter: ProviderAdapter, used: Credential) => {
+  const renewOnce = async (
+    session: LoadedSession,
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    used: Credential,
+  ) => {
     const renew = adapter.renew?.bind(adapter);
     if (!renew) throw expired(id);
     const lock = `l:renew:${session.id}:${id}`;
@@ -84,7 +94,12 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
           delete record.providers[id];
           return record;
         });
-        audit(logger, { event: 'upstream_session_expired', outcome: 'failure', provider: id, sessionId: session.id });
+        audit(logger, {
+          event: 'upstream_session_expired',
+          outcome: 'failure',
+          provider: id,
+          sessionId: session.id,
+        });
         throw expired(id);
       }
       const stored = await repository.update(session.id, (record) => {

@@ -7,6 +7,7 @@ import type { ProviderId } from './provider-id.js';
  */
 export function loginFailure(provider: ProviderId, status: number, understood: boolean): AppError {
   if (status === 429) return new AppError('rate_limited', { provider, retryAfter: 60 });
-  if (status >= 500 || (status < 400 && !understood)) return new AppError('upstream_unavailable', { provider });
+  if (status >= 500 || (status < 400 && !understood))
+    return new AppError('upstream_unavailable', { provider });
   return new AppError('invalid_credentials', { provider });
 }

@@ -63,7 +63,15 @@ const SECRET_NAMES = new Set([
   'auth',
   'key',
 ]);
-const SECRET_SUFFIXES = ['password', 'secret', 'apikey', 'sessionid', 'devkey', 'accesstoken', 'refreshtoken'];
+const SECRET_SUFFIXES = [
+  'password',
+  'secret',
+  'apikey',
+  'sessionid',
+  'devkey',
+  'accesstoken',
+  'refreshtoken',
+];
 
 /** Whether a parameter or header name looks like it carries a credential (any case, `_`/`-` ignored). */
 export function isCredentialName(name: string): boolean {
@@ -97,7 +105,10 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
 }
 
 /** The allow-listed client headers, minus any the client declared hop-by-hop in `Connection`. */
-export function forwardRequestHeaders(headers: IncomingHttpHeaders, requestId: string): Record<string, string> {
+export function forwardRequestHeaders(
+  headers: IncomingHttpHeaders,
+  requestId: string,
+): Record<string, string> {
   const hopByHop = connectionTokens(headers);
   const forwarded: Record<string, string> = { 'x-request-id': requestId };
   for (const name of FORWARDED_REQUEST_HEADERS) {
@@ -141,12 +152,16 @@ export const RELAY_RESPONSE_HEADERS = {
  * The upstream response headers a client may see: cookies, auth challenges, hop-by-hop headers, CORS
  * and security headers (billfold sets its own) and anything naming or echoing a credential are dropped.
  */
-export function filterResponseHeaders(headers: IncomingHttpHeaders, secrets: readonly string[]): OutgoingHttpHeaders {
+export function filterResponseHeaders(
+  headers: IncomingHttpHeaders,
+  secrets: readonly string[],
+): OutgoingHttpHeaders {
   const hopByHop = connectionTokens(headers);
   const kept: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
-    if (name.startsWith('access-control-') || isCredentialName(name) || /token|session|auth/.test(name)) continue;
+    if (name.startsWith('access-control-') || isCredentialName(name) || /token|session|auth/.test(name))
+      continue;
     const text = Array.isArray(value) ? value.join(', ') : value;
     if (secrets.some((secret) => text.includes(secret))) continue;
     kept[name] = value;

@@ -31,7 +31,11 @@ export interface UpstreamClient {
   /** Sends the request; network failures become 502/504 AppErrors naming the provider. */
   send(provider: ProviderId, upstreamRequest: UpstreamRequest): Promise<UpstreamResponse>;
   /** Sends and reads a JSON body of at most `maxBytes`; a redirect or non-JSON answer is a 502. */
-  sendJson(provider: ProviderId, upstreamRequest: UpstreamRequest, maxBytes?: number): Promise<UpstreamJsonResponse>;
+  sendJson(
+    provider: ProviderId,
+    upstreamRequest: UpstreamRequest,
+    maxBytes?: number,
+  ): Promise<UpstreamJsonResponse>;
   close(): Promise<void>;
 }
 
@@ -48,7 +52,8 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export function toUpstreamError(provider: ProviderId, error: unknown): AppError {
   if (error instanceof AppError) return error;
   const code = error instanceof errors.UndiciError ? error.code : undefined;
-  const timedOut = (code !== undefined && TIMEOUT_CODES.has(code)) || (error as Error | undefined)?.name === 'TimeoutError';
+  const timedOut =
+    (code !== undefined && TIMEOUT_CODES.has(code)) || (error as Error | undefined)?.name === 'TimeoutError';
   return new AppError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { provider, cause: error });
 }
 
@@ -84,12 +89,18 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       const response = await client.send(provider, upstreamRequest);
       if (response.status >= 300 && response.status < 400) {
         await response.body.dump();
-        throw new AppError('upstream_unavailable', { provider, message: 'The provider answered with a redirect.' });
+        throw new AppError('upstream_unavailable', {
+          provider,
+          message: 'The provider answered with a redirect.',
+        });
       }
       const declared = Number(response.headers['content-length'] ?? 0);
       if (declared > maxBytes) {
         await response.body.dump();
-        throw new AppError('upstream_unavailable', { provider, message: 'The provider answer was too large.' });
+        throw new AppError('upstream_unavailable', {
+          provider,
+          message: 'The provider answer was too large.',
+        });
       }
       let text: string;
       try {
@@ -98,12 +109,23 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         throw toUpstreamError(provider, error);
       }
       if (text.length > maxBytes) {
-        throw new AppError('upstream_unavailable', { provider, message: 'The provider answer was too large.' });
+        throw new AppError('upstream_unavailable', {
+          provider,
+          message: 'The provider answer was too large.',
+        });
       }
       try {
-        return { status: response.status, headers: response.headers, json: text === '' ? null : (JSON.parse(text) as unknown) };
+        return {
+          status: response.status,
+          headers: response.headers,
+          json: text === '' ? null : (JSON.parse(text) as unknown),
+        };
       } catch (error) {
-        throw new AppError('upstream_unavailable', { provider, message: 'The provider answer was malformed.', cause: error });
+        throw new AppError('upstream_unavailable', {
+          provider,
+          message: 'The provider answer was malformed.',
+          cause: error,
+        });
       }
     },
 

@@ -14,15 +14,20 @@ import { createTestClock } from '../support/test-clock.js';
 const limits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
 const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
 
-const backends: Array<[string, (clock: ReturnType<typeof createTestClock>) => SessionBackend & { prefix?: string }]> = [
+const backends: Array<
+  [string, (clock: ReturnType<typeof createTestClock>) => SessionBackend & { prefix?: string }]
+> = [
   ['the embedded store', (clock) => createMemoryBackend({ clock, maxEntries: 1000, sweepIntervalMs: 0 })],
   [
     'Redis',
     () => {
       const prefix = uniquePrefix();
-      return Object.assign(createRedisBackend({ url: REDIS_URL, keyPrefix: prefix, timeoutMs: 1000, onError: () => undefined }), {
-        prefix,
-      });
+      return Object.assign(
+        createRedisBackend({ url: REDIS_URL, keyPrefix: prefix, timeoutMs: 1000, onError: () => undefined }),
+        {
+          prefix,
+        },
+      );
     },
   ],
 ];
@@ -35,7 +40,14 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
     clock = createTestClock();
     backend = makeBackend(clock);
     opened.push(backend);
-    return createSessionRepository({ backend, codec, clock, limits, timeoutMs: 1000, onStoreError: () => undefined });
+    return createSessionRepository({
+      backend,
+      codec,
+      clock,
+      limits,
+      timeoutMs: 1000,
+      onStoreError: () => undefined,
+    });
   };
   let repository = make();
   const fresh = (): SessionRecord => ({ createdAt: clock.now(), lastSeenAt: clock.now(), providers: {} });
@@ -91,7 +103,10 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
     await repository.create('sid-cas', { ...fresh(), providers: { billingplatform: bp('bp-1') } });
     const staleCopy = await repository.load('sid-cas');
     // Another request renews a credential...
-    await repository.update('sid-cas', (record) => ({ ...record, providers: { ...record.providers, billogram: { basic: 'renewed', user: 'u', connectedAt: 1 } } }));
+    await repository.update('sid-cas', (record) => ({
+      ...record,
+      providers: { ...record.providers, billogram: { basic: 'renewed', user: 'u', connectedAt: 1 } },
+    }));
     // ...while this one, holding the older copy, changes something else.
     await repository.update(
       'sid-cas',
@@ -108,7 +123,11 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
     const start = await repository.load('sid-many');
     await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
-        repository.update('sid-many', (record) => ({ ...record, device: `${record.device ?? ''}${i}` }), start),
+        repository.update(
+          'sid-many',
+          (record) => ({ ...record, device: `${record.device ?? ''}${i}` }),
+          start,
+        ),
       ),
     );
     const device = (await repository.load('sid-many'))?.record.device ?? '';
@@ -119,7 +138,11 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
     await repository.create('sid-gone', fresh());
     const copy = await repository.load('sid-gone');
     await repository.destroy('sid-gone');
-    const result = await repository.update('sid-gone', (record) => ({ ...record, lastSeenAt: clock.now() }), copy);
+    const result = await repository.update(
+      'sid-gone',
+      (record) => ({ ...record, lastSeenAt: clock.now() }),
+      copy,
+    );
     expect(result).toBeUndefined();
     expect(await backend.get('s:sid-gone')).toBeNull();
   });
@@ -146,15 +169,30 @@ describe('session repository when the store fails', () => {
       onStoreError: () => undefined,
     });
     const started = performance.now();
-    await expect(repository.load('any')).rejects.toMatchObject({ code: 'session_store_unavailable', status: 503 });
+    await expect(repository.load('any')).rejects.toMatchObject({
+      code: 'session_store_unavailable',
+      status: 503,
+    });
     expect(performance.now() - started).toBeLessThan(1000);
   });
 
   it('writes every Redis key with a TTL matching the session deadline', async () => {
     const prefix = uniquePrefix();
     const clock = createTestClock(Date.now());
-    const backend = createRedisBackend({ url: REDIS_URL, keyPrefix: prefix, timeoutMs: 1000, onError: () => undefined });
-    const repository = createSessionRepository({ backend, codec, clock, limits, timeoutMs: 1000, onStoreError: () => undefined });
+    const backend = createRedisBackend({
+      url: REDIS_URL,
+      keyPrefix: prefix,
+      timeoutMs: 1000,
+      onError: () => undefined,
+    });
+    const repository = createSessionRepository({
+      backend,
+      codec,
+      clock,
+      limits,
+      timeoutMs: 1000,
+      onStoreError: () => undefined,
+    });
     await repository.create('sid-ttl', { createdAt: clock.now(), lastSeenAt: clock.now(), providers: {} });
     const redis = await connectRedis();
     const ttl = await redis.pTTL(`${prefix}s:sid-ttl`);

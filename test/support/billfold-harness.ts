@@ -26,7 +26,11 @@ export async function startBillfold(
   const { config } = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', ...TEST_SECRETS, ...env });
   const logs: string[] = [];
   const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(line) });
-  const billfold = createBillfold(config, { clock: options.clock ?? systemClock, logger, ...(options.backend && { backend: options.backend }) });
+  const billfold = createBillfold(config, {
+    clock: options.clock ?? systemClock,
+    logger,
+    ...(options.backend && { backend: options.backend }),
+  });
   const server = http.createServer(billfold.handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -58,7 +62,11 @@ export interface Answer {
 /** A client with a one-cookie jar, like a browser or a mobile app's HTTP client. */
 export interface CookieClient {
   cookie: string | undefined;
-  request(method: string, path: string, options?: { json?: unknown; body?: string; headers?: Record<string, string> }): Promise<Answer>;
+  request(
+    method: string,
+    path: string,
+    options?: { json?: unknown; body?: string; headers?: Record<string, string> },
+  ): Promise<Answer>;
   get(path: string, headers?: Record<string, string>): Promise<Answer>;
   post(path: string, json?: unknown, headers?: Record<string, string>): Promise<Answer>;
 }
@@ -77,14 +85,20 @@ export function createCookieClient(baseUrl: string, cookieName: string): CookieC
         body = JSON.stringify(options.json);
         headers['content-type'] ??= 'application/json';
       }
-      const response = await fetch(`${baseUrl}${path}`, { method, headers, body: body ?? null, redirect: 'manual' });
+      const response = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers,
+        body: body ?? null,
+        redirect: 'manual',
+      });
       const text = await response.text();
       receivedBodies.push(text, JSON.stringify([...response.headers]));
       const setCookies = response.headers.getSetCookie();
       for (const line of setCookies) {
         const [pair] = line.split(';');
         const [name, value] = (pair ?? '').split('=');
-        if (name === cookieName) client.cookie = /expires=Thu, 01 Jan 1970/i.test(line) || value === '' ? undefined : pair;
+        if (name === cookieName)
+          client.cookie = /expires=Thu, 01 Jan 1970/i.test(line) || value === '' ? undefined : pair;
       }
       let parsed: unknown;
       try {
@@ -95,7 +109,8 @@ export function createCookieClient(baseUrl: string, cookieName: string): CookieC
       return { status: response.status, headers: response.headers, text, body: parsed, setCookies };
     },
     get: (path, headers) => client.request('GET', path, headers ? { headers } : {}),
-    post: (path, json, headers) => client.request('POST', path, { ...(json !== undefined && { json }), ...(headers && { headers }) }),
+    post: (path, json, headers) =>
+      client.request('POST', path, { ...(json !== undefined && { json }), ...(headers && { headers }) }),
   };
   return client;
 }

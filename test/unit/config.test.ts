@@ -53,11 +53,16 @@ describe('configuration', () => {
   });
 
   it('accepts http:// upstreams only on loopback and only with ALLOW_INSECURE_UPSTREAMS=true', () => {
-    expect(problemsOf({ BILLINGPLATFORM_BASE_URL: 'http://127.0.0.1:4000/bp' }).join()).toMatch(/must be https/);
+    expect(problemsOf({ BILLINGPLATFORM_BASE_URL: 'http://127.0.0.1:4000/bp' }).join()).toMatch(
+      /must be https/,
+    );
     expect(
       problemsOf({ BILLINGPLATFORM_BASE_URL: 'http://10.0.0.5/bp', ALLOW_INSECURE_UPSTREAMS: 'true' }).join(),
     ).toMatch(/must be https/);
-    const { config } = loadConfig({ BILLINGPLATFORM_BASE_URL: 'http://127.0.0.1:4000/bp/', ALLOW_INSECURE_UPSTREAMS: 'true' });
+    const { config } = loadConfig({
+      BILLINGPLATFORM_BASE_URL: 'http://127.0.0.1:4000/bp/',
+      ALLOW_INSECURE_UPSTREAMS: 'true',
+    });
     expect(config.providers.billingplatform?.baseUrl.href).toBe('http://127.0.0.1:4000/bp');
   });
 
@@ -83,7 +88,9 @@ describe('configuration', () => {
 
   it('reads origins exactly and refuses ones with a path', () => {
     expect(problemsOf({ CORS_ORIGINS: 'https://app.example.com/path' }).join()).toMatch(/must be an origin/);
-    const { config } = loadConfig({ CORS_ORIGINS: 'https://app.example.com, https://admin.example.com:8443' });
+    const { config } = loadConfig({
+      CORS_ORIGINS: 'https://app.example.com, https://admin.example.com:8443',
+    });
     expect(config.corsOrigins).toEqual(['https://app.example.com', 'https://admin.example.com:8443']);
   });
 
@@ -92,7 +99,10 @@ describe('configuration', () => {
     expect(parseByteSize('2MB')).toBe(2_097_152);
     expect(parseByteSize('lots')).toBeUndefined();
     expect(loadConfig({ TRUST_PROXY: '1' }).config.trustProxy).toBe(1);
-    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).config.trustProxy).toEqual(['loopback', '10.0.0.0/8']);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).config.trustProxy).toEqual([
+      'loopback',
+      '10.0.0.0/8',
+    ]);
     expect(problemsOf({ TRUST_PROXY: 'yes please' }).join()).toMatch(/TRUST_PROXY/);
     expect(compileRelayPattern('ACCOUNT/*').test('account/42')).toBe(true);
     expect(compileRelayPattern('ACCOUNT/*').test('ACCOUNT/42/notes')).toBe(false);

@@ -54,12 +54,22 @@ describe('relay path check', () => {
 });
 
 describe('query strings', () => {
-  it.each(['?password=x', '?sessionId=x', '?SESSIONID=x', '?session_id=x', '?devKey=x', '?dev_key=x', '?token=x', '?access_token=x', '?apiKey=x', '?api-key=x', '?a=1&userPassword=x', '?a=1&a=2&apikey=z'])(
-    'refuses %s with secret_in_query',
-    (query) => {
-      expect(code(() => checkQuery(query))).toBe('secret_in_query');
-    },
-  );
+  it.each([
+    '?password=x',
+    '?sessionId=x',
+    '?SESSIONID=x',
+    '?session_id=x',
+    '?devKey=x',
+    '?dev_key=x',
+    '?token=x',
+    '?access_token=x',
+    '?apiKey=x',
+    '?api-key=x',
+    '?a=1&userPassword=x',
+    '?a=1&a=2&apikey=z',
+  ])('refuses %s with secret_in_query', (query) => {
+    expect(code(() => checkQuery(query))).toBe('secret_in_query');
+  });
 
   it('accepts ordinary parameters, repeated ones included', () => {
     expect(code(() => checkQuery('?sql=select%20Id%20from%20ACCOUNT&page=1&page=2'))).toBe('accepted');
@@ -67,7 +77,16 @@ describe('query strings', () => {
   });
 
   it('names credential-like parameters and headers whatever their spelling', () => {
-    for (const name of ['Authorization', 'sessionid', 'X-Api-Key', 'api_key', 'devkey', 'DEV-KEY', 'apikey', 'x_session_id']) {
+    for (const name of [
+      'Authorization',
+      'sessionid',
+      'X-Api-Key',
+      'api_key',
+      'devkey',
+      'DEV-KEY',
+      'apikey',
+      'x_session_id',
+    ]) {
       expect(isCredentialName(name)).toBe(true);
     }
     expect(isCredentialName('page_size')).toBe(false);
@@ -96,7 +115,11 @@ describe('request headers forwarded upstream', () => {
       },
       'req-1',
     );
-    expect(forwarded).toEqual({ accept: 'application/json', 'content-type': 'application/json', 'x-request-id': 'req-1' });
+    expect(forwarded).toEqual({
+      accept: 'application/json',
+      'content-type': 'application/json',
+      'x-request-id': 'req-1',
+    });
   });
 });
 
@@ -114,7 +137,7 @@ describe('response headers returned to the client', () => {
         'keep-alive': 'timeout=5',
         'transfer-encoding': 'chunked',
         'access-control-allow-origin': '*',
-        'content-security-policy': "default-src *",
+        'content-security-policy': 'default-src *',
         server: 'nginx/1.2',
         sessionid: 'leak',
         'x-auth-token': 'leak',

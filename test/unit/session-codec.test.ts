@@ -4,7 +4,8 @@ import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import { randomEncryptionKey } from '../support/test-config.js';
 
-const keysOf = (value: string) => loadConfig({ SESSION_ENCRYPTION_KEYS: value }).config.session.encryptionKeys;
+const keysOf = (value: string) =>
+  loadConfig({ SESSION_ENCRYPTION_KEYS: value }).config.session.encryptionKeys;
 const record: SessionRecord = {
   createdAt: 1,
   lastSeenAt: 2,

@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { leaksOf } from '../support/secrets.js';
+
+const demo = SANDBOX_DEMO_CREDENTIALS.billingplatform;
+
+describe.each([
+  ['the embedded store', () => ({})],
+  ['Redis', () => ({ REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() })],
+])('BillingPlatform end to end on %s', (storeName, storeEnv) => {
+  let sandbox: Sandbox;
+  let billfold: RunningBillfold;
+
+  beforeAll(async () => {
+    sandbox = await startSandbox();
+    billfold = await startBillfold({ ...sandbox.env, ...storeEnv() });
+  });
+  afterAll(async () => {
+    await billfold.close();
+    await sandbox.close();
+  });
+
+  it('signs in, shows the session, relays GET and POST with the upstream session id, signs out, and refuses the old cookie', async () => {
+    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+
+    const anonymous = await client.get('/auth/session');
+    expect(anonymous.status).toBe(200);
+    expect(anonymous.body).toEqual({ authenticated: false });
+    expect(anonymous.setCookies).toEqual([]);
+
+    const login = await client.post('/auth/billingplatform/login', {
+      username: demo.username,
+      password: demo.password,
+    });
+    expect(login.status).toBe(200);
+    expect(login.body.authenticated).toBe(true);
+    expect(login.body.providers.billingplatform).toMatchObject({ connected: true, user: demo.username });
+    expect(login.setCookies).toHaveLength(1);
+    const cookieLine = login.setCookies[0]!;
+    expect(cookieLine).toMatch(/^billfold=s%3A/);
+    expect(cookieLine).toMatch(/; Path=\//);
+    expect(cookieLine).toMatch(/; HttpOnly/);
+    expect(cookieLine).toMatch(/; SameSite=Strict/);
+    expect(cookieLine).not.toMatch(/Domain=/i);
+    expect(cookieLine).not.toMatch(/Expires=|Max-Age=/i);
+    const upstreamSessionId = sandbox.billingplatform.sessions()[0];
+    expect(upstreamSessionId).toBeTruthy();
+
+    const view = await client.get('/auth/session');
+    expect(view.body).toMatchObject({
+      authenticated: true,
+      providers: { billingplatform: { connected: true } },
+    });
+    expect(Date.parse(view.body.expiresAt)).toBeGreaterThan(Date.now());
+    expect(Date.parse(view.body.idleExpiresAt)).toBeGreaterThan(Date.now());
+    expect(view.headers.get('cache-control')).toBe('no-store');
+
+    sandbox.billingplatform.clearRequests();
+    const read = await client.get('/api/billingplatform/ACCOUNT/1001', { accept: 'application/json' });
+    expect(read.status).toBe(200);
+    expect(read.body.retrieveResponse).toBeDefined();
+    expect(read.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+    expect(read.headers.get('x-content-type-options')).toBe('nosniff');
+    const seen = sandbox.billingplatform.requests.at(-1)!;
+    expect(seen.headers.sessionid).toBe(upstreamSessionId);
+    expect(seen.headers.cookie).toBeUndefined();
+    expect(seen.headers['x-csrf']).toBeUndefined();
+
+    const created = await client.post('/api/billingplatform/ACCOUNT', { brmObjects: { Name: 'Acme' } });
+    expect(created.status).toBe(200);
+    expect(created.body.createResponse[0].Id).toBeDefined();
+    expect(sandbox.billingplatform.requests.at(-1)!.body).toContain('Acme');
+
+    const oldCookie = client.cookie!;
+    const logout = await client.post('/auth/logout');
+    expect(logout.status).toBe(204);
+    expect(logout.setCookies.join()).toMatch(/billfold=;.*Expires=Thu, 01 Jan 1970/);
+    expect(
+      sandbox.billingplatform.requests.some((r) => r.method === 'POST' && /\/logout$/.test(r.path)),
+    ).toBe(true);
+
+    const replay = await client.get('/api/billingplatform/ACCOUNT/1001', { cookie: oldCookie });
+    expect(replay.status).toBe(401);
+    expect(replay.body.error.code).toBe('unauthenticated');
+    const replayView = await client.get('/auth/session', { cookie: oldCookie });
+    expect(replayView.body).toEqual({ authenticated: false });
+
+    expect(leaksOf([demo.password, upstreamSessionId!, oldCookie.split('=')[1]!], billfold.logs)).toEqual([]);
+  });
+
+  it.runIf(storeName === 'Redis')('holds only ciphertext with a TTL in Redis', async () => {
+    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    await client.post('/auth/billingplatform/login', { username: demo.username, password: demo.password });
+    const redis = await connectRedis();
+    const keys = await redis.keys(`${billfold.config.store.keyPrefix}*`);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) {
+      const value = (await redis.get(key)) ?? '';
+      expect(value).toMatch(/^k1\.[A-Za-z0-9_-]+$/);
+      for (const upstreamId of sandbox.billingplatform.sessions()) expect(value).not.toContain(upstreamId);
+      expect(value).not.toContain(demo.username);
+      expect(await redis.pTTL(key)).toBeGreaterThan(0);
+    }
+    redis.destroy();
+  });
+});

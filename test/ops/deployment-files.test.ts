@@ -1,0 +1,494 @@
+import { execFile } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { freePort } from '../support/redis-server.js';
+import { TEST_SECRETS } from '../support/test-config.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const readText = (path: string) => readFileSync(join(ROOT, path), 'utf8');
+
+// ---------------------------------------------------------------------------------------------------
+// Readers for the three files, small enough to trust and strict enough to fail loudly on drift.
+
+type Yaml = string | null | Yaml[] | { [key: string]: Yaml };
+
+/**
+ * Reads the block-style YAML subset docker-compose.yml is written in (mappings, sequences of scalars,
+ * flow sequences of scalars, quoted and plain scalars). Anything else throws rather than misreads.
+ */
+function readYaml(text: string, file: string): Yaml {
+  const lines = text.split('\n').flatMap((raw, index) => {
+    const content = raw.trimEnd();
+    const body = content.trimStart();
+    return body === '' || body.startsWith('#')
+      ? []
+      : [{ indent: content.length - body.length, body, number: index + 1 }];
+  });
+  const fail = (line: { number: number; body: string } | undefined): never => {
+    throw new Error(
+      `${file}:${line?.number ?? 'end'}: outside the YAML subset these checks read: ${line?.body ?? ''}`,
+    );
+  };
+  const scalar = (text: string, line: (typeof lines)[number]): Yaml => {
+    if (text.startsWith("'"))
+      return text.endsWith("'") ? text.slice(1, -1).replaceAll("''", "'") : fail(line);
+    if (text.startsWith('"')) return JSON.parse(text) as string;
+    if (text.startsWith('[')) {
+      if (!text.endsWith(']')) fail(line);
+      const items = text.slice(1, -1).match(/'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^,\s][^,]*/g) ?? [];
+      return items.map((item) => scalar(item.trim(), line));
+    }
+    if (/^[{&*!|>]/.test(text)) fail(line);
+    return text.replace(/\s+#.*$/, '');
+  };
+  let next = 0;
+  const block = (indent: number): Yaml => {
+    const items: Yaml[] = [];
+    while (lines[next]?.indent === indent && lines[next]!.body.startsWith('- ')) {
+      const line = lines[next++]!;
+      const item = line.body.slice(2).trim();
+      if (/^[\w.-]+:(\s|$)/.test(item)) fail(line);
+      items.push(scalar(item, line));
+    }
+    if (items.length > 0) return items;
+    const map: Record<string, Yaml> = {};
+    while (lines[next]?.indent === indent) {
+      const line = lines[next++]!;
+      const match = /^([\w.-]+):(?:\s+(.*))?$/.exec(line.body) ?? fail(line);
+      const [, key = '', rest] = match;
+      const child = lines[next];
+      map[key] =
+        rest !== undefined ? scalar(rest, line) : child && child.indent > indent ? block(child.indent) : null;
+    }
+    return map;
+  };
+  const document = block(0);
+  if (next < lines.length) fail(lines[next]);
+  return document;
+}
+
+function mapAt(value: Yaml | undefined, where: string): Record<string, Yaml> {
+  if (value === null || value === undefined || typeof value === 'string' || Array.isArray(value)) {
+    throw new Error(`${where}: expected a mapping`);
+  }
+  return value;
+}
+
+function stringsAt(value: Yaml | undefined, where: string): string[] {
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
+    throw new Error(`${where}: expected a list of strings`);
+  }
+  return value;
+}
+
+function stringAt(value: Yaml | undefined, where: string): string {
+  if (typeof value !== 'string') throw new Error(`${where}: expected a string`);
+  return value;
+}
+
+interface Instruction {
+  keyword: string;
+  args: string;
+}
+
+/** Dockerfile instructions, continuation lines joined, grouped into build stages. */
+function readDockerfile(text: string): Instruction[][] {
+  const stages: Instruction[][] = [];
+  for (const line of text.replace(/\\\n/g, ' ').split('\n')) {
+    const match = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
+    if (!match || line.trimStart().startsWith('#')) continue;
+    const instruction = { keyword: match[1]!.toUpperCase(), args: match[2]!.trim() };
+    if (instruction.keyword === 'FROM') stages.push([]);
+    stages.at(-1)?.push(instruction);
+  }
+  return stages;
+}
+
+/** The JSON (exec) form of CMD or HEALTHCHECK ... CMD. */
+function execForm(args: string): string[] {
+  const json = /(\[.*\])\s*$/.exec(args)?.[1];
+  if (json === undefined) throw new Error(`not in exec form: ${args}`);
+  return JSON.parse(json) as string[];
+}
+
+/** The names config.ts's environment schema declares: the variables billfold reads. */
+function configVariables(): Set<string> {
+  const schema = /const envSchema = z\.object\(\{\n([\s\S]*?)\n\}\);/.exec(readText('src/config.ts'))?.[1];
+  if (schema === undefined) throw new Error('src/config.ts: envSchema not found');
+  return new Set([...schema.matchAll(/^ {2}([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]!));
+}
+
+const composeText = readText('docker-compose.yml');
+const compose = mapAt(readYaml(composeText, 'docker-compose.yml'), 'docker-compose.yml');
+const services = mapAt(compose.services, 'services');
+const billfoldService = mapAt(services.billfold, 'services.billfold');
+const billfoldEnvironment = mapAt(billfoldService.environment, 'services.billfold.environment');
+const stages = readDockerfile(readText('Dockerfile'));
+const runtime = stages.at(-1) ?? [];
+const packageJson = JSON.parse(readText('package.json')) as { scripts: Record<string, string> };
+
+const healthchecks = {
+  // Docker's `HEALTHCHECK ... CMD [...]` is compose's `test: [CMD, ...]`.
+  Dockerfile: [
+    'CMD',
+    ...execForm(
+      /\bCMD\s+(\[.*\])$/.exec(runtime.find((i) => i.keyword === 'HEALTHCHECK')?.args ?? '')?.[1] ?? '',
+    ),
+  ],
+  'docker-compose.yml': stringsAt(
+    mapAt(billfoldService.healthcheck, 'billfold.healthcheck').test,
+    'billfold.healthcheck.test',
+  ),
+};
+
+/** Runs a healthcheck's command (`CMD node -e ...`) the way Docker would, with `env`. */
+function runHealthcheck(test: string[], env: Record<string, string>): Promise<number> {
+  const [form, command, ...args] = test;
+  expect(form).toBe('CMD');
+  expect(command).toBe('node');
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { env, timeout: 10_000 }, (error) =>
+      resolve(error ? Number(error.code ?? 1) : 0),
+    );
+  });
+}
+
+/** What compose hands billfold's container: the image's ENV, then the service's environment, interpolated. */
+function containerEnvironment(operator: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const { args } of runtime.filter((i) => i.keyword === 'ENV')) {
+    for (const [, name, value] of args.matchAll(/([A-Z_][A-Z0-9_]*)=(\S+)/g)) env[name!] = value!;
+  }
+  for (const [name, value] of Object.entries(billfoldEnvironment)) {
+    env[name] = stringAt(value, `billfold.environment.${name}`).replace(
+      /\$\{(\w+)(?::([?-])([^}]*))?\}/g,
+      (_whole, variable: string, operator_: string | undefined, text: string | undefined) => {
+        const given = operator[variable];
+        if (given) return given;
+        if (operator_ === '?') throw new Error(`compose refuses to start: ${text}`);
+        return operator_ === '-' ? (text ?? '') : '';
+      },
+    );
+  }
+  return env;
+}
+
+const OPERATOR = { ...TEST_SECRETS, PUBLIC_ORIGIN: 'https://billfold.example.com' };
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('docker-compose.yml', () => {
+  it('runs Redis with a ping healthcheck and an append-only file, so sessions survive its restart', () => {
+    const redis = mapAt(services.redis, 'services.redis');
+    expect(redis.image).toMatch(/^redis:7/);
+    expect(stringsAt(mapAt(redis.healthcheck, 'redis.healthcheck').test, 'redis.healthcheck.test')).toEqual([
+      'CMD',
+      'redis-cli',
+      'ping',
+    ]);
+    expect(stringsAt(redis.command, 'redis.command').join(' ')).toMatch(/--appendonly yes/);
+    expect(stringsAt(redis.volumes, 'redis.volumes').some((v) => v.endsWith(':/data'))).toBe(true);
+  });
+
+  it('starts billfold only once Redis is healthy, and stores sessions in that Redis service', () => {
+    const dependsOn = mapAt(billfoldService.depends_on, 'billfold.depends_on');
+    expect(mapAt(dependsOn.redis, 'billfold.depends_on.redis').condition).toBe('service_healthy');
+    const redisUrl = new URL(stringAt(billfoldEnvironment.REDIS_URL, 'billfold.environment.REDIS_URL'));
+    expect(redisUrl.protocol).toBe('redis:');
+    expect(Object.keys(services)).toContain(redisUrl.hostname);
+    expect(redisUrl.port).toBe('6379');
+  });
+
+  it('refuses to start without the secrets billfold cannot run production without', () => {
+    const required = Object.entries(billfoldEnvironment).filter(
+      ([, v]) => typeof v === 'string' && v.includes(':?'),
+    );
+    expect(required.map(([name]) => name).sort()).toEqual([
+      'PUBLIC_ORIGIN',
+      'SESSION_ENCRYPTION_KEYS',
+      'SESSION_SECRETS',
+    ]);
+    for (const [name, value] of required) {
+      expect(value).toMatch(new RegExp(`^\\$\\{${name}:\\?.+\\}$`));
+      expect(() => containerEnvironment({ ...OPERATOR, [name]: '' })).toThrow(/compose refuses to start/);
+      // And billfold itself would refuse, so compose is not demanding anything billfold does not need.
+      const { [name]: _dropped, ...rest } = containerEnvironment(OPERATOR);
+      try {
+        loadConfig(rest);
+        expect.fail(`billfold started in production without ${name}`);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        expect((error as ConfigError).problems.join('\n')).toContain(name);
+      }
+    }
+  });
+
+  it('gives billfold, once the operator supplies the secrets, a valid production configuration on Redis', () => {
+    const { config } = loadConfig(containerEnvironment(OPERATOR));
+    expect(config.production).toBe(true);
+    expect(config.store.kind).toBe('redis');
+    expect(config.host).toBe('0.0.0.0');
+    expect(config.port).toBe(3000);
+    expect(config.publicOrigin).toBe(OPERATOR.PUBLIC_ORIGIN);
+  });
+
+  it('names only environment variables billfold reads, in its settings and its comments alike', () => {
+    const known = configVariables();
+    expect(known.size).toBeGreaterThan(20);
+    const named = new Set([
+      ...Object.keys(billfoldEnvironment),
+      ...[...composeText.matchAll(/\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b/g)].map((m) => m[0]),
+    ]);
+    expect(named).toContain('TLS_CERT_FILE');
+    expect([...named].filter((name) => !known.has(name))).toEqual([]);
+  });
+
+  it('probes billfold on /healthz with node, the way the image does', () => {
+    expect(healthchecks['docker-compose.yml']).toEqual(healthchecks.Dockerfile);
+  });
+
+  it('offers the sandbox upstreams under the demo profile, from the same build, as `npm run sandbox` starts them', () => {
+    const sandbox = mapAt(services.sandbox, 'services.sandbox');
+    expect(stringsAt(sandbox.profiles, 'sandbox.profiles')).toEqual(['demo']);
+    expect(sandbox.build).toBe(billfoldService.build);
+    // billfold accepts http:// upstreams on loopback only, so the sandbox shares billfold's network.
+    expect(sandbox.network_mode).toBe('service:billfold');
+    const [node, script] = stringsAt(sandbox.command, 'sandbox.command');
+    expect(node).toBe('node');
+    expect(packageJson.scripts.sandbox).toContain(`node ${script}`);
+    expect(existsSync(join(ROOT, script!.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts')))).toBe(true);
+  });
+});
+
+describe('Dockerfile', () => {
+  it('starts billfold the way npm start does: node dist/main.js', () => {
+    const cmd = execForm(runtime.findLast((i) => i.keyword === 'CMD')?.args ?? '');
+    expect(cmd.join(' ')).toBe(packageJson.scripts.start);
+    // dist/main.js is what `npm run build` compiles from src/main.ts.
+    const build = JSON.parse(readText('tsconfig.build.json')) as {
+      compilerOptions: { rootDir: string; outDir: string };
+    };
+    const entry = cmd[1]!;
+    expect(entry.startsWith(`${build.compilerOptions.outDir}/`)).toBe(true);
+    const source = join(
+      build.compilerOptions.rootDir,
+      entry.slice(build.compilerOptions.outDir.length + 1),
+    ).replace(/\.js$/, '.ts');
+    expect(source).toBe(join('src', 'main.ts'));
+    expect(existsSync(join(ROOT, source))).toBe(true);
+    expect(packageJson.scripts.build).toBe('tsc -p tsconfig.build.json');
+  });
+
+  it('builds with the full toolchain and ships production dependencies and the compiled output only', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const stage of stages) expect(stage[0]!.args).toMatch(/^node:20-bookworm-slim\b/);
+    const buildRuns = stages[0]!.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+    expect(buildRuns).toEqual(expect.arrayContaining(['npm ci', 'npm run build']));
+    const runtimeRuns = runtime.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+    expect(runtimeRuns.some((run) => /\bnpm ci --omit=dev\b/.test(run))).toBe(true);
+    expect(runtimeRuns.some((run) => /\bnpm ci(?!\s+--omit=dev)/.test(run))).toBe(false);
+    const copies = runtime.filter((i) => i.keyword === 'COPY').map((i) => i.args);
+    expect(copies).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^--from=\S+ \S*\/dist \.\/dist$/), 'public ./public']),
+    );
+  });
+
+  it('runs as the unprivileged node user, listening on all interfaces on port 3000 in production', () => {
+    const user = runtime.findLast((i) => i.keyword === 'USER');
+    expect(user?.args).toBe('node');
+    expect(runtime.indexOf(user!)).toBeLessThan(runtime.findIndex((i) => i.keyword === 'CMD'));
+    const env = containerEnvironment(OPERATOR);
+    expect({ NODE_ENV: env.NODE_ENV, HOST: env.HOST, PORT: env.PORT }).toEqual({
+      NODE_ENV: 'production',
+      HOST: '0.0.0.0',
+      PORT: '3000',
+    });
+    expect(runtime.find((i) => i.keyword === 'EXPOSE')?.args).toBe('3000');
+    const known = configVariables();
+    expect(Object.keys(env).filter((name) => !known.has(name))).toEqual([]);
+  });
+});
+
+describe.each(Object.entries(healthchecks))('the healthcheck in %s', (_file, test) => {
+  let billfold: RunningBillfold | undefined;
+  afterEach(async () => {
+    await billfold?.close();
+    billfold = undefined;
+  });
+
+  it('passes against billfold in production over plain HTTP on /healthz', async () => {
+    expect(test.join(' ')).toContain("path:'/healthz'");
+    billfold = await startBillfold({
+      NODE_ENV: 'production',
+      PUBLIC_ORIGIN: OPERATOR.PUBLIC_ORIGIN,
+      SESSION_STORE: 'memory',
+    });
+    expect(billfold.config.production).toBe(true);
+    const port = new URL(billfold.url).port;
+    expect(await runHealthcheck(test, { PORT: port })).toBe(0);
+  });
+
+  it('fails when nothing answers on the port', async () => {
+    expect(await runHealthcheck(test, { PORT: String(await freePort()) })).not.toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// .ci/run, driven against stand-ins for npm, apt-get and Redis that record every call.
+
+interface CiMachine {
+  dir: string;
+  /** What the script called, one line per call: name, arguments, DEBIAN_FRONTEND for apt-get. */
+  calls(): string[];
+  run(): Promise<{ code: number; output: string }>;
+}
+
+const CI_SCRIPT = join(ROOT, '.ci/run');
+// A scratch server for the tests: loopback only, nothing written to disk (`--save ""` logs as `--save `).
+const REDIS_START = 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save  --appendonly no';
+
+async function createCiMachine(state: {
+  redisInstalled: boolean;
+  redisAnswering: boolean;
+  chromiumInstalled: boolean;
+  redisNeverStarts?: boolean;
+  testsFail?: boolean;
+}): Promise<CiMachine> {
+  const dir = await mkdtemp(join(tmpdir(), 'billfold-ci-'));
+  const bin = join(dir, 'bin');
+  const spare = join(dir, 'spare');
+  const chromium = join(dir, 'chromium');
+  await Promise.all([mkdir(bin), mkdir(spare)]);
+  const log = join(dir, 'calls.log');
+  const shellStub = (name: string, body: string) => `#!/bin/sh\necho "${name} $*" >> '${log}'\n${body}\n`;
+  const stubs: Record<string, string> = {
+    npm: shellStub('npm', `if [ "$1" = test ] && [ -f '${dir}/tests-fail' ]; then exit 1; fi`),
+    sleep: shellStub('sleep', ''),
+    'redis-cli': shellStub('redis-cli', `if [ -f '${dir}/redis-up' ]; then echo PONG; else exit 1; fi`),
+    'redis-server': shellStub('redis-server', `[ -f '${dir}/redis-never-starts' ] || : > '${dir}/redis-up'`),
+    // Installing copies a package's stand-ins into place, as apt would put the real binaries there.
+    'apt-get': `#!${process.execPath}
+const fs = require('node:fs');
+const args = process.argv.slice(2);
+fs.appendFileSync(${JSON.stringify(log)}, 'apt-get ' + args.join(' ') + ' DEBIAN_FRONTEND=' + process.env.DEBIAN_FRONTEND + '\\n');
+if (args[0] === 'install') {
+  for (const pkg of args.slice(1).filter((a) => !a.startsWith('-'))) {
+    if (pkg === 'redis-server') for (const name of ['redis-server', 'redis-cli']) fs.copyFileSync(${JSON.stringify(spare)} + '/' + name, ${JSON.stringify(bin)} + '/' + name);
+    else if (pkg === 'chromium') fs.writeFileSync(${JSON.stringify(chromium)}, '', { mode: 0o755 });
+    else process.exit(100);
+  }
+}
+`,
+  };
+  for (const [name, text] of Object.entries(stubs)) {
+    const packaged = name === 'redis-server' || name === 'redis-cli';
+    await writeFile(join(packaged ? spare : bin, name), text, { mode: 0o755 });
+    if (packaged && state.redisInstalled) await copyFile(join(spare, name), join(bin, name));
+  }
+  await symlink('/bin/bash', join(bin, 'bash'));
+  if (state.chromiumInstalled) await writeFile(chromium, '', { mode: 0o755 });
+  if (state.redisAnswering) await writeFile(join(dir, 'redis-up'), '');
+  if (state.redisNeverStarts) await writeFile(join(dir, 'redis-never-starts'), '');
+  if (state.testsFail) await writeFile(join(dir, 'tests-fail'), '');
+
+  return {
+    dir,
+    calls: () => (existsSync(log) ? readFileSync(log, 'utf8').trimEnd().split('\n') : []),
+    run: () =>
+      new Promise((resolve) => {
+        // Only the stand-ins are on PATH, so nothing here can reach the real apt, npm or Redis.
+        const env = { PATH: bin, CI: 'true', CHROMIUM_PATH: chromium };
+        const child = execFile(CI_SCRIPT, [], { env, timeout: 15_000 }, (error, stdout, stderr) =>
+          resolve({ code: error ? Number(error.code ?? 1) : 0, output: stdout + stderr }),
+        );
+        child.stdin?.end();
+      }),
+  };
+}
+
+describe('.ci/run', () => {
+  const machines: CiMachine[] = [];
+  const machine = async (state: Parameters<typeof createCiMachine>[0]) => {
+    const created = await createCiMachine(state);
+    machines.push(created);
+    return created;
+  };
+  afterEach(async () => {
+    await Promise.all(machines.splice(0).map((m) => rm(m.dir, { recursive: true, force: true })));
+  });
+
+  it('is an executable bash script that stops at the first failure', () => {
+    expect(() => accessSync(CI_SCRIPT, constants.X_OK)).not.toThrow();
+    const text = readText('.ci/run');
+    expect(text.split('\n')[0]).toBe('#!/usr/bin/env bash');
+    expect(text).toMatch(/^set -euo pipefail$/m);
+  });
+
+  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests', async () => {
+    const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
+    const { code, output } = await ci.run();
+    expect(code, output).toBe(0);
+    const calls = ci.calls();
+    expect(calls[0]).toBe('npm ci');
+    expect(calls.at(-1)).toBe('npm test');
+    expect(calls.filter((c) => c.startsWith('apt-get'))).toEqual([
+      'apt-get update DEBIAN_FRONTEND=noninteractive',
+      'apt-get install -y redis-server DEBIAN_FRONTEND=noninteractive',
+      'apt-get install -y chromium DEBIAN_FRONTEND=noninteractive',
+    ]);
+    expect(calls.filter((c) => c.startsWith('redis-server'))).toEqual([REDIS_START]);
+    expect(calls.indexOf(REDIS_START)).toBeLessThan(calls.indexOf('npm test'));
+    expect(output).toMatch(/==== Tests \(npm test\) ====/);
+  });
+
+  it('changes nothing on a second run: no apt, no second Redis', async () => {
+    const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
+    expect((await ci.run()).code).toBe(0);
+    const first = ci.calls().length;
+    const { code, output } = await ci.run();
+    expect(code, output).toBe(0);
+    expect(ci.calls().slice(first)).toEqual(['npm ci', 'redis-cli -h 127.0.0.1 -p 6379 ping', 'npm test']);
+  });
+
+  it('uses a Redis that already answers, and still installs redis-server for suites that start their own', async () => {
+    const ci = await machine({ redisInstalled: false, redisAnswering: true, chromiumInstalled: true });
+    const { code, output } = await ci.run();
+    expect(code, output).toBe(0);
+    expect(ci.calls().filter((c) => /^(apt-get|redis-server)/.test(c))).toEqual([
+      'apt-get update DEBIAN_FRONTEND=noninteractive',
+      'apt-get install -y redis-server DEBIAN_FRONTEND=noninteractive',
+    ]);
+  });
+
+  it('gives up after a bounded wait when Redis does not come up, without running the tests', async () => {
+    const ci = await machine({
+      redisInstalled: true,
+      redisAnswering: false,
+      chromiumInstalled: true,
+      redisNeverStarts: true,
+    });
+    const { code, output } = await ci.run();
+    expect(code).not.toBe(0);
+    expect(output).toMatch(/did not answer/);
+    expect(ci.calls().filter((c) => c.startsWith('sleep')).length).toBeLessThanOrEqual(100);
+    expect(ci.calls()).not.toContain('npm test');
+  });
+
+  it('fails when the tests fail', async () => {
+    const ci = await machine({
+      redisInstalled: true,
+      redisAnswering: true,
+      chromiumInstalled: true,
+      testsFail: true,
+    });
+    const { code } = await ci.run();
+    expect(code).not.toBe(0);
+    expect(ci.calls().at(-1)).toBe('npm test');
+  });
+});

@@ -1,0 +1,172 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { loadConfig } from '../../src/config.js';
+import { AppError } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
+import { createMemoryBackend } from '../../src/session/memory-backend.js';
+import { createRedisBackend } from '../../src/session/redis-backend.js';
+import type { SessionBackend } from '../../src/session/session-backend.js';
+import { createSessionCodec } from '../../src/session/session-codec.js';
+import type { BillboraJwtCredential } from '../../src/session/session-record.js';
+import { createSessionRepository } from '../../src/session/session-repository.js';
+import type { BillboraAdapter } from '../../src/upstream/billbora-adapter.js';
+import { createCredentialRenewer } from '../../src/upstream/credential-renewer.js';
+import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { TEST_SECRETS } from '../support/test-config.js';
+import { createTestClock } from '../support/test-clock.js';
+
+const limits = { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 43_200_000 };
+const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
+const logger = createLogger('silent');
+
+/** A Billbora-like adapter whose renewal is slow and counted, with single-use refresh tokens. */
+function countingAdapter(options: { delayMs: number; fail?: boolean }) {
+  let renewals = 0;
+  const used = new Set<string>();
+  const adapter = {
+    id: 'billbora',
+    loginSchema: z.never(),
+    secretsOf: (credential: BillboraJwtCredential) => [credential.access, credential.refresh],
+    async renew(credential: BillboraJwtCredential) {
+      renewals++;
+      if (used.has(credential.refresh)) throw new Error('refresh token reused: family revoked');
+      used.add(credential.refresh);
+      await new Promise((resolve) => setTimeout(resolve, options.delayMs));
+      if (options.fail) throw new AppError('invalid_credentials', { provider: 'billbora' });
+      return { ...credential, access: `access-${renewals + 1}`, refresh: `refresh-${renewals + 1}` };
+    },
+  } as unknown as BillboraAdapter;
+  return { adapter, renewals: () => renewals };
+}
+
+const jwt = (n: number): BillboraJwtCredential => ({
+  mode: 'jwt',
+  access: `access-${n}`,
+  refresh: `refresh-${n}`,
+  accessExpiresAt: 0,
+  organization: { id: 'org_demo', name: 'Demo' },
+  user: 'demo@example.com',
+  connectedAt: 0,
+});
+
+function setup(backend: SessionBackend, adapter: BillboraAdapter) {
+  const clock = createTestClock(Date.now());
+  const repository = createSessionRepository({
+    backend,
+    codec,
+    clock,
+    limits,
+    timeoutMs: 2000,
+    onStoreError: () => undefined,
+  });
+  const renewer = createCredentialRenewer({
+    adapters: { billbora: adapter },
+    repository,
+    clock,
+    logger,
+    lockTtlMs: 5000,
+    pollMs: 5,
+  });
+  return { clock, repository, renewer };
+}
+
+describe('single-flight credential renewal', () => {
+  const backends: SessionBackend[] = [];
+  afterAll(async () => {
+    await Promise.all(backends.map((b) => b.close()));
+  });
+
+  it('lets exactly one of 50 concurrent renewals in one process reach the upstream; all get the new token', async () => {
+    const { adapter, renewals } = countingAdapter({ delayMs: 30 });
+    const { clock, repository, renewer } = setup(
+      createMemoryBackend({ clock: createTestClock(), maxEntries: 10 }),
+      adapter,
+    );
+    const now = clock.now();
+    const session = await repository.create('sid-1', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(1) },
+    });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => renewer.renew(session, 'billbora', jwt(1))),
+    );
+    expect(renewals()).toBe(1);
+    expect(new Set(results.map((r) => (r.credential as BillboraJwtCredential).access))).toEqual(
+      new Set(['access-2']),
+    );
+    expect((await repository.load('sid-1'))?.record.providers.billbora).toMatchObject({
+      access: 'access-2',
+      refresh: 'refresh-2',
+    });
+  });
+
+  it('lets exactly one renewal through across two instances sharing Redis, through the lock in the store', async () => {
+    const prefix = uniquePrefix();
+    const { adapter, renewals } = countingAdapter({ delayMs: 50 });
+    const instances = [0, 1].map(() => {
+      const backend = createRedisBackend({
+        url: REDIS_URL,
+        keyPrefix: prefix,
+        timeoutMs: 2000,
+        onError: () => undefined,
+      });
+      backends.push(backend);
+      return setup(backend, adapter);
+    });
+    const [a, b] = instances as [ReturnType<typeof setup>, ReturnType<typeof setup>];
+    const now = a.clock.now();
+    const created = await a.repository.create('sid-2', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(1) },
+    });
+    const loadedByB = (await b.repository.load('sid-2'))!;
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        i % 2 ? a.renewer.renew(created, 'billbora', jwt(1)) : b.renewer.renew(loadedByB, 'billbora', jwt(1)),
+      ),
+    );
+    expect(renewals()).toBe(1);
+    expect(new Set(results.map((r) => (r.credential as BillboraJwtCredential).access))).toEqual(
+      new Set(['access-2']),
+    );
+  });
+
+  it('marks the provider disconnected when the upstream refuses the renewal', async () => {
+    const { adapter } = countingAdapter({ delayMs: 1, fail: true });
+    const { clock, repository, renewer } = setup(
+      createMemoryBackend({ clock: createTestClock(), maxEntries: 10 }),
+      adapter,
+    );
+    const now = clock.now();
+    const session = await repository.create('sid-3', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(1), billogram: { basic: 'b', user: 'u', connectedAt: now } },
+    });
+    await expect(renewer.renew(session, 'billbora', jwt(1))).rejects.toMatchObject({
+      code: 'upstream_session_expired',
+    });
+    const stored = await repository.load('sid-3');
+    expect(stored?.record.providers.billbora).toBeUndefined();
+    expect(stored?.record.providers.billogram).toBeDefined();
+  });
+
+  it('does not renew again when the stored credential is already newer than the one that failed', async () => {
+    const { adapter, renewals } = countingAdapter({ delayMs: 1 });
+    const { clock, repository, renewer } = setup(
+      createMemoryBackend({ clock: createTestClock(), maxEntries: 10 }),
+      adapter,
+    );
+    const now = clock.now();
+    const session = await repository.create('sid-4', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(7) },
+    });
+    const result = await renewer.renew(session, 'billbora', jwt(1));
+    expect(renewals()).toBe(0);
+    expect((result.credential as BillboraJwtCredential).access).toBe('access-7');
+  });
+});
