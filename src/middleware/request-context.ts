@@ -28,16 +28,18 @@ export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: 
   };
   contexts.set(req, context);
   res.setHeader('x-request-id', context.id);
+  // Captured now: Express rewrites req.url inside mounted routers. The query is never logged.
+  const url = req.url ?? '';
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
   const done = () => {
     res.off('finish', done);
     res.off('close', done);
-    const url = req.url ?? '';
-    const query = url.indexOf('?');
     logger.info(
       {
         requestId: context.id,
         method: req.method,
-        path: query === -1 ? url : url.slice(0, query),
+        path,
         status: res.writableFinished ? res.statusCode : 499,
         durationMs: Math.round((performance.now() - context.startedAt) * 10) / 10,
         session: hashSessionId(context.sessionId),

@@ -18,8 +18,8 @@ export type SessionChange = (current: SessionRecord) => SessionRecord | null | u
 export interface SessionRepository {
   /** The live session, or undefined when absent, expired or unreadable (tampered, unknown key). */
   load(sessionId: string): Promise<LoadedSession | undefined>;
-  /** Stores a brand-new session; fails if the id is taken. */
-  create(sessionId: string, record: SessionRecord): Promise<LoadedSession>;
+  /** Stores a brand-new session; undefined (and nothing written) when the id is taken. */
+  create(sessionId: string, record: SessionRecord): Promise<LoadedSession | undefined>;
   /**
    * Applies `change` atomically: written only if the store still holds what `change` saw, otherwise
    * re-read and re-applied. Returns the session as stored afterwards (undefined once it has ended), so
@@ -97,9 +97,7 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
 
     async create(sessionId, record) {
       const { written, sealed } = await write(sessionId, null, record);
-      if (!written || sealed === null)
-        throw new AppError('internal_error', { message: 'Session id collision.' });
-      return { id: sessionId, record, sealed };
+      return written && sealed !== null ? { id: sessionId, record, sealed } : undefined;
     },
 
     async update(sessionId, change, known) {

@@ -1,4 +1,6 @@
+import { isDeepStrictEqual } from 'node:util';
 import session, { type SessionData } from 'express-session';
+import { AppError } from '../errors.js';
 import type { SessionRecord } from './session-record.js';
 import type { SessionRepository } from './session-repository.js';
 
@@ -38,10 +40,20 @@ export class RepositorySessionStore extends session.Store {
 
   override set(sid: string, data: SessionData, callback?: Callback): void {
     const { cookie: _cookie, ...record } = data;
-    this.repository.create(sid, record).then(
+    this.create(sid, record).then(
       () => callback?.(),
       (error: unknown) => callback?.(error),
     );
+  }
+
+  // express-session saves a regenerated session once more when the response ends; saving the same
+  // record again is a no-op, while a different record over an existing session is refused.
+  private async create(sid: string, record: SessionRecord): Promise<void> {
+    if (await this.repository.create(sid, record)) return;
+    const existing = await this.repository.load(sid);
+    if (!existing || !isDeepStrictEqual(existing.record, record)) {
+      throw new AppError('internal_error', { message: 'A session is changed only through the repository.' });
+    }
   }
 
   override destroy(sid: string, callback?: Callback): void {
