@@ -4,6 +4,7 @@ import https from 'node:https';
 import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
+import { pino } from 'pino';
 import { createLogger } from './logger.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 
@@ -39,7 +40,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const { config, warnings } = loaded;
-  const logger = createLogger(config.logLevel);
+  // Log lines are written asynchronously so a slow stdout never stalls a request; flushed on exit.
+  const logger = createLogger(config.logLevel, pino.destination({ sync: false }));
   for (const warning of warnings) logger.warn(warning);
 
   const billfold = createBillfold(config, { clock: systemClock, logger });
@@ -80,8 +82,7 @@ async function main(): Promise<void> {
     server.close(() => {
       void Promise.all([billfold.close(), sandbox?.close()]).finally(() => {
         logger.info('billfold stopped');
-        logger.flush();
-        process.exit(0);
+        logger.flush(() => process.exit(0));
       });
     });
     server.closeIdleConnections();

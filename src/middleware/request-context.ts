@@ -35,6 +35,7 @@ export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: 
   const done = () => {
     res.off('finish', done);
     res.off('close', done);
+    if (!logger.isLevelEnabled('info')) return;
     logger.info(
       {
         requestId: context.id,

@@ -52,8 +52,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export function toUpstreamError(provider: ProviderId, error: unknown): AppError {
   if (error instanceof AppError) return error;
   const code = error instanceof errors.UndiciError ? error.code : undefined;
-  const timedOut =
-    (code !== undefined && TIMEOUT_CODES.has(code)) || (error as Error | undefined)?.name === 'TimeoutError';
+  const timedOut = code !== undefined && TIMEOUT_CODES.has(code);
   return new AppError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { provider, cause: error });
 }
 
@@ -75,7 +74,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           method: upstreamRequest.method as 'GET',
           headers: upstreamRequest.headers,
           body: upstreamRequest.body ?? null,
-          signal: AbortSignal.timeout(options.timeoutMs),
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
         return { status: response.statusCode, headers: response.headers, body: response.body };

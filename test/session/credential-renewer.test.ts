@@ -7,8 +7,12 @@ import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { createRedisBackend } from '../../src/session/redis-backend.js';
 import type { SessionBackend } from '../../src/session/session-backend.js';
 import { createSessionCodec } from '../../src/session/session-codec.js';
-import type { BillboraJwtCredential } from '../../src/session/session-record.js';
-import { createSessionRepository } from '../../src/session/session-repository.js';
+import type { BillboraJwtCredential, SessionRecord } from '../../src/session/session-record.js';
+import {
+  createSessionRepository,
+  type LoadedSession,
+  type SessionRepository,
+} from '../../src/session/session-repository.js';
 import type { BillboraAdapter } from '../../src/upstream/billbora-adapter.js';
 import { createCredentialRenewer } from '../../src/upstream/credential-renewer.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
@@ -49,6 +53,16 @@ const jwt = (n: number): BillboraJwtCredential => ({
   connectedAt: 0,
 });
 
+async function mustCreate(
+  repository: SessionRepository,
+  id: string,
+  record: SessionRecord,
+): Promise<LoadedSession> {
+  const created = await repository.create(id, record);
+  if (!created) throw new Error(`session ${id} already exists`);
+  return created;
+}
+
 function setup(backend: SessionBackend, adapter: BillboraAdapter) {
   const clock = createTestClock(Date.now());
   const repository = createSessionRepository({
@@ -83,7 +97,7 @@ describe('single-flight credential renewal', () => {
       adapter,
     );
     const now = clock.now();
-    const session = await repository.create('sid-1', {
+    const session = await mustCreate(repository, 'sid-1', {
       createdAt: now,
       lastSeenAt: now,
       providers: { billbora: jwt(1) },
@@ -116,7 +130,7 @@ describe('single-flight credential renewal', () => {
     });
     const [a, b] = instances as [ReturnType<typeof setup>, ReturnType<typeof setup>];
     const now = a.clock.now();
-    const created = await a.repository.create('sid-2', {
+    const created = await mustCreate(a.repository, 'sid-2', {
       createdAt: now,
       lastSeenAt: now,
       providers: { billbora: jwt(1) },
@@ -140,7 +154,7 @@ describe('single-flight credential renewal', () => {
       adapter,
     );
     const now = clock.now();
-    const session = await repository.create('sid-3', {
+    const session = await mustCreate(repository, 'sid-3', {
       createdAt: now,
       lastSeenAt: now,
       providers: { billbora: jwt(1), billogram: { basic: 'b', user: 'u', connectedAt: now } },
@@ -160,7 +174,7 @@ describe('single-flight credential renewal', () => {
       adapter,
     );
     const now = clock.now();
-    const session = await repository.create('sid-4', {
+    const session = await mustCreate(repository, 'sid-4', {
       createdAt: now,
       lastSeenAt: now,
       providers: { billbora: jwt(7) },
