@@ -12,13 +12,14 @@ import type { CredentialOf } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
   adapterFor,
+  isSameCredential,
   upstreamUrl,
   type AdapterRegistry,
   type ProviderAdapter,
   type RelayCall,
 } from '../upstream/provider-adapter.js';
 import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
-import type { CredentialRenewer } from '../upstream/credential-renewer.js';
+import { disconnectProvider, type CredentialRenewer } from '../upstream/credential-renewer.js';
 import {
   checkQuery,
   checkRelayPath,
@@ -55,21 +56,6 @@ const JUDGED_BODY_LIMIT = 4 * 1024 * 1024;
  */
 export function createRelayHandler(deps: RelayDeps) {
   const { config, repository, client, clock, logger } = deps;
-
-  const disconnect = async (
-    session: LoadedSession,
-    id: ProviderId,
-    adapter: ProviderAdapter,
-    used: Credential,
-  ) => {
-    // Only the credential that failed is removed: a newer login or renewal stays.
-    await repository.update(session.id, (record) => {
-      const stored = record.providers[id];
-      if (!stored || adapter.secretsOf(stored)[0] !== adapter.secretsOf(used)[0]) return undefined;
-      delete record.providers[id];
-      return record;
-    });
-  };
 
   const send = (
     id: ProviderId,
@@ -166,7 +152,7 @@ export function createRelayHandler(deps: RelayDeps) {
     }
     if (judged.verdict !== 'ok') {
       await response.body.dump();
-      await disconnect(session, id, adapter, credential);
+      await disconnectProvider(repository, session.id, adapter, credential);
       audit(logger, {
         event: 'upstream_session_expired',
         outcome: 'failure',
@@ -209,7 +195,7 @@ export function createRelayHandler(deps: RelayDeps) {
     const also = used
       ? (record: LoadedSession['record']) => {
           const stored = record.providers[id];
-          if (!stored || adapter.secretsOf(stored)[0] !== adapter.secretsOf(credential)[0]) return undefined;
+          if (!stored || !isSameCredential(adapter, stored, credential)) return undefined;
           return {
             ...record,
             providers: { ...record.providers, [id]: adapter.afterUse?.(stored, clock.now()) ?? stored },

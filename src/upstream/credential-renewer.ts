@@ -2,9 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
-import type { CredentialOf } from '../session/session-record.js';
+import { hasProviders, type CredentialOf } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
-import { adapterFor, type AdapterRegistry, type ProviderAdapter } from './provider-adapter.js';
+import {
+  adapterFor,
+  isSameCredential,
+  type AdapterRegistry,
+  type ProviderAdapter,
+} from './provider-adapter.js';
 import type { ProviderId } from './provider-id.js';
 
 type Credential = CredentialOf<ProviderId>;
@@ -42,9 +47,6 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
   const pollMs = deps.pollMs ?? 25;
   const inFlight = new Map<string, Promise<Renewed>>();
 
-  const sameCredential = (adapter: ProviderAdapter, a: Credential | undefined, b: Credential) =>
-    a !== undefined && adapter.secretsOf(a)[0] === adapter.secretsOf(b)[0];
-
   const expired = (id: ProviderId) => new AppError('upstream_session_expired', { provider: id });
 
   // Someone else's renewal is visible as a different credential in the store.
@@ -58,7 +60,7 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
     if (!session) throw new AppError('unauthenticated');
     const stored = session.record.providers[id];
     if (!stored) throw expired(id);
-    return sameCredential(adapter, stored, used) ? undefined : { session, credential: stored };
+    return isSameCredential(adapter, stored, used) ? undefined : { session, credential: stored };
   };
 
   const renewOnce = async (
@@ -89,11 +91,7 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
         audit(logger, { event: 'renewal', outcome: 'failure', provider: id, sessionId: session.id });
         if (!(error instanceof AppError) || error.code !== 'invalid_credentials') throw error;
         // The upstream refused renewal: this provider is signed out (unless it changed meanwhile).
-        await repository.update(session.id, (record) => {
-          if (!sameCredential(adapter, record.providers[id], used)) return undefined;
-          delete record.providers[id];
-          return record;
-        });
+        await disconnectProvider(repository, session.id, adapter, used);
         audit(logger, {
           event: 'upstream_session_expired',
           outcome: 'failure',
@@ -104,7 +102,7 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
       }
       const stored = await repository.update(session.id, (record) => {
         // Never bring back a provider (or a session) that was signed out meanwhile.
-        if (!sameCredential(adapter, record.providers[id], used)) return undefined;
+        if (!isSameCredential(adapter, record.providers[id], used)) return undefined;
         return { ...record, providers: { ...record.providers, [id]: fresh } };
       });
       audit(logger, { event: 'renewal', outcome: 'success', provider: id, sessionId: session.id });
@@ -132,4 +130,21 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
 
 function storeDown(error: unknown): never {
   throw new AppError('session_store_unavailable', { cause: error });
+}
+
+/**
+ * Removes a provider whose credential the upstream no longer accepts, ending the session when it was
+ * the last one. Only the credential that failed is removed: a newer login or renewal stays.
+ */
+export async function disconnectProvider(
+  repository: SessionRepository,
+  sessionId: string,
+  adapter: ProviderAdapter,
+  failed: Credential,
+): Promise<void> {
+  await repository.update(sessionId, (record) => {
+    if (!isSameCredential(adapter, record.providers[adapter.id], failed)) return undefined;
+    delete record.providers[adapter.id];
+    return hasProviders(record) ? record : null;
+  });
 }

@@ -85,3 +85,12 @@ export function upstreamUrl(baseUrl: URL, path: string, search = ''): URL {
 export function firstSegment(path: string): string {
   return (path.split('/')[0] ?? '').toLowerCase();
 }
+
+/** Whether two credentials of one provider are the same one (compared by their first secret). */
+export function isSameCredential(
+  adapter: ProviderAdapter,
+  a: CredentialOf<ProviderId> | undefined,
+  b: CredentialOf<ProviderId>,
+): boolean {
+  return a !== undefined && adapter.secretsOf(a)[0] === adapter.secretsOf(b)[0];
+}
