@@ -32,7 +32,11 @@ describe('BILL end to end on Redis', () => {
     const client = newClient();
     const login = await client.post('/auth/bill/login', demo);
     expect(login.status).toBe(200);
-    expect(login.body.providers.bill).toMatchObject({ connected: true, user: demo.userName, orgId: demo.orgId });
+    expect(login.body.providers.bill).toMatchObject({
+      connected: true,
+      user: demo.userName,
+      orgId: demo.orgId,
+    });
     const idle = Date.parse(login.body.providers.bill.upstreamIdleExpiresAt) - Date.now();
     expect(idle).toBeGreaterThan(34 * 60_000);
     expect(idle).toBeLessThanOrEqual(35 * 60_000);
@@ -51,7 +55,7 @@ describe('BILL end to end on Redis', () => {
     sandbox.bill.setStrictMode(true);
     const client = newClient();
     await client.post('/auth/bill/login', demo);
-    const sessionId = sandbox.bill.sessions()[0]!;
+    const sessionId = sandbox.bill.sessions().at(-1)!;
     const list = await client.request(
       'POST',
       '/api/bill/List/Vendor.json',
@@ -69,7 +73,9 @@ describe('BILL end to end on Redis', () => {
     const info = await client.request('POST', '/api/bill/GetSessionInfo.json');
     expect(info.status).toBe(200);
     expect(info.body.response_status).toBe(0);
-    expect(leaksOf([sessionId, SANDBOX_DEMO_CREDENTIALS.billDevKey, demo.password], billfold.logs)).toEqual([]);
+    expect(leaksOf([sessionId, SANDBOX_DEMO_CREDENTIALS.billDevKey, demo.password], billfold.logs)).toEqual(
+      [],
+    );
   });
 
   it('reads BDC_1109 inside an HTTP 200 as upstream_session_expired and marks BILL disconnected', async () => {

@@ -37,7 +37,9 @@ describe('Billogram end to end on Redis', () => {
   it('relays with HTTP Basic, replacing any Authorization the client sent, and passes other refusals through', async () => {
     const client = newClient();
     expect((await client.post('/auth/billogram/login', demo)).status).toBe(200);
-    const customer = await client.get('/api/billogram/customer/1', { authorization: 'Basic c3RvbGVuOnN0b2xlbg==' });
+    const customer = await client.get('/api/billogram/customer/1', {
+      authorization: 'Basic c3RvbGVuOnN0b2xlbg==',
+    });
     expect(customer.status).toBe(200);
     expect(customer.body).toMatchObject({ status: 'OK', data: { customer_no: 1 } });
     expect(sandbox.billogram.requests.at(-1)!.headers.authorization).toBe(basic);
@@ -49,16 +51,19 @@ describe('Billogram end to end on Redis', () => {
     expect(leaksOf([basic.slice(6), demo.apiPassword], billfold.logs)).toEqual([]);
   });
 
-  it.each([401, 403] as const)('reads INVALID_AUTH answered with %i as upstream_session_expired', async (status) => {
-    sandbox.billogram.setInvalidAuthStatus(status);
-    const client = newClient();
-    await client.post('/auth/billogram/login', demo);
-    sandbox.billogram.expireAllSessions();
-    const answer = await client.get('/api/billogram/customer/1');
-    expect(answer.status).toBe(401);
-    expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billogram' });
-    expect((await client.get('/auth/session')).body).toEqual({ authenticated: false });
-  });
+  it.each([401, 403] as const)(
+    'reads INVALID_AUTH answered with %i as upstream_session_expired',
+    async (status) => {
+      sandbox.billogram.setInvalidAuthStatus(status);
+      const client = newClient();
+      await client.post('/auth/billogram/login', demo);
+      sandbox.billogram.expireAllSessions();
+      const answer = await client.get('/api/billogram/customer/1');
+      expect(answer.status).toBe(401);
+      expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billogram' });
+      expect((await client.get('/auth/session')).body).toEqual({ authenticated: false });
+    },
+  );
 
   it('signs out without an upstream call (Billogram is stateless) and forgets the credential', async () => {
     const client = newClient();
