@@ -1,0 +1,232 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createRedisBackend } from '../../src/session/redis-backend.js';
+import type { SessionBackend } from '../../src/session/session-backend.js';
+import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { startGatedProxy } from '../support/gated-proxy.js';
+import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { leaksOf } from '../support/secrets.js';
+import { createTestClock } from '../support/test-clock.js';
+
+const demo = SANDBOX_DEMO_CREDENTIALS.billbora;
+
+/** Signs in to the sandbox Supabase directly, as a browser using supabase-js would. */
+async function supabaseAccessToken(sandbox: Sandbox): Promise<string> {
+  const answer = await fetch(`${sandbox.env.SUPABASE_URL}/auth/v1/token?grant_type=password`, {
+    method: 'POST',
+    headers: { apikey: SANDBOX_DEMO_CREDENTIALS.supabaseAnonKey, 'content-type': 'application/json' },
+    body: JSON.stringify(demo),
+  });
+  return ((await answer.json()) as { access_token: string }).access_token;
+}
+
+describe('Billbora end to end on Redis', () => {
+  let sandbox: Sandbox;
+  let billfold: RunningBillfold;
+  const newClient = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
+  const lastBearer = () => sandbox.billbora.requests.at(-1)!.headers.authorization;
+
+  beforeAll(async () => {
+    sandbox = await startSandbox();
+    billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
+  });
+  afterAll(async () => {
+    await billfold.close();
+    await sandbox.close();
+  });
+  beforeEach(() => sandbox.reset());
+
+  it('signs in with email and password through Supabase, exchanges, and relays with the Billbora JWT', async () => {
+    const client = newClient();
+    const login = await client.post('/auth/billbora/login', demo);
+    expect(login.status).toBe(200);
+    expect(login.body.providers.billbora).toMatchObject({
+      connected: true,
+      mode: 'jwt',
+      user: demo.email,
+      organization: { id: 'org_demo' },
+    });
+    expect(Date.parse(login.body.providers.billbora.accessExpiresAt)).toBeGreaterThan(Date.now());
+    const invoices = await client.get('/api/billbora/invoices/');
+    expect(invoices.status).toBe(200);
+    expect(lastBearer()).toMatch(/^Bearer ey/);
+    expect(leaksOf([lastBearer()!.slice(7), demo.password], billfold.logs)).toEqual([]);
+  });
+
+  it('refuses wrong credentials with invalid_credentials', async () => {
+    const answer = await newClient().post('/auth/billbora/login', { ...demo, password: 'wrong' });
+    expect(answer.status).toBe(401);
+    expect(answer.body.error).toMatchObject({ code: 'invalid_credentials', provider: 'billbora' });
+  });
+
+  it('accepts a Supabase token from the browser and an organization to start in', async () => {
+    const client = newClient();
+    const token = await supabaseAccessToken(sandbox);
+    const login = await client.post('/auth/billbora/login', {
+      supabaseToken: token,
+      organizationId: 'org_other',
+    });
+    expect(login.status).toBe(200);
+    expect(login.body.providers.billbora).toMatchObject({
+      user: demo.email,
+      organization: { id: 'org_other' },
+    });
+  });
+
+  it('switches organization, and answers organization_access_denied for one the user is not in', async () => {
+    const client = newClient();
+    await client.post('/auth/billbora/login', demo);
+    const switched = await client.post('/auth/billbora/organization', { organizationId: 'org_other' });
+    expect(switched.status).toBe(200);
+    expect(switched.body.providers.billbora.organization.id).toBe('org_other');
+    const denied = await client.post('/auth/billbora/organization', { organizationId: 'org_nobody' });
+    expect(denied.status).toBe(403);
+    expect(denied.body.error.code).toBe('organization_access_denied');
+    expect((await client.get('/auth/session')).body.providers.billbora.organization.id).toBe('org_other');
+    const login = await newClient().post('/auth/billbora/login', { ...demo, organizationId: 'org_nobody' });
+    expect(login.body.error.code).toBe('organization_access_denied');
+  });
+
+  it('signs in with an API key after one check call, and reads its 401 as upstream_session_expired', async () => {
+    const client = newClient();
+    const login = await client.post('/auth/billbora/login', {
+      apiKey: SANDBOX_DEMO_CREDENTIALS.billboraApiKey,
+    });
+    expect(login.body.providers.billbora).toMatchObject({ connected: true, mode: 'apiKey' });
+    expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+    expect(lastBearer()).toBe(`Bearer ${SANDBOX_DEMO_CREDENTIALS.billboraApiKey}`);
+    sandbox.billbora.setApiKeyRevoked(true);
+    const answer = await client.get('/api/billbora/invoices/');
+    expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billbora' });
+    expect((await newClient().post('/auth/billbora/login', { apiKey: 'bb_wrong' })).body.error.code).toBe(
+      'invalid_credentials',
+    );
+  });
+
+  it('refuses Billbora’s own auth endpoints through the relay', async () => {
+    const client = newClient();
+    await client.post('/auth/billbora/login', demo);
+    for (const path of ['users/auth/refresh/', 'USERS/AUTH/exchange/', 'users/auth']) {
+      expect((await client.post(`/api/billbora/${path}`, {})).body.error.code).toBe(
+        'forbidden_upstream_path',
+      );
+    }
+  });
+
+  it('renews once for 50 concurrent relays across an access-token expiry; all succeed with the new token', async () => {
+    const client = newClient();
+    await client.post('/auth/billbora/login', demo);
+    await client.get('/api/billbora/invoices/');
+    const oldBearer = lastBearer();
+    const before = sandbox.billbora.refreshCalls();
+    sandbox.billbora.expireAccessTokens();
+
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () => client.get('/api/billbora/invoices/')),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(50).fill(200));
+    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(sandbox.billbora.revokedFamilies()).toEqual([]);
+
+    await client.get('/api/billbora/invoices/');
+    expect(lastBearer()).not.toBe(oldBearer);
+    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+  });
+
+  it('renews shortly before the access token expires, without waiting for a 401', async () => {
+    sandbox.billbora.setAccessTokenLifetime(30_000);
+    const client = newClient();
+    await client.post('/auth/billbora/login', demo);
+    const before = sandbox.billbora.refreshCalls();
+    expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(
+      sandbox.billbora.requests.filter((r) => r.path.endsWith('/invoices/') && r.method === 'GET'),
+    ).toHaveLength(1);
+  });
+
+  it('falls back to the Supabase session when the Billbora refresh token is dead, and signs out when both are', async () => {
+    const client = newClient();
+    await client.post('/auth/billbora/login', demo);
+    sandbox.billbora.expireAllSessions();
+    expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+
+    sandbox.billbora.expireAllSessions();
+    sandbox.supabase.expireAllSessions();
+    const answer = await client.get('/api/billbora/invoices/');
+    expect(answer.status).toBe(401);
+    expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billbora' });
+  });
+});
+
+describe('no lost update: a relay in flight during a Billbora renewal', () => {
+  const scenario = async (backend: (prefix: string) => SessionBackend | undefined) => {
+    const sandbox = await startSandbox();
+    const proxy = await startGatedProxy(sandbox.url);
+    const clock = createTestClock(Date.now());
+    const prefix = uniquePrefix();
+    const custom = backend(prefix);
+    const billfold = await startBillfold(
+      {
+        ...sandbox.env,
+        BILLINGPLATFORM_BASE_URL: `${proxy.url}/billingplatform/demo/rest/2.0`,
+        REDIS_URL,
+        REDIS_KEY_PREFIX: prefix,
+      },
+      { clock, ...(custom && { backend: custom }) },
+    );
+    try {
+      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+      await client.post('/auth/billingplatform/login', SANDBOX_DEMO_CREDENTIALS.billingplatform);
+      await client.post('/auth/billbora/login', demo);
+      // Two minutes on, the BillingPlatform call will write back the session's last-seen time.
+      clock.advance(120_000);
+
+      proxy.close();
+      const slow = client.get('/api/billingplatform/ACCOUNT/1001');
+      await proxy.arrived();
+      sandbox.billbora.expireAccessTokens();
+      expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+      proxy.open();
+      expect((await slow).status).toBe(200);
+      // The write-back happens after the answer; wait until it has landed.
+      for (let i = 0; i < 50; i++) {
+        const view = await client.get('/auth/session');
+        if (Date.parse(view.body.idleExpiresAt) >= clock.now() + 1_800_000) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+      return { refreshes: sandbox.billbora.refreshCalls(), revoked: sandbox.billbora.revokedFamilies() };
+    } finally {
+      await billfold.close();
+      await proxy.stop();
+      await sandbox.close();
+    }
+  };
+
+  it('keeps the renewed tokens: the other relay’s write-back cannot overwrite them with its stale copy', async () => {
+    const outcome = await scenario(() => undefined);
+    expect(outcome.refreshes).toBe(1);
+    expect(outcome.revoked).toEqual([]);
+  });
+
+  it('would present a used refresh token if writes were blind (the scenario detects a lost update)', async () => {
+    const blind = (prefix: string): SessionBackend => {
+      const real = createRedisBackend({
+        url: REDIS_URL,
+        keyPrefix: prefix,
+        timeoutMs: 1000,
+        onError: () => undefined,
+      });
+      return {
+        ...real,
+        // What a store without compare-and-set does: the last writer wins, whatever it read.
+        compareAndSet: async (key, _expected, value, ttlMs) =>
+          real.compareAndSet(key, await real.get(key), value, ttlMs),
+      };
+    };
+    const outcome = await scenario(blind);
+    expect(outcome.revoked.length).toBeGreaterThan(0);
+  });
+});
