@@ -71,9 +71,9 @@ export async function call(url: string, method: string, options: CallOptions = {
 }
 
 /** Waits (without a fixed sleep) until `condition` holds, for server-side effects of a closed socket. */
-export async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 2000): Promise<void> {
   const started = performance.now();
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() - started > timeoutMs) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
