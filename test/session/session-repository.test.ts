@@ -1,6 +1,5 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { AppError } from '../../src/errors.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { createRedisBackend } from '../../src/session/redis-backend.js';
 import type { SessionBackend } from '../../src/session/session-backend.js';
