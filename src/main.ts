@@ -85,6 +85,9 @@ async function main(): Promise<void> {
         logger.flush(() => process.exit(0));
       });
     });
+    // A keep-alive socket whose last request just finished is closed at the next sweep.
+    const sweep = setInterval(() => server.closeIdleConnections(), 100);
+    sweep.unref();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
   };

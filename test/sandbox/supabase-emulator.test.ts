@@ -20,7 +20,8 @@ describe('Supabase emulator', () => {
 
   const token = (grant: string, json: unknown, headers: Record<string, string> = APIKEY) =>
     t.call('POST', `/supabase/auth/v1/token?grant_type=${grant}`, { headers, json });
-  const signIn = async () => (await token('password', demo)).body;
+  const signIn = async (): Promise<{ access_token: string; refresh_token: string; user: { id: string } }> =>
+    (await token('password', demo)).body;
 
   describe('POST /auth/v1/token?grant_type=password', () => {
     it('answers a session whose access token is an HS256 JWT with the documented claims', async () => {
