@@ -13,6 +13,7 @@ import {
   isSecureRequest,
   PREFLIGHT_HEADERS,
 } from './middleware/request-guards.js';
+import { createRelayLimiter } from './middleware/rate-limits.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
 import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
@@ -54,6 +55,12 @@ export function createApp(deps: AppDeps): RequestListener {
     securityHeaders,
     renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
     readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
+    relayLimiter: createRelayLimiter(repository.backend, config.rateLimits, deps.clock, (error) =>
+      logger.warn(
+        { message: error instanceof Error ? error.message : String(error) },
+        'relay counter not written',
+      ),
+    ),
   });
 
   const app = express();

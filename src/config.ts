@@ -16,6 +16,18 @@ export interface ProviderConfig {
   relayAllow: readonly RegExp[];
 }
 
+/** Limits on failed logins and relayed calls, from the configuration. */
+export interface RateLimitConfig {
+  /** Failed logins one client address may make per window, across providers. */
+  loginFailuresPerIp: number;
+  /** Failed logins one username may have per provider per window. */
+  loginFailuresPerUser: number;
+  loginWindowMs: number;
+  /** Relayed calls one session may make per window; 0 turns the limit off. */
+  relayCallsPerSession: number;
+  relayWindowMs: number;
+}
+
 /** Everything billfold reads from its environment, parsed once and frozen. */
 export interface Config {
   readonly production: boolean;
@@ -52,6 +64,7 @@ export interface Config {
       readonly supabase: { readonly url: URL; readonly anonKey: string } | undefined;
     };
   };
+  readonly rateLimits: RateLimitConfig;
   readonly logLevel: string;
 }
 
@@ -138,6 +151,15 @@ const envSchema = z.object({
   RELAY_ALLOW_BILL: list.describe('relay path patterns allowed for BILL'),
   RELAY_ALLOW_BILLOGRAM: list.describe('relay path patterns allowed for Billogram'),
   RELAY_ALLOW_BILLBORA: list.describe('relay path patterns allowed for Billbora'),
+  LOGIN_MAX_FAILURES_PER_IP: integer(20, 1, 1_000_000).describe(
+    'failed logins per client address per window',
+  ),
+  LOGIN_MAX_FAILURES_PER_USER: integer(5, 1, 1_000_000).describe(
+    'failed logins per username per provider per window',
+  ),
+  LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('failed-login counting window'),
+  RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
+  RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
   LOG_LEVEL: optionalString
     .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional())
     .transform((v) => v ?? 'info')
@@ -386,6 +408,13 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
     bodyLimitBytes: bodyLimitBytes ?? 0,
     providers,
+    rateLimits: {
+      loginFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
+      loginFailuresPerUser: env.LOGIN_MAX_FAILURES_PER_USER,
+      loginWindowMs: env.LOGIN_FAILURE_WINDOW_S * 1000,
+      relayCallsPerSession: env.RELAY_RATE_LIMIT,
+      relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
+    },
     logLevel: env.LOG_LEVEL,
   };
   return { config: deepFreeze(config), warnings };

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
+import { createLoginLimiter } from '../middleware/rate-limits.js';
 import { contextOf } from '../middleware/request-context.js';
 import {
   forgetSession,
@@ -43,6 +44,13 @@ export function resolveProvider(adapters: AdapterRegistry, name: string | undefi
   return adapter;
 }
 
+/** The name a login is made under, for the per-username failure limit (token logins have none). */
+function loginIdentity(input: unknown): string | undefined {
+  const body = input as Record<string, unknown>;
+  const name = body.username ?? body.userName ?? body.apiUserId ?? body.email;
+  return typeof name === 'string' ? name : undefined;
+}
+
 /** Auth routes take JSON bodies only; a body of any other type is a 415 (body-less POSTs are fine). */
 export function requireJsonBody(req: Request, _res: Response, next: (error?: unknown) => void): void {
   const hasBody =
@@ -53,6 +61,7 @@ export function requireJsonBody(req: Request, _res: Response, next: (error?: unk
 /** POST /auth/:provider/login, POST /auth/:provider/logout and POST /auth/logout. */
 export function createAuthRouter(deps: AuthRouteDeps): Router {
   const { config, adapters, repository, clock, logger } = deps;
+  const loginLimiter = createLoginLimiter(repository.backend, config.rateLimits);
   const router = express.Router();
   const cookie = sessionCookieOptions(config);
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
@@ -72,10 +81,16 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     const input = parseBody(adapter.loginSchema, req.body);
+    const ip = req.ip ?? 'unknown';
+    const username = loginIdentity(input);
+    await loginLimiter.check(ip, adapter.id, username);
     let credential: CredentialOf<ProviderId>;
     try {
       credential = await adapter.login(input);
     } catch (error) {
+      if (error instanceof AppError && error.code === 'invalid_credentials') {
+        await loginLimiter.recordFailure(ip, adapter.id, username);
+      }
       audit(logger, {
         event: 'login',
         outcome: 'failure',
@@ -86,6 +101,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       throw error;
     }
 
+    await loginLimiter.recordSuccess(adapter.id, username);
     const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
     const now = clock.now();
     const record: SessionRecord = {

@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
+import type { RelayLimiter } from '../middleware/rate-limits.js';
 import type { RequestContext } from '../middleware/request-context.js';
 import type { RequestPolicy } from '../middleware/request-guards.js';
 import type { SecurityHeaders } from '../middleware/security-headers.js';
@@ -42,6 +43,7 @@ export interface RelayDeps {
   policy: RequestPolicy;
   securityHeaders: SecurityHeaders;
   readSessionId: (cookieHeader: string | undefined) => string | undefined;
+  relayLimiter: RelayLimiter;
 }
 
 type Credential = CredentialOf<ProviderId>;
@@ -123,6 +125,7 @@ export function createRelayHandler(deps: RelayDeps) {
     context.sessionId = sessionId;
     let session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
+    deps.relayLimiter.take(sessionId);
     let credential = session.record.providers[id];
     if (!credential) throw new AppError('provider_not_connected', { provider: id });
     if (adapter.needsRenewal?.(credential, clock.now())) {

@@ -70,15 +70,23 @@ export function createMemoryBackend(
       if (read(key)?.value === token) entries.delete(key);
       return Promise.resolve();
     },
-    increment(key, windowMs) {
+    increment(key, windowMs, by = 1) {
       const entry = read(key);
-      const count = entry ? Number(entry.value) + 1 : 1;
-      if (entry) entry.value = String(count);
-      else write(key, '1', windowMs);
-      return Promise.resolve({
-        count,
-        resetInMs: (entry?.expiresAt ?? clock.now() + windowMs) - clock.now(),
-      });
+      if (!entry) {
+        write(key, String(by), windowMs);
+        return Promise.resolve({ count: by, resetInMs: windowMs });
+      }
+      const count = Number(entry.value) + by;
+      entry.value = String(count);
+      return Promise.resolve({ count, resetInMs: entry.expiresAt - clock.now() });
+    },
+    readCounter(key) {
+      const entry = read(key);
+      return Promise.resolve(
+        entry
+          ? { count: Number(entry.value), resetInMs: entry.expiresAt - clock.now() }
+          : { count: 0, resetInMs: 0 },
+      );
     },
     ping: () => Promise.resolve(),
     close() {

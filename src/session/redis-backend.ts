@@ -26,9 +26,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 const INCREMENT_WINDOW = `
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {count, redis.call('PTTL', KEYS[1])}`;
+
+const READ_COUNTER = `
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('PTTL', KEYS[1])}`;
 
 /**
  * Redis or Redis Cluster through node-redis. Start-up does not wait for Redis: billfold serves (and
@@ -107,12 +110,15 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     async releaseLock(name, token) {
       await evaluate(RELEASE_LOCK, name, [token]);
     },
-    async increment(name, windowMs) {
-      const reply = (await evaluate(INCREMENT_WINDOW, name, [String(Math.max(1, Math.ceil(windowMs)))])) as [
-        number,
-        number,
-      ];
-      return { count: reply[0], resetInMs: Math.max(0, reply[1]) };
+    async increment(name, windowMs, by = 1) {
+      const reply = await evaluate(INCREMENT_WINDOW, name, [
+        String(Math.max(1, Math.ceil(windowMs))),
+        String(by),
+      ]);
+      return toCounter(reply);
+    },
+    async readCounter(name) {
+      return toCounter(await evaluate(READ_COUNTER, name, []));
     },
     async ping() {
       await ready();
@@ -123,4 +129,9 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       if (client.isOpen) client.destroy();
     },
   };
+}
+
+function toCounter(reply: unknown) {
+  const [count, ttl] = reply as [number, number];
+  return { count, resetInMs: Math.max(0, ttl) };
 }

@@ -1,3 +1,9 @@
+/** A windowed counter's state. */
+export interface Counter {
+  count: number;
+  resetInMs: number;
+}
+
 /**
  * The raw key-value operations billfold needs from a store. Values are opaque strings (sealed
  * records); every write carries a TTL so nothing outlives its session. Implemented by the embedded
@@ -17,8 +23,10 @@ export interface SessionBackend {
   acquireLock(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Deletes `key` only while it still holds `token`. */
   releaseLock(key: string, token: string): Promise<void>;
-  /** Adds one to a counter that starts a window of `windowMs` at its first hit; the new count and ms left. */
-  increment(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }>;
+  /** Adds `by` to a counter whose window of `windowMs` starts at its first hit; the new count and ms left. */
+  increment(key: string, windowMs: number, by?: number): Promise<Counter>;
+  /** A counter's count and ms left in its window, without changing it (0 when absent). */
+  readCounter(key: string): Promise<Counter>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   close(): Promise<void>;
