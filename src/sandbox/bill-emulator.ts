@@ -114,12 +114,18 @@ export function createBillEmulator(options: {
   const { clock } = options;
   const devKey = options.devKey ?? SANDBOX_DEMO_CREDENTIALS.billDevKey;
   const demo = SANDBOX_DEMO_CREDENTIALS.bill;
-  const sessions = createIdleSessionTable<BillSession>(clock, options.idleTimeoutMs ?? BILL_SESSION_IDLE_TIMEOUT_MS);
+  const sessions = createIdleSessionTable<BillSession>(
+    clock,
+    options.idleTimeoutMs ?? BILL_SESSION_IDLE_TIMEOUT_MS,
+  );
   const vendors = new Map<string, Map<string, Vendor>>([
     [
       demo.orgId,
       new Map([
-        ['00901DEMOVEND01', { entity: 'Vendor', id: '00901DEMOVEND01', isActive: '1', name: 'Acme Supplies' }],
+        [
+          '00901DEMOVEND01',
+          { entity: 'Vendor', id: '00901DEMOVEND01', isActive: '1', name: 'Acme Supplies' },
+        ],
         ['00901DEMOVEND02', { entity: 'Vendor', id: '00901DEMOVEND02', isActive: '1', name: 'Initech' }],
       ]),
     ],
@@ -151,7 +157,9 @@ export function createBillEmulator(options: {
   const concurrencyKey = (request: RecordedRequest) => {
     const fields = fieldsOf(request);
     const orgId =
-      request.path === '/Login.json' ? fields.get('orgId') : sessions.peek(fields.get('sessionId') ?? '')?.orgId;
+      request.path === '/Login.json'
+        ? fields.get('orgId')
+        : sessions.peek(fields.get('sessionId') ?? '')?.orgId;
     return orgId ? `${fields.get('devKey')}|${orgId}` : undefined;
   };
 
@@ -165,7 +173,8 @@ export function createBillEmulator(options: {
   };
 
   const login = (fields: URLSearchParams) => {
-    for (const name of ['userName', 'password', 'orgId', 'devKey']) if (!fields.get(name)) return missing(name);
+    for (const name of ['userName', 'password', 'orgId', 'devKey'])
+      if (!fields.get(name)) return missing(name);
     if (fields.get('devKey') !== devKey) return BAD_DEV_KEY;
     // BILL counts logins per developer key per clock hour, and the window reopens at the next hour.
     const hour = Math.floor(clock.now() / HOUR_MS);
@@ -185,7 +194,7 @@ export function createBillEmulator(options: {
 
   const vendorsOf = (session: BillSession) => {
     let table = vendors.get(session.orgId);
-    if (!table) vendors.set(session.orgId, (table = new Map()));
+    if (!table) vendors.set(session.orgId, (table = new Map<string, Vendor>()));
     return table;
   };
 
@@ -216,7 +225,8 @@ export function createBillEmulator(options: {
       const parsed = dataOf(fields, true);
       if ('refusal' in parsed) return parsed.refusal;
       const obj = parsed.data.obj as Record<string, unknown> | undefined;
-      if (typeof obj !== 'object' || obj === null) return failure('BDC_1117', 'Missing required data for: obj.');
+      if (typeof obj !== 'object' || obj === null)
+        return failure('BDC_1117', 'Missing required data for: obj.');
       if (obj.entity !== 'Vendor') {
         return failure(
           'BDC_1118',

@@ -108,7 +108,8 @@ export function createBillingPlatformEmulator(options: {
     const sql = params.get('sql');
     // Just enough SQL for tests: SELECT … FROM ACCOUNT [WHERE Id = n].
     const match = sql ? /\bfrom\s+account\b(?:\s+where\s+id\s*=\s*'?(\w+)'?)?/i.exec(sql) : null;
-    if (!match) return errorReply(400, 'invalid_query', 'Only SELECT … FROM ACCOUNT [WHERE Id = n] is emulated.');
+    if (!match)
+      return errorReply(400, 'invalid_query', 'Only SELECT … FROM ACCOUNT [WHERE Id = n] is emulated.');
     const id = match[1];
     const rows = id === undefined ? [...accounts.values()] : [accounts.get(id)].filter(Boolean);
     return jsonReply(200, { queryResponse: rows });
@@ -128,14 +129,13 @@ export function createBillingPlatformEmulator(options: {
     'POST /ACCOUNT': createAccounts,
     'GET /query': query,
     'GET /sandbox/html': () => htmlReply('BillingPlatform'),
-    'GET /sandbox/cookie': () =>
-      withUpstreamAuthHeaders(jsonReply(200, { retrieveResponse: [] }), 'Session'),
+    'GET /sandbox/cookie': () => withUpstreamAuthHeaders(jsonReply(200, { retrieveResponse: [] }), 'Session'),
   });
 
   return createEmulator({
     clock: options.clock,
     limits: options.limits,
-    route(request, params) {
+    route(request, query) {
       if (rateLimited) return RATE_LIMITED;
       if (request.method === 'POST' && request.path === '/login') return login(request);
       // Node lower-cases header names, so `sessionid` matches whatever case the client sent.
@@ -143,7 +143,7 @@ export function createBillingPlatformEmulator(options: {
       if (typeof sessionId !== 'string' || !sessions.touch(sessionId)) return INVALID_SESSION;
       const match = route(request.method, request.path);
       if (!match) return errorReply(404, 'not_found', 'Unknown resource.');
-      return match.handler(request, params, match.params.id ?? '');
+      return match.handler(request, query, match.params.id ?? '');
     },
     control: {
       sessions: () => sessions.ids(),

@@ -56,7 +56,10 @@ function positiveInteger(value: string | null, fallback: number): number | undef
  * Billogram API v2: stateless HTTP Basic (`API_USER_ID:API_PASSWORD`) on every request, answers in a
  * `{"status","data"}` envelope.
  */
-export function createBillogramEmulator(options: { clock: Clock; limits?: EmulatorLimits }): Emulator<BillogramControl> {
+export function createBillogramEmulator(options: {
+  clock: Clock;
+  limits?: EmulatorLimits;
+}): Emulator<BillogramControl> {
   const demo = SANDBOX_DEMO_CREDENTIALS.billogram;
   const customers = new Map<number, Customer>([
     [1, { customer_no: 1, name: 'Acme AB', company_type: 'business', org_no: '556000-0001' }],
@@ -71,7 +74,12 @@ export function createBillogramEmulator(options: { clock: Clock; limits?: Emulat
     const decoded = Buffer.from(match[1], 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     const user = decoded.slice(0, colon);
-    if (colon === -1 || user !== demo.apiUserId || decoded.slice(colon + 1) !== demo.apiPassword || revoked.has(user)) {
+    if (
+      colon === -1 ||
+      user !== demo.apiUserId ||
+      decoded.slice(colon + 1) !== demo.apiPassword ||
+      revoked.has(user)
+    ) {
       return failure(invalidAuthStatus, 'INVALID_AUTH', 'Invalid API user id or password.');
     }
     return undefined;
@@ -81,7 +89,11 @@ export function createBillogramEmulator(options: { clock: Clock; limits?: Emulat
     const page = positiveInteger(query.get('page'), 1);
     const pageSize = positiveInteger(query.get('page_size'), MAX_PAGE_SIZE);
     if (page === undefined || pageSize === undefined || pageSize > MAX_PAGE_SIZE) {
-      return failure(400, 'INVALID_PARAMETER', `page and page_size must be integers, page_size at most ${MAX_PAGE_SIZE}.`);
+      return failure(
+        400,
+        'INVALID_PARAMETER',
+        `page and page_size must be integers, page_size at most ${MAX_PAGE_SIZE}.`,
+      );
     }
     const field = query.get('filter_field');
     const value = query.get('filter_value');
@@ -91,7 +103,9 @@ export function createBillogramEmulator(options: { clock: Clock; limits?: Emulat
     if (field !== null && !FILTER_FIELDS.has(field)) {
       return failure(400, 'INVALID_PARAMETER', `Cannot filter on ${field}.`);
     }
-    const all = [...customers.values()].filter((customer) => field === null || String(customer[field]) === value);
+    const all = [...customers.values()].filter(
+      (customer) => field === null || String(customer[field]) === value,
+    );
     return ok(all.slice((page - 1) * pageSize, page * pageSize), { total_count: all.length });
   };
 
@@ -104,7 +118,12 @@ export function createBillogramEmulator(options: { clock: Clock; limits?: Emulat
     if (typeof customerNo !== 'number' || !Number.isInteger(customerNo) || customers.has(customerNo)) {
       return failure(400, 'INVALID_PARAMETER', 'customer_no must be a new integer.');
     }
-    const customer: Customer = { company_type: 'business', ...body, customer_no: customerNo, name: body.name };
+    const customer: Customer = {
+      company_type: 'business',
+      ...body,
+      customer_no: customerNo,
+      name: body.name,
+    };
     customers.set(customerNo, customer);
     return ok(customer);
   };

@@ -141,7 +141,9 @@ export interface RouteMatch<H> {
  * A method + path router over keys like `'GET /ACCOUNT/:id'`. Static paths are one map lookup; a
  * parameter that does not decode does not match.
  */
-export function createRouter<H>(table: Record<string, H>): (method: string, path: string) => RouteMatch<H> | undefined {
+export function createRouter<H>(
+  table: Record<string, H>,
+): (method: string, path: string) => RouteMatch<H> | undefined {
   const exact = new Map<string, H>();
   const patterns: { method: string; segments: string[]; handler: H }[] = [];
   for (const [key, handler] of Object.entries(table)) {
@@ -220,7 +222,8 @@ export function createIdleSessionTable<T>(clock: Clock, idleTimeoutMs: number): 
   };
 }
 
-function sendReply(res: ServerResponse, reply: Reply): void {
+/** Writes a whole reply (unless the client has already gone). */
+export function sendReply(res: ServerResponse, reply: Reply): void {
   if (res.destroyed) return;
   // 204 and 304 must not carry a Content-Length (RFC 9110 §8.6).
   const headers =
@@ -242,7 +245,11 @@ function failureReply(error: unknown): Reply {
  * Reads a request body up to `limit` bytes and calls `done` with its text, or with undefined when it is
  * larger (the rest is drained so the connection stays usable). Bodiless requests answer synchronously.
  */
-export function readBody(req: IncomingMessage, limit: number, done: (body: string | undefined) => void): void {
+export function readBody(
+  req: IncomingMessage,
+  limit: number,
+  done: (body: string | undefined) => void,
+): void {
   const declared = req.headers['content-length'];
   if ((declared === undefined || declared === '0') && req.headers['transfer-encoding'] === undefined) {
     done('');

@@ -20,8 +20,12 @@ describe('Supabase emulator', () => {
 
   const token = (grant: string, json: unknown, headers: Record<string, string> = APIKEY) =>
     t.call('POST', `/supabase/auth/v1/token?grant_type=${grant}`, { headers, json });
-  const signIn = async (): Promise<{ access_token: string; refresh_token: string; user: { id: string } }> =>
-    (await token('password', demo)).body;
+  const signIn = async () => {
+    const session: { access_token: string; refresh_token: string; user: { id: string } } = (
+      await token('password', demo)
+    ).body;
+    return session;
+  };
 
   describe('POST /auth/v1/token?grant_type=password', () => {
     it('answers a session whose access token is an HS256 JWT with the documented claims', async () => {
