@@ -8,7 +8,9 @@ import { Pool } from 'undici';
 
 const [upstreamOrigin, upstreamBase, redisUrl, port, cookieName] = process.argv.slice(2);
 if (!upstreamOrigin || !upstreamBase || !redisUrl || !port || !cookieName) {
-  throw new Error('usage: bare-relay <upstream origin> <upstream base path> <redis url> <port> <cookie name>');
+  throw new Error(
+    'usage: bare-relay <upstream origin> <upstream base path> <redis url> <port> <cookie name>',
+  );
 }
 
 const redis = createClient({ url: redisUrl });
@@ -19,7 +21,7 @@ const prefix = `${cookieName}=`;
 const server = http.createServer((req, res) => {
   const cookie = req.headers.cookie ?? '';
   const start = cookie.indexOf(prefix);
-  const sessionId = start === -1 ? '' : cookie.slice(start + prefix.length).split(';')[0] ?? '';
+  const sessionId = start === -1 ? '' : (cookie.slice(start + prefix.length).split(';')[0] ?? '');
   redis
     .get(`bare:${sessionId}`)
     .then(async (upstreamSession) => {
@@ -38,4 +40,4 @@ const server = http.createServer((req, res) => {
     });
 });
 server.keepAliveTimeout = 65_000;
-server.listen(Number(port), '127.0.0.1', () => process.send?.('ready'));
+server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\n'));

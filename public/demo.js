@@ -25,29 +25,65 @@ const PROVIDERS = {
     title: 'Billbora',
     fields: { email: 'demo@example.com', password: 'demo-password' },
     call: { method: 'GET', path: '/api/billbora/invoices/' },
-    organizations: ['org_demo', 'org_other'],
+    // Billbora lists the signed-in user's organizations; billfold relays the call like any other.
+    organizations: '/api/billbora/users/me/organizations/',
   },
 };
 
 /** What to tell the user for each error code billfold documents. */
 const ERROR_ADVICE = {
+  invalid_request: 'The request was not valid (a client bug, or a missing field).',
+  invalid_path: 'That relay path is not allowed.',
+  secret_in_query: 'Credentials never go in a URL (a client bug).',
   unauthenticated: 'Your session has ended. Sign in again.',
-  upstream_session_expired: 'The provider ended its session. Sign in to it again.',
-  provider_not_connected: 'Sign in to this provider first.',
   invalid_credentials: 'The provider rejected those credentials.',
-  organization_access_denied: 'You are not a member of that organization.',
-  rate_limited: 'Too many attempts. Wait and try again.',
-  session_store_unavailable: 'billfold cannot reach its session store right now. Try again shortly.',
-  upstream_unavailable: 'The provider could not be reached.',
-  upstream_timeout: 'The provider did not answer in time.',
+  provider_not_connected: 'Sign in to this provider first.',
+  upstream_session_expired: 'The provider ended its session. Sign in to it again.',
   csrf_header_missing: 'The X-CSRF header is missing (a client bug).',
+  origin_not_allowed: 'This page’s origin may not call billfold.',
+  https_required: 'billfold must be reached over HTTPS.',
+  forbidden_upstream_path: 'That provider endpoint cannot be called through billfold.',
+  organization_access_denied: 'You are not a member of that organization.',
+  provider_not_configured: 'billfold is not configured for this provider.',
+  not_found: 'Not found.',
+  method_not_allowed: 'That method cannot be relayed.',
+  payload_too_large: 'The request body is too large.',
+  unsupported_media_type: 'billfold expects a JSON body here (a client bug).',
+  rate_limited: 'Too many attempts. Wait and try again.',
+  upstream_unavailable: 'The provider could not be reached.',
+  session_store_unavailable:
+    'billfold cannot reach its session store right now; you are still signed in. Try again shortly.',
+  upstream_timeout: 'The provider did not answer in time.',
+  network: 'billfold could not be reached.',
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const output = $('#output');
+const answerLine = $('#answer');
 const errorBox = $('#error');
+/** Providers whose session the upstream ended, so their card can ask the user to sign in again. */
+const expired = new Set();
+let authenticated = false;
+let expiryTimer;
 
-/** Calls billfold; throws the documented error body on failure. */
+/** An error billfold itself produced (not an upstream answer it relayed). */
+class BillfoldError extends Error {
+  constructor(status, body, retryAfter) {
+    super(body.error.message);
+    this.status = status;
+    this.code = body.error.code;
+    this.provider = body.error.provider;
+    this.requestId = body.error.requestId;
+    this.retryAfter = retryAfter;
+    this.body = body;
+  }
+}
+
+/**
+ * Calls billfold. Resolves with every answer a provider gave (a relayed 404 is the provider's), and
+ * throws BillfoldError for billfold's own errors: those carry `error.requestId`, equal to the
+ * X-Request-Id header, which tells them apart from a provider's error body of the same shape.
+ */
 async function api(method, path, { json, form } = {}) {
   const headers = { 'X-CSRF': '1', Accept: 'application/json' };
   let body;
@@ -58,7 +94,12 @@ async function api(method, path, { json, form } = {}) {
     headers['Content-Type'] = 'application/x-www-form-urlencoded';
     body = new URLSearchParams(form).toString();
   }
-  const response = await fetch(path, { method, headers, body, credentials: 'same-origin' });
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, credentials: 'same-origin' });
+  } catch (cause) {
+    throw Object.assign(new Error(cause.message), { code: 'network' });
+  }
   const text = await response.text();
   let data = text;
   try {
@@ -66,38 +107,41 @@ async function api(method, path, { json, form } = {}) {
   } catch {
     // A relayed answer need not be JSON.
   }
-  if (!response.ok && data && typeof data === 'object' && data.error?.code) {
-    throw Object.assign(new Error(data.error.message), {
-      code: data.error.code,
-      provider: data.error.provider,
-      data,
-    });
+  const requestId = response.headers.get('x-request-id');
+  if (!response.ok && typeof data?.error?.code === 'string' && data.error.requestId === requestId) {
+    throw new BillfoldError(response.status, data, Number(response.headers.get('retry-after')) || undefined);
   }
-  return { status: response.status, data };
+  return { status: response.status, data, method, path };
 }
 
-function show(result) {
+function show({ status, data, method, path }) {
   errorBox.hidden = true;
-  output.textContent = typeof result === 'string' ? result : JSON.stringify(result, null, 2);
+  answerLine.textContent = `${method} ${path}: HTTP ${status}`;
+  output.textContent =
+    data === null ? '(no body)' : typeof data === 'string' ? data : JSON.stringify(data, null, 2);
 }
 
 function showError(error) {
-  const advice = ERROR_ADVICE[error.code] ?? error.message;
+  let advice = ERROR_ADVICE[error.code] ?? error.message;
+  if (error.retryAfter) advice += ` (retry in ${error.retryAfter} s)`;
   errorBox.textContent = `${error.code ?? 'error'}${error.provider ? ` (${error.provider})` : ''}: ${advice}`;
   errorBox.hidden = false;
-  output.textContent = JSON.stringify(error.data ?? { message: error.message }, null, 2);
+  answerLine.textContent = error.status ? `HTTP ${error.status}` : '';
+  output.textContent = JSON.stringify(error.body ?? { message: error.message }, null, 2);
+  if (error.code === 'upstream_session_expired' && error.provider) expired.add(error.provider);
   if (error.code === 'upstream_session_expired' || error.code === 'unauthenticated') {
+    // billfold has already forgotten the credential: show the sign-in form again and put the cursor in it.
     void refreshSession().then(() => {
-      const card =
-        error.provider && document.querySelector(`[data-provider="${error.provider}"] .login input`);
-      card?.focus();
+      const card = error.provider ? document.querySelector(`[data-provider="${error.provider}"]`) : null;
+      card?.querySelector('.login input')?.focus();
     });
   }
 }
 
 async function run(action) {
   try {
-    show(await action());
+    const result = await action();
+    if (result) show(result);
   } catch (error) {
     showError(error);
   }
@@ -106,26 +150,67 @@ async function run(action) {
 function renderSession(view) {
   const summary = $('#session-summary');
   if (!view.authenticated) {
-    summary.textContent = 'Not signed in.';
+    summary.textContent = authenticated ? 'Your session has ended. Sign in again.' : 'Not signed in.';
   } else {
     summary.textContent = `Signed in. Idle timeout at ${new Date(view.idleExpiresAt).toLocaleTimeString()}, session ends ${new Date(view.expiresAt).toLocaleString()}.`;
   }
+  authenticated = view.authenticated;
+  scheduleExpiryCheck(view);
   for (const [id, spec] of Object.entries(PROVIDERS)) {
     const card = document.querySelector(`[data-provider="${id}"]`);
     const state = view.providers?.[id];
     if (!card) continue;
     card.hidden = view.authenticated && state === undefined;
     const connected = state?.connected === true;
+    if (connected) expired.delete(id);
     const status = $('.status', card);
     status.classList.toggle('connected', connected);
+    status.classList.toggle('expired', expired.has(id));
     status.textContent = connected
       ? `Connected${state.user ? ` as ${state.user}` : ''}${state.organization ? ` · ${state.organization.name}` : ''}`
-      : 'Not connected';
+      : expired.has(id)
+        ? `${spec.title} ended the session. Sign in again.`
+        : 'Not connected';
     $('.login', card).hidden = connected;
     $('.actions', card).hidden = !connected;
-    const organization = $('.organization', card);
-    organization.hidden = !(connected && spec.organizations && state.mode === 'jwt');
+    if (spec.organizations) renderOrganizations(card, spec, connected && state.mode === 'jwt' ? state : null);
   }
+}
+
+/** Only a Billbora user signed in with email or a Supabase token can switch; an API key is bound to one. */
+function renderOrganizations(card, spec, state) {
+  const form = $('.organization', card);
+  const select = $('select', form);
+  form.hidden = state === null;
+  if (state === null) {
+    select.replaceChildren();
+    return;
+  }
+  if (select.options.length === 0) {
+    select.append(new Option(state.organization.name, state.organization.id));
+    void api('GET', spec.organizations)
+      .then(({ status, data }) => {
+        if (status !== 200 || !Array.isArray(data?.results)) return;
+        // Keep what is selected now: a switch may have landed while the list loaded.
+        const selected = select.value;
+        select.replaceChildren(...data.results.map((org) => new Option(org.name, org.id)));
+        select.value = selected;
+      })
+      .catch(showError);
+  }
+  select.value = state.organization.id;
+}
+
+/** Asks billfold again when the session should have ended, so the page never shows a dead session as live. */
+function scheduleExpiryCheck(view) {
+  clearTimeout(expiryTimer);
+  if (!view.authenticated) return;
+  const ends = Math.min(Date.parse(view.idleExpiresAt), Date.parse(view.expiresAt));
+  // A relayed call may have slid the idle timer meanwhile: the check then just reschedules.
+  expiryTimer = setTimeout(
+    () => void refreshSession(),
+    Math.min(Math.max(ends - Date.now() + 1000, 1000), 2 ** 31 - 1),
+  );
 }
 
 async function refreshSession() {
@@ -134,9 +219,19 @@ async function refreshSession() {
     renderSession(data);
     return data;
   } catch (error) {
+    // Never "signed out" on an outage: the session is still there when the store comes back.
     showError(error);
     return undefined;
   }
+}
+
+/** Runs an /auth call that answers the session view, and shows both the view and the answer. */
+function runAuth(method, path, options) {
+  return run(async () => {
+    const result = await api(method, path, options);
+    renderSession(result.data);
+    return result;
+  });
 }
 
 function buildCards() {
@@ -159,38 +254,22 @@ function buildCards() {
     }
     $('.login', card).addEventListener('submit', (event) => {
       event.preventDefault();
-      const json = Object.fromEntries(new FormData(event.target));
-      void run(async () => {
-        const { data } = await api('POST', `/auth/${id}/login`, { json });
-        renderSession(data);
-        return data;
-      });
+      void runAuth('POST', `/auth/${id}/login`, { json: Object.fromEntries(new FormData(event.target)) });
     });
     $('.call', card).addEventListener(
       'click',
-      () => void run(async () => (await api(spec.call.method, spec.call.path, spec.call)).data),
+      () => void run(() => api(spec.call.method, spec.call.path, spec.call)),
     );
-    $('.logout', card).addEventListener(
-      'click',
-      () =>
-        void run(async () => {
-          const { data } = await api('POST', `/auth/${id}/logout`);
-          renderSession(data);
-          return data;
-        }),
-    );
+    $('.logout', card).addEventListener('click', () => {
+      // Signing out of the last provider ends the session: the user did that, it did not lapse.
+      authenticated = false;
+      void runAuth('POST', `/auth/${id}/logout`);
+    });
     if (spec.organizations) {
-      const select = $('select', card);
-      for (const organization of spec.organizations) select.append(new Option(organization, organization));
       $('.organization', card).addEventListener('submit', (event) => {
         event.preventDefault();
-        void run(async () => {
-          const { data } = await api('POST', '/auth/billbora/organization', {
-            json: { organizationId: select.value },
-          });
-          renderSession(data);
-          return data;
-        });
+        const organizationId = $('select', card).value;
+        void runAuth('POST', '/auth/billbora/organization', { json: { organizationId } });
       });
     }
     $('#providers').append(card);
@@ -198,13 +277,16 @@ function buildCards() {
 }
 
 buildCards();
-$('#refresh-session').addEventListener('click', () => void run(refreshSession));
+$('#refresh-session').addEventListener('click', () => void runAuth('GET', '/auth/session'));
 $('#logout-all').addEventListener(
   'click',
   () =>
     void run(async () => {
-      await api('POST', '/auth/logout');
-      return refreshSession();
+      const result = await api('POST', '/auth/logout');
+      expired.clear();
+      authenticated = false;
+      await refreshSession();
+      return result;
     }),
 );
 void refreshSession();

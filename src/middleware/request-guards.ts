@@ -60,7 +60,13 @@ export function createRequestPolicy(config: Config): RequestPolicy {
     corsHeaders(headers) {
       const origin = headers.origin;
       if (origin === undefined || !listed.has(origin)) return {};
-      return { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true' };
+      return {
+        'access-control-allow-origin': origin,
+        'access-control-allow-credentials': 'true',
+        // Not CORS-safelisted, yet a listed SPA needs them: to wait out a 429, to tell billfold's own
+        // errors from relayed ones and quote them, and to send If-Match on a relayed update.
+        'access-control-expose-headers': 'retry-after, x-request-id, etag',
+      };
     },
   };
 }

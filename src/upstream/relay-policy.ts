@@ -9,9 +9,28 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 
 /**
+ * One path segment as an upstream may end up reading it: percent-decoded until stable (so double
+ * encoding hides nothing), NFKC-normalised (fullwidth and other look-alike dots and slashes become the
+ * real ones) and without `;` path parameters (Tomcat-style servers read `..;` as `..`). Undefined
+ * when the segment does not decode.
+ */
+function readSegmentAsUpstream(segment: string): string | undefined {
+  let decoded = segment;
+  for (let round = 0; round < 4 && decoded.includes('%'); round++) {
+    try {
+      decoded = decodeURIComponent(decoded);
+    } catch {
+      return undefined;
+    }
+  }
+  if (decoded.includes('%') && /%[0-9a-f]{2}/i.test(decoded)) return undefined;
+  return decoded.normalize('NFKC');
+}
+
+/**
  * Checks the relay path (below `/api/<provider>/`, still percent-encoded) before anything else uses it.
- * Every segment is decoded until stable, so dot segments and separators are caught however many
- * times they were encoded. The path is forwarded exactly as checked; the host never comes from it.
+ * Every segment is read as an upstream might read it, so dot segments and separators are caught
+ * however they were spelled. The path is forwarded exactly as checked; the host never comes from it.
  */
 export function checkRelayPath(rawPath: string): string {
   const refuse = () => new AppError('invalid_path');
@@ -22,20 +41,23 @@ export function checkRelayPath(rawPath: string): string {
   for (const [index, segment] of segments.entries()) {
     // An empty segment is `//`; only a trailing slash (Billbora's paths end in one) may leave one.
     if (segment === '' && index !== segments.length - 1) throw refuse();
-    let decoded = segment;
-    for (let round = 0; round < 4 && decoded.includes('%'); round++) {
-      try {
-        decoded = decodeURIComponent(decoded);
-      } catch {
-        throw refuse();
-      }
-    }
-    if (decoded.includes('%') && /%[0-9a-f]{2}/i.test(decoded)) throw refuse();
-    if (decoded === '.' || decoded === '..' || /[/\\]/.test(decoded) || CONTROL_CHARACTERS.test(decoded)) {
-      throw refuse();
-    }
+    const read = readSegmentAsUpstream(segment);
+    if (read === undefined || /[/\\]/.test(read) || CONTROL_CHARACTERS.test(read)) throw refuse();
+    const bare = read.split(';', 1)[0];
+    if (bare === '.' || bare === '..') throw refuse();
   }
   return rawPath;
+}
+
+/**
+ * A checked relay path as the upstream will read it (see `readSegmentAsUpstream`), for matching the
+ * upstream's own auth endpoints: `%4cogin.json` or `login;x` is still its login endpoint.
+ */
+export function canonicalRelayPath(checkedPath: string): string {
+  return checkedPath
+    .split('/')
+    .map((segment) => (readSegmentAsUpstream(segment) ?? '').split(';', 1)[0])
+    .join('/');
 }
 
 const SECRET_NAMES = new Set([
@@ -139,6 +161,8 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'cache-control',
   'expires',
   'pragma',
+  // billfold's own request id identifies the answer; an upstream's must not replace it.
+  'x-request-id',
 ]);
 
 /** Headers billfold puts on every relayed answer, so upstream content is inert in a browser. */

@@ -94,11 +94,11 @@ describe.each([
     expect(billfold.logs.filter((line) => line.includes(sessionId))).toEqual([]);
   });
 
-  it.runIf(storeName === 'Redis')('holds only ciphertext with a TTL in Redis', async () => {
+  it.runIf(storeName === 'Redis')('holds sessions only as ciphertext with a TTL in Redis', async () => {
     const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
     await client.post('/auth/billingplatform/login', { username: demo.username, password: demo.password });
     const redis = await connectRedis();
-    const keys = await redis.keys(`${billfold.config.store.keyPrefix}*`);
+    const keys = await redis.keys(`${billfold.config.store.keyPrefix}s:*`);
     expect(keys.length).toBeGreaterThan(0);
     for (const key of keys) {
       const value = (await redis.get(key)) ?? '';

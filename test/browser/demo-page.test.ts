@@ -1,0 +1,312 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import { freePort } from '../support/redis-server.js';
+import {
+  createSelfSignedCertificate,
+  launchChromium,
+  startOtherOrigin,
+  type OtherOrigin,
+  type TestCertificate,
+} from './browser-support.js';
+
+const COOKIE = '__Host-billfold';
+const SCREENSHOT = fileURLToPath(new URL('../../test-results/demo-page-signed-in.png', import.meta.url));
+const WAIT = { timeout: 15_000 };
+
+/** What a page script could learn from one fetch. */
+interface Probe {
+  ok: boolean;
+  status?: number;
+  body?: string;
+  requestId?: string | null;
+  error?: string;
+}
+
+/** Runs fetch inside the page, as the page's own script would. */
+function probe(page: Page, url: string, init: RequestInit): Promise<Probe> {
+  return page.evaluate(
+    async ({ url, init }) => {
+      try {
+        const response = await fetch(url, init);
+        return {
+          ok: true,
+          status: response.status,
+          body: await response.text(),
+          requestId: response.headers.get('x-request-id'),
+        };
+      } catch (error) {
+        return { ok: false, error: String(error) };
+      }
+    },
+    { url, init },
+  );
+}
+
+describe('the demo page in Chromium, against billfold over HTTPS', () => {
+  let tls: TestCertificate | undefined;
+  let sandbox: Sandbox | undefined;
+  let billfold: BillfoldProcess | undefined;
+  let browser: Browser | undefined;
+  let listed: OtherOrigin | undefined;
+  let unlisted: OtherOrigin | undefined;
+  let origin = '';
+  let launchError: unknown;
+  const contexts: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    // Kept, not thrown: every test then fails with the reason, rather than being reported as skipped.
+    browser = await launchChromium().catch((error: unknown) => {
+      launchError = error;
+      return undefined;
+    });
+    tls = await createSelfSignedCertificate();
+    sandbox = await startSandbox();
+    listed = await startOtherOrigin(tls, 'listed SPA origin');
+    unlisted = await startOtherOrigin(tls, 'unlisted origin');
+    const port = await freePort();
+    origin = `https://localhost:${port}`;
+    billfold = await spawnBillfold({
+      ...sandbox.env,
+      NODE_ENV: 'development',
+      PORT: String(port),
+      PUBLIC_ORIGIN: origin,
+      TLS_CERT_FILE: tls.certFile,
+      TLS_KEY_FILE: tls.keyFile,
+      CORS_ORIGINS: listed.origin,
+      LOG_LEVEL: 'info',
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(contexts.map((context) => context.close()));
+    await browser?.close();
+    await billfold?.stop();
+    await Promise.allSettled([listed?.close(), unlisted?.close(), sandbox?.close(), tls?.remove()]);
+  }, 60_000);
+
+  /** A fresh browser profile (its own cookie jar) with the demo page open. */
+  async function openDemo(): Promise<{ page: Page; context: BrowserContext; problems: string[] }> {
+    if (!browser) throw launchError;
+    // The certificate is self-signed; everything else about TLS is real.
+    const context = await browser.newContext({
+      ignoreHTTPSErrors: true,
+      viewport: { width: 1280, height: 900 },
+    });
+    contexts.push(context);
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`uncaught: ${error.message}`));
+    page.on('console', (message) => {
+      if (/Content Security Policy|Refused to/i.test(message.text())) problems.push(message.text());
+    });
+    await page.goto(`${origin}/`);
+    await expect.poll(() => page.locator('#session-summary').textContent(), WAIT).toBe('Not signed in.');
+    return { page, context, problems };
+  }
+
+  const card = (page: Page, provider: string) => page.locator(`[data-provider="${provider}"]`);
+  const textOf = (page: Page, selector: string) => () => page.locator(selector).textContent();
+
+  async function signIn(page: Page, provider: string, expected: RegExp): Promise<void> {
+    await card(page, provider).getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => card(page, provider).locator('.status').textContent(), WAIT).toMatch(expected);
+  }
+
+  async function callApi(page: Page, provider: string, expected: string): Promise<void> {
+    await card(page, provider).getByRole('button', { name: 'Call the API' }).click();
+    await expect.poll(textOf(page, '#output'), WAIT).toContain(expected);
+    expect(await page.locator('#answer').textContent()).toMatch(/HTTP 200$/);
+  }
+
+  it('signs in to each provider, calls it, switches the Billbora organization, re-prompts on upstream expiry and signs out, all by clicks', async () => {
+    const { page, context, problems } = await openDemo();
+
+    // An error is shown by its code.
+    await card(page, 'billingplatform').locator('input[name="password"]').fill('not-the-password');
+    await card(page, 'billingplatform').getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(textOf(page, '#error'), WAIT).toMatch(/^invalid_credentials\b/);
+    expect(await card(page, 'billingplatform').locator('.status').textContent()).toBe('Not connected');
+    await card(page, 'billingplatform').locator('input[name="password"]').fill('demo-password');
+
+    await signIn(page, 'billingplatform', /^Connected as demo$/);
+    await callApi(page, 'billingplatform', 'Acme Corporation');
+    await signIn(page, 'bill', /^Connected as demo@example\.com$/);
+    await callApi(page, 'bill', 'Acme Supplies');
+    await signIn(page, 'billogram', /^Connected as demo-api-user$/);
+    await callApi(page, 'billogram', 'Acme AB');
+    await signIn(page, 'billbora', /^Connected as demo@example\.com · Demo Organization$/);
+    await callApi(page, 'billbora', 'INV-2026-001');
+    expect(await page.locator('#session-summary').textContent()).toMatch(/^Signed in\./);
+    expect(await page.locator('#error').isHidden()).toBe(true);
+    // The relayed calls really reached each upstream, with billfold's credential attached.
+    expect(
+      sandbox!.billingplatform.requests.some((r) => r.path === '/ACCOUNT/1001' && r.headers.sessionid),
+    ).toBe(true);
+    expect(sandbox!.billogram.requests.some((r) => r.path === '/customer' && r.headers.authorization)).toBe(
+      true,
+    );
+
+    await mkdir(dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // Billbora's organizations come from Billbora itself, through the relay.
+    const billbora = card(page, 'billbora');
+    await expect
+      .poll(() => billbora.locator('select option').allTextContents(), WAIT)
+      .toEqual(['Demo Organization', 'Other Organization']);
+    await billbora.locator('select').selectOption('org_other');
+    await billbora.getByRole('button', { name: 'Switch' }).click();
+    await expect
+      .poll(() => billbora.locator('.status').textContent(), WAIT)
+      .toBe('Connected as demo@example.com · Other Organization');
+    await callApi(page, 'billbora', 'OTH-2026-001');
+    expect(await page.locator('#output').textContent()).not.toContain('INV-2026-001');
+
+    // The provider ends its session: the page says so by code and asks for the sign-in again.
+    sandbox!.billingplatform.expireAllSessions();
+    const billingplatform = card(page, 'billingplatform');
+    await billingplatform.getByRole('button', { name: 'Call the API' }).click();
+    await expect.poll(textOf(page, '#error'), WAIT).toMatch(/^upstream_session_expired \(billingplatform\)/);
+    await expect
+      .poll(() => billingplatform.locator('.status').textContent(), WAIT)
+      .toBe('BillingPlatform ended the session. Sign in again.');
+    expect(await billingplatform.locator('form.login').isVisible()).toBe(true);
+    await expect
+      .poll(
+        () =>
+          page.evaluate(() =>
+            document.activeElement?.closest('[data-provider]')?.getAttribute('data-provider'),
+          ),
+        WAIT,
+      )
+      .toBe('billingplatform');
+    await signIn(page, 'billingplatform', /^Connected as demo$/);
+    await callApi(page, 'billingplatform', 'Acme Corporation');
+
+    await card(page, 'billogram').getByRole('button', { name: 'Sign out' }).click();
+    await expect
+      .poll(() => card(page, 'billogram').locator('.status').textContent(), WAIT)
+      .toBe('Not connected');
+    expect(await card(page, 'bill').locator('.status').textContent()).toMatch(/^Connected/);
+
+    await page.getByRole('button', { name: 'Sign out of everything' }).click();
+    await expect.poll(textOf(page, '#session-summary'), WAIT).toBe('Not signed in.');
+    expect((await context.cookies()).map((cookie) => cookie.name)).not.toContain(COOKIE);
+    const after = await probe(page, '/api/bill/List/Vendor.json', {
+      method: 'POST',
+      headers: { 'X-CSRF': '1' },
+    });
+    expect(after.status).toBe(401);
+    expect(JSON.parse(after.body!).error.code).toBe('unauthenticated');
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  it('never lets page script read the session cookie', async () => {
+    const { page, context } = await openDemo();
+    await signIn(page, 'billogram', /^Connected as demo-api-user$/);
+
+    const cookie = (await context.cookies()).find((c) => c.name === COOKIE);
+    expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
+    expect(await page.evaluate(() => document.cookie)).toBe('');
+    const stored = await page.evaluate(() => JSON.stringify([{ ...localStorage }, { ...sessionStorage }]));
+    expect(stored).toBe('[{},{}]');
+    // Nor does it sit anywhere in the page: the session view names no session ID.
+    expect(await page.content()).not.toContain(decodeURIComponent(cookie!.value).slice(2, 34));
+  }, 60_000);
+
+  it('lets a page from an unlisted origin neither read the session nor relay with the user’s cookie', async () => {
+    const { page, context } = await openDemo();
+    await signIn(page, 'billingplatform', /^Connected as demo$/);
+    const other = await context.newPage();
+    await other.goto(`${unlisted!.origin}/`);
+    const upstreamCalls = () =>
+      [
+        sandbox!.billingplatform,
+        sandbox!.bill,
+        sandbox!.billogram,
+        sandbox!.billbora,
+        sandbox!.supabase,
+      ].reduce((sum, emulator) => sum + emulator.requests.length, 0);
+    const callsBefore = upstreamCalls();
+    const linesBefore = billfold!.lines.length;
+
+    const credentialed = { credentials: 'include', headers: { 'X-CSRF': '1' } } as const;
+    const session = await probe(other, `${origin}/auth/session`, credentialed);
+    const relay = await probe(other, `${origin}/api/billingplatform/ACCOUNT/1001`, credentialed);
+    // A form-like POST needs no preflight and carries the cookie (same site), but cannot carry X-CSRF.
+    const logout = await probe(other, `${origin}/auth/logout`, {
+      method: 'POST',
+      mode: 'no-cors',
+      credentials: 'include',
+    });
+
+    expect(session).toMatchObject({ ok: false, error: expect.stringMatching(/TypeError/) });
+    expect(relay).toMatchObject({ ok: false, error: expect.stringMatching(/TypeError/) });
+    // Not even an opaque answer: helmet's Cross-Origin-Resource-Policy keeps it from another origin.
+    expect(logout).toMatchObject({ ok: false, error: expect.stringMatching(/TypeError/) });
+    // billfold refused both preflights on the Origin check and the POST on the missing X-CSRF; nothing
+    // else arrived from that page, so no relayed call went upstream.
+    const lines = () =>
+      billfold!.lines.slice(linesBefore).map((line) => JSON.parse(line) as Record<string, unknown>);
+    await expect
+      .poll(
+        () =>
+          lines()
+            .filter((line) => line.msg === 'request')
+            .map((line) => `${String(line.method)} ${String(line.path)} ${String(line.status)}`)
+            .sort(),
+        WAIT,
+      )
+      .toEqual([
+        'OPTIONS /api/billingplatform/ACCOUNT/1001 403',
+        'OPTIONS /auth/session 403',
+        'POST /auth/logout 403',
+      ]);
+    expect(lines().filter((line) => line.event === 'origin_refused')).toHaveLength(2);
+    expect(lines().filter((line) => line.event === 'csrf_refused')).toHaveLength(1);
+    expect(upstreamCalls()).toBe(callsBefore);
+
+    // The user's session is untouched.
+    await card(page, 'billingplatform').getByRole('button', { name: 'Call the API' }).click();
+    await expect.poll(textOf(page, '#output'), WAIT).toContain('Acme Corporation');
+  }, 60_000);
+
+  it('lets a page from an origin listed in CORS_ORIGINS read the session and relay with the user’s cookie', async () => {
+    const { page, context } = await openDemo();
+    await signIn(page, 'billingplatform', /^Connected as demo$/);
+    const spa = await context.newPage();
+    await spa.goto(`${listed!.origin}/`);
+    const before = sandbox!.billingplatform.requests.length;
+
+    const session = await probe(spa, `${origin}/auth/session`, {
+      credentials: 'include',
+      headers: { 'X-CSRF': '1' },
+    });
+    expect(session.status).toBe(200);
+    expect(JSON.parse(session.body!)).toMatchObject({
+      authenticated: true,
+      providers: { billingplatform: { connected: true } },
+    });
+    // Exposed to the SPA, so it can quote billfold's request ID in a support ticket.
+    expect(session.requestId).toMatch(/\S/);
+
+    const relay = await probe(spa, `${origin}/api/billingplatform/ACCOUNT/1001`, {
+      credentials: 'include',
+      headers: { 'X-CSRF': '1' },
+    });
+    expect(relay.status).toBe(200);
+    expect(JSON.parse(relay.body!).retrieveResponse[0].Name).toBe('Acme Corporation');
+    expect(sandbox!.billingplatform.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual([
+      'GET /ACCOUNT/1001',
+    ]);
+
+    // Without credentials: 'include' the browser sends no cookie, even to a listed origin.
+    const anonymous = await probe(spa, `${origin}/auth/session`, { headers: { 'X-CSRF': '1' } });
+    expect(JSON.parse(anonymous.body!)).toEqual({ authenticated: false });
+  }, 60_000);
+});
