@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { memoize } from './bounded-cache.js';
 import type { ProviderId } from './upstream/provider-id.js';
 
 export type { Logger };
@@ -42,8 +43,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 /** A short, stable, non-reversible name for a session id, the only form in which one is logged. */
 export function hashSessionId(sessionId: string | undefined): string | undefined {
-  return sessionId ? createHash('sha256').update(sessionId).digest('base64url').slice(0, 12) : undefined;
+  return sessionId ? hashOnce(sessionId) : undefined;
 }
+
+const hashOnce = memoize((sessionId: string) =>
+  createHash('sha256').update(sessionId).digest('base64url').slice(0, 12),
+);
 
 /** The audit events of SPEC section 6. */
 export type AuditEvent =

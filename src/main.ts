@@ -40,8 +40,10 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const { config, warnings } = loaded;
-  // Log lines are written asynchronously so a slow stdout never stalls a request; flushed on exit.
-  const logger = createLogger(config.logLevel, pino.destination({ sync: false }));
+  // Log lines are written asynchronously in batches, so a slow stdout never stalls a request and a busy
+  // instance does not pay a write per line; the batch is flushed every second and on exit.
+  const logger = createLogger(config.logLevel, pino.destination({ sync: false, minLength: 4096 }));
+  setInterval(() => logger.flush(), 1000).unref();
   for (const warning of warnings) logger.warn(warning);
 
   const billfold = createBillfold(config, { clock: systemClock, logger });
@@ -68,6 +70,8 @@ async function main(): Promise<void> {
     },
     'billfold listening',
   );
+  // Supervisors and tests wait for this line; it should not sit in the batch.
+  logger.flush();
   if (sandbox) {
     const origin = `${config.tls ? 'https' : 'http'}://localhost:${port}`;
     process.stdout.write(`\n${banner}\nDemo page: ${origin}/\n\n`);

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import proxyAddr from 'proxy-addr';
 import type { Config } from '../config.js';
+import { memoize } from '../bounded-cache.js';
 import { AppError } from '../errors.js';
 
 /** Decides whether a connecting address (at a hop index) is a trusted proxy, as Express's `trust proxy` does. */
@@ -12,7 +13,9 @@ export function compileTrust(value: Config['trustProxy']): TrustFunction {
   if (typeof value === 'boolean') return () => value;
   if (typeof value === 'number') return (_address, hop) => hop < value;
   const trust = proxyAddr.compile([...value]);
-  return (address, hop) => address !== undefined && trust(address, hop);
+  // Parsing addresses is the costly part; the answer for the connecting hop depends on the address alone.
+  const trustsPeer = memoize((address) => trust(address, 0));
+  return (address, hop) => address !== undefined && (hop === 0 ? trustsPeer(address) : trust(address, hop));
 }
 
 /** Whether the request reached billfold over TLS: directly, or through a trusted proxy saying so. */

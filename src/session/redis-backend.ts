@@ -6,7 +6,7 @@ export interface RedisBackendOptions {
   url?: string | undefined;
   clusterNodes?: readonly string[];
   keyPrefix: string;
-  /** Per-command timeout; commands also fail at once while disconnected instead of queueing. */
+  /** How long to wait for the first connection; commands fail at once while disconnected instead of queueing. */
   timeoutMs: number;
   /** Called on connection errors (the client keeps reconnecting by itself). */
   onError: (error: Error) => void;
@@ -42,7 +42,9 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     connectTimeout: options.timeoutMs,
     reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000),
   };
-  const clientOptions = { disableOfflineQueue: true, socket, commandOptions: { timeout: options.timeoutMs } };
+  // No per-command timeout here: the repository bounds every call itself, and node-redis's timeout
+  // costs an AbortSignal timer per command.
+  const clientOptions = { disableOfflineQueue: true, socket };
   let client: ReturnType<typeof createClient> | ReturnType<typeof createCluster>;
   let ping: () => Promise<unknown>;
   if (options.clusterNodes && options.clusterNodes.length > 0) {

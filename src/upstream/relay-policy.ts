@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { memoize } from '../bounded-cache.js';
 import { AppError } from '../errors.js';
 
 /** Methods the relay forwards. */
@@ -165,6 +166,15 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'x-request-id',
 ]);
 
+const isDroppedResponseHeader = memoize(
+  (name: string) =>
+    DROPPED_RESPONSE_HEADERS.has(name) ||
+    name.startsWith('access-control-') ||
+    isCredentialName(name) ||
+    /token|session|auth/.test(name),
+  1000,
+);
+
 /** Headers billfold puts on every relayed answer, so upstream content is inert in a browser. */
 export const RELAY_RESPONSE_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -183,9 +193,7 @@ export function filterResponseHeaders(
   const hopByHop = connectionTokens(headers);
   const kept: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
-    if (name.startsWith('access-control-') || isCredentialName(name) || /token|session|auth/.test(name))
-      continue;
+    if (value === undefined || isDroppedResponseHeader(name) || hopByHop.has(name)) continue;
     const text = Array.isArray(value) ? value.join(', ') : value;
     if (secrets.some((secret) => text.includes(secret))) continue;
     kept[name] = value;
