@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
 import { renderChart } from './render-chart.js';
+import { measureSessionMemory } from './session-memory.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SMOKE = process.argv.includes('--smoke');
@@ -240,6 +241,9 @@ async function main() {
   const sessionId = decodeURIComponent(fourCookie.split('=')[1]!).slice(2).split('.')[0]!;
   const recordBytes = await redis.strLen(`${PREFIX}s:${sessionId}`);
 
+  step('store memory per session');
+  const memory = await measureSessionMemory(SMOKE ? 1000 : 100_000, REDIS_URL);
+
   const bare = runs[1]!;
   const table = runs.map((run) => ({
     contender: run.name,
@@ -275,6 +279,7 @@ async function main() {
       `Redis commands per relayed request: ${commandsPerRequest.toFixed(3)} (target <= 1)`,
       `session record with four providers: ${recordBytes} bytes (target <= 2048)`,
       `login to first relayed answer: ${loginToFirstRelayMs.toFixed(1)} ms`,
+      `store memory at ${memory.sessions.toLocaleString('en')} sessions: embedded ${memory.embeddedBytesPerSession} bytes/session, Redis ${memory.redisBytesPerSession} bytes/session`,
     ].join('\n'),
   );
 
@@ -290,6 +295,7 @@ async function main() {
     scale,
     targets,
     loginToFirstRelayMs,
+    memory,
   };
   if (!SMOKE) {
     await writeFile(new URL('results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
