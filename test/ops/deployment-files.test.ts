@@ -430,13 +430,13 @@ describe('.ci/run', () => {
     expect(text).toMatch(/^set -euo pipefail$/m);
   });
 
-  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests', async () => {
+  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests and smokes the benchmark', async () => {
     const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
     const { code, output } = await ci.run();
     expect(code, output).toBe(0);
     const calls = ci.calls();
     expect(calls[0]).toBe('npm ci');
-    expect(calls.at(-1)).toBe('npm test');
+    expect(calls.slice(-2)).toEqual(['npm test', 'npm run bench -- --smoke']);
     expect(calls.filter((c) => c.startsWith('apt-get'))).toEqual([
       'apt-get update DEBIAN_FRONTEND=noninteractive',
       'apt-get install -y redis-server DEBIAN_FRONTEND=noninteractive',
@@ -453,7 +453,12 @@ describe('.ci/run', () => {
     const first = ci.calls().length;
     const { code, output } = await ci.run();
     expect(code, output).toBe(0);
-    expect(ci.calls().slice(first)).toEqual(['npm ci', 'redis-cli -h 127.0.0.1 -p 6379 ping', 'npm test']);
+    expect(ci.calls().slice(first)).toEqual([
+      'npm ci',
+      'redis-cli -h 127.0.0.1 -p 6379 ping',
+      'npm test',
+      'npm run bench -- --smoke',
+    ]);
   });
 
   it('uses a Redis that already answers, and still installs redis-server for suites that start their own', async () => {
