@@ -27,7 +27,10 @@ describe('failed-login limits, shared through Redis', () => {
   });
 
   const attempt = (billfold: RunningBillfold, provider: string, body: object) =>
-    createCookieClient(billfold.url, billfold.config.session.cookieName).post(`/auth/${provider}/login`, body);
+    createCookieClient(billfold.url, billfold.config.session.cookieName).post(
+      `/auth/${provider}/login`,
+      body,
+    );
 
   it('refuses a username after its failures on either instance, even with the right password, with Retry-After', async () => {
     const wrong = { ...demo.billingplatform, password: 'wrong' };
@@ -80,7 +83,13 @@ describe('relay limit per session', () => {
   let second: RunningBillfold;
   beforeAll(async () => {
     sandbox = await startSandbox();
-    const env = { ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix(), RELAY_RATE_LIMIT: '5', RELAY_RATE_WINDOW_S: '60' };
+    const env = {
+      ...sandbox.env,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      RELAY_RATE_LIMIT: '5',
+      RELAY_RATE_WINDOW_S: '60',
+    };
     [first, second] = await Promise.all([startBillfold(env, { clock }), startBillfold(env, { clock })]);
   });
   afterAll(async () => {
