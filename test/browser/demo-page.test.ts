@@ -233,7 +233,13 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
         sandbox!.supabase,
       ].reduce((sum, emulator) => sum + emulator.requests.length, 0);
     const callsBefore = upstreamCalls();
-    const linesBefore = billfold!.lines.length;
+    // billfold writes its log in batches, in order: once a marker request's line is out, every line
+    // before it is too, and the lines after it are this test's.
+    const marker = `/log-marker-${Date.now()}`;
+    await page.request.get(`${origin}${marker}`);
+    const markerAt = () => billfold!.lines.findIndex((line) => line.includes(`"path":"${marker}"`));
+    await expect.poll(markerAt, WAIT).toBeGreaterThan(-1);
+    const linesBefore = markerAt() + 1;
 
     const credentialed = { credentials: 'include', headers: { 'X-CSRF': '1' } } as const;
     const session = await probe(other, `${origin}/auth/session`, credentialed);
