@@ -72,11 +72,28 @@ const BODY_PARSER_ERRORS: Record<string, ErrorCode> = {
   'charset.unsupported': 'unsupported_media_type',
 };
 
+/**
+ * The code for a client error Express's own machinery raised without a known `type`: a body that does
+ * not inflate, a path parameter that does not decode, a static file's unsatisfiable range. Each
+ * carries a 4xx `status` (http-errors, or the router's URIError); being the client's fault, none of
+ * them is a 500. billfold's own AppErrors keep their code.
+ */
+function codeOfClientError(thrown: unknown): ErrorCode | undefined {
+  const status = (thrown as { status?: unknown } | undefined)?.status;
+  if (thrown instanceof AppError || typeof status !== 'number' || status < 400 || status > 499)
+    return undefined;
+  if (status === 404) return 'not_found';
+  if (status === 413) return 'payload_too_large';
+  if (status === 415) return 'unsupported_media_type';
+  return 'invalid_request';
+}
+
 /** Express's error middleware: body-parser failures get their documented codes, the rest go to sendError. */
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
   return (thrown: unknown, req, res, _next) => {
     const type = (thrown as { type?: unknown } | undefined)?.type;
-    const code = typeof type === 'string' ? BODY_PARSER_ERRORS[type] : undefined;
+    const code =
+      (typeof type === 'string' ? BODY_PARSER_ERRORS[type] : undefined) ?? codeOfClientError(thrown);
     sendError(res, code ? new AppError(code, { cause: thrown }) : thrown, contextOf(req), logger);
   };
 }

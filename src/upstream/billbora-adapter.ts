@@ -16,6 +16,13 @@ import type { UpstreamClient, UpstreamJsonResponse } from './upstream-client.js'
 export const BILLBORA_RENEW_BEFORE_MS = 60_000;
 
 const organizationId = z.string().min(1).max(128);
+// The key travels in an Authorization header: anything but visible ASCII could not be sent (undici
+// refuses it), so it is the client's invalid input, not an upstream failure.
+const apiKey = z
+  .string()
+  .min(1)
+  .max(1024)
+  .regex(/^[\x21-\x7e]+$/);
 const loginSchema = z.union([
   z.strictObject({
     email: z.email().max(320),
@@ -23,7 +30,7 @@ const loginSchema = z.union([
     organizationId: organizationId.optional(),
   }),
   z.strictObject({ supabaseToken: z.string().min(1).max(8192), organizationId: organizationId.optional() }),
-  z.strictObject({ apiKey: z.string().min(1).max(1024) }),
+  z.strictObject({ apiKey }),
 ]);
 
 /** The body of `POST /auth/billbora/organization`. */

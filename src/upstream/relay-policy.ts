@@ -164,6 +164,22 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'pragma',
   // billfold's own request id identifies the answer; an upstream's must not replace it.
   'x-request-id',
+  // What the browser is told about billfold's origin is billfold's to say: helmet's headers (set on
+  // every answer, an upstream's would replace them), and navigation, cache or cookie clearing, and
+  // alternative services, which an upstream's answer could otherwise point at billfold's origin.
+  'cross-origin-opener-policy',
+  'cross-origin-resource-policy',
+  'cross-origin-embedder-policy',
+  'origin-agent-cluster',
+  'referrer-policy',
+  'x-dns-prefetch-control',
+  'x-download-options',
+  'x-frame-options',
+  'x-permitted-cross-domain-policies',
+  'x-xss-protection',
+  'refresh',
+  'clear-site-data',
+  'alt-svc',
 ]);
 
 const isDroppedResponseHeader = memoize(

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Agent, errors, request } from 'undici';
 import { AppError } from '../errors.js';
 import type { ProviderId } from './provider-id.js';
@@ -48,11 +48,14 @@ export interface UpstreamClientOptions {
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** Why a request was aborted when its answer's headers had not arrived within the timeout. */
+class AnswerDeadlineError extends Error {}
+
 /** Turns a network-level failure into the AppError the client sees. */
 export function toUpstreamError(provider: ProviderId, error: unknown): AppError {
   if (error instanceof AppError) return error;
   const code = error instanceof errors.UndiciError ? error.code : undefined;
-  const timedOut = code !== undefined && TIMEOUT_CODES.has(code);
+  const timedOut = error instanceof AnswerDeadlineError || (code !== undefined && TIMEOUT_CODES.has(code));
   return new AppError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { provider, cause: error });
 }
 
@@ -68,18 +71,28 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const client: UpstreamClient = {
     async send(provider, upstreamRequest) {
       const started = performance.now();
+      // undici's headersTimeout starts only once the body is sent, so a client trickling a streamed
+      // body could hold a pooled upstream connection for ever: such an exchange gets the timeout
+      // from its start to the answer's headers. (Bodiless and buffered calls need no extra timer.)
+      const streamed = upstreamRequest.body instanceof Readable;
+      const deadline = streamed ? new AbortController() : undefined;
+      const timer =
+        deadline && setTimeout(() => deadline.abort(new AnswerDeadlineError()), options.timeoutMs);
       try {
         const response = await request(upstreamRequest.url, {
           dispatcher: agent,
           method: upstreamRequest.method as 'GET',
           headers: upstreamRequest.headers,
           body: upstreamRequest.body ?? null,
+          ...(deadline && { signal: deadline.signal }),
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
         return { status: response.statusCode, headers: response.headers, body: response.body };
       } catch (error) {
         options.onResponse?.(provider, 'error', performance.now() - started);
         throw toUpstreamError(provider, error);
+      } finally {
+        clearTimeout(timer);
       }
     },
 

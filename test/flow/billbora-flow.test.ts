@@ -180,14 +180,15 @@ describe('no lost update: a relay in flight during a Billbora renewal', () => {
       const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
       await client.post('/auth/billingplatform/login', SANDBOX_DEMO_CREDENTIALS.billingplatform);
       await client.post('/auth/billbora/login', demo);
-      // Two minutes on, the BillingPlatform call will write back the session's last-seen time.
-      clock.advance(120_000);
 
       proxy.close();
       const slow = client.get('/api/billingplatform/ACCOUNT/1001');
       await proxy.arrived();
       sandbox.billbora.expireAccessTokens();
       expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+      // Two minutes on, the held BillingPlatform call (and only it) writes back the last-seen time,
+      // holding the copy it read before the renewal.
+      clock.advance(120_000);
       proxy.open();
       expect((await slow).status).toBe(200);
       // The write-back happens after the answer; wait until it has landed.

@@ -1,0 +1,109 @@
+import type { Sandbox } from '../../src/sandbox/sandbox.js';
+import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
+import { receivedBodies } from './billfold-harness.js';
+import { leaksOf } from './secrets.js';
+
+/** Body fields whose values are credentials, in what billfold sends upstream. */
+const SECRET_FIELD = /pass|session_?id|dev_?key|refresh|token|api_?key|secret/i;
+/** Shorter values would match by accident; every real secret here is longer. */
+const MIN_SECRET_LENGTH = 8;
+
+/** The sandbox's fixed secrets: passwords, keys and the Basic credential built from them. */
+export const DEMO_SECRETS: readonly string[] = [
+  SANDBOX_DEMO_CREDENTIALS.billingplatform.password,
+  SANDBOX_DEMO_CREDENTIALS.bill.password,
+  SANDBOX_DEMO_CREDENTIALS.billDevKey,
+  SANDBOX_DEMO_CREDENTIALS.billogram.apiPassword,
+  Buffer.from(
+    `${SANDBOX_DEMO_CREDENTIALS.billogram.apiUserId}:${SANDBOX_DEMO_CREDENTIALS.billogram.apiPassword}`,
+  ).toString('base64'),
+  SANDBOX_DEMO_CREDENTIALS.billbora.password,
+  SANDBOX_DEMO_CREDENTIALS.billboraApiKey,
+];
+
+function fieldValues(value: unknown, into: Set<string>, key = ''): void {
+  if (typeof value === 'string') {
+    if (SECRET_FIELD.test(key)) into.add(value);
+  } else if (Array.isArray(value)) {
+    for (const item of value) fieldValues(item, into, key);
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [name, inner] of Object.entries(value)) fieldValues(inner, into, name);
+  }
+}
+
+/**
+ * Every secret a security spec used, so its `afterAll` can prove none reached a client or a log line:
+ * the demo secrets, anything the spec adds, and every credential the emulators saw billfold send
+ * (upstream session ids, tokens, Basic credentials), read from their request logs.
+ */
+export interface SecretLedger {
+  add(...values: (string | undefined)[]): void;
+  /** Reads the credentials out of every emulator's request log; call it before `sandbox.reset()`. */
+  collect(sandbox: Sandbox): void;
+  readonly secrets: ReadonlySet<string>;
+  /**
+   * Where a secret leaked: into a response this process received or into `logs`; and any billfold
+   * session id (taken from the Set-Cookie answers) found in `logs`, where only its hash may appear.
+   */
+  leaks(logs: readonly string[]): string[];
+}
+
+export function createSecretLedger(): SecretLedger {
+  const secrets = new Set<string>(DEMO_SECRETS);
+  const add = (...values: (string | undefined)[]) => {
+    for (const value of values) if (value && value.length >= MIN_SECRET_LENGTH) secrets.add(value);
+  };
+  return {
+    secrets,
+    add,
+    collect(sandbox) {
+      for (const control of [
+        sandbox.billingplatform,
+        sandbox.bill,
+        sandbox.billogram,
+        sandbox.billbora,
+        sandbox.supabase,
+      ]) {
+        for (const request of control.requests) {
+          const found = new Set<string>();
+          const { authorization, sessionid } = request.headers;
+          const credential = authorization?.split(' ')[1];
+          if (credential) {
+            found.add(credential);
+            if (/^basic /i.test(authorization ?? ''))
+              found.add(Buffer.from(credential, 'base64').toString().split(':')[1] ?? '');
+          }
+          if (typeof sessionid === 'string') found.add(sessionid);
+          let body: unknown;
+          try {
+            body = JSON.parse(request.body);
+          } catch {
+            body = Object.fromEntries(new URLSearchParams(request.body));
+          }
+          fieldValues(body, found);
+          add(...found);
+        }
+      }
+    },
+    leaks(logs) {
+      const found = leaksOf([...secrets], logs);
+      // Every session cookie billfold set: its id and its signature may appear in no log line.
+      const cookieParts = new Set<string>();
+      for (const text of receivedBodies) {
+        for (const [, encoded = ''] of text.matchAll(/billfold=(s%3A[A-Za-z0-9_.%-]+)/g)) {
+          const value = decodeURIComponent(encoded).slice(2);
+          const dot = value.lastIndexOf('.');
+          cookieParts
+            .add(encoded)
+            .add(value.slice(0, dot))
+            .add(value.slice(dot + 1));
+        }
+      }
+      for (const part of cookieParts) {
+        if (part.length >= 16 && logs.some((line) => line.includes(part)))
+          found.push(`log contains session cookie part ${part.slice(0, 6)}…`);
+      }
+      return found;
+    },
+  };
+}
