@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import type { Clock } from './clock.js';
@@ -122,5 +124,37 @@ export function createApp(deps: AppDeps): RequestListener {
       return;
     }
     app(req as express.Request, res as express.Response);
+  };
+}
+
+/**
+ * Answers a request Node's HTTP parser refused before billfold saw it (a malformed request line or
+ * header, Transfer-Encoding with Content-Length, headers past the size limit) in the documented error
+ * shape, with helmet's headers (HSTS included), and closes the connection.
+ */
+export function createClientErrorHandler(logger: Logger) {
+  const headers = createSecurityHeaders()
+    .fixed.map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  return (error: Error & { code?: string }, socket: Duplex): void => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+    const requestId = randomUUID();
+    logger.warn({ requestId, code: error.code }, 'refused a request that is not valid HTTP');
+    const body = JSON.stringify({
+      error: {
+        code: 'invalid_request',
+        message: tooLarge ? 'The request headers are too large.' : 'The request is not valid HTTP.',
+        requestId,
+      },
+    });
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n${headers}` +
+        `content-type: application/json; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
+        `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   };
 }

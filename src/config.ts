@@ -191,6 +191,10 @@ export function compileRelayPattern(pattern: string): RegExp {
 function parseOrigin(value: string, name: string, problems: string[]): string | undefined {
   try {
     const url = new URL(value);
+    if (url.hostname.includes('*')) {
+      problems.push(`${name}: "${value}" is a pattern; origins are matched exactly, so list each one`);
+      return undefined;
+    }
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== value.replace(/\/$/, '')) {
       problems.push(`${name}: "${value}" must be an origin such as https://app.example.com (no path)`);
       return undefined;

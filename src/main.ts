@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { createClientErrorHandler } from './app.js';
 import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
         billfold.handler,
       )
     : http.createServer(billfold.handler);
+  server.on('clientError', createClientErrorHandler(logger));
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = config.upstreamTimeoutMs + 30_000;

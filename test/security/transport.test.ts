@@ -366,6 +366,33 @@ describe('HSTS on every response', () => {
     }
   });
 
+  it('answers requests Node’s parser refuses in the documented shape, with HSTS, and closes the connection', async () => {
+    const cases: [string, string, number][] = [
+      [
+        'Transfer-Encoding with Content-Length',
+        'POST /auth/logout HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n',
+        400,
+      ],
+      ['a header with a NUL byte', 'GET /auth/session HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0000b\r\n\r\n', 400],
+      [
+        'headers past the size limit',
+        `GET /auth/session HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`,
+        431,
+      ],
+    ];
+    for (const [name, request, status] of cases) {
+      const { answers } = await exchangeRaw(billfold.url, request);
+      const answer = answers[0]!;
+      expect({ name, status: answer.status }).toEqual({ name, status });
+      expect(answer.header('strict-transport-security')).toBe(HSTS);
+      expect(answer.header('connection')).toBe('close');
+      expect(answer.body.error).toMatchObject({
+        code: 'invalid_request',
+        requestId: answer.header('x-request-id'),
+      });
+    }
+  });
+
   it('carries HSTS on every answer of a keep-alive connection, the last one included', async () => {
     const head = (target: string) =>
       `GET ${target} HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: ${cookie}\r\n\r\n`;

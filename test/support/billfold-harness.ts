@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createClientErrorHandler } from '../../src/app.js';
 import { createBillfold, type Billfold } from '../../src/billfold.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
@@ -32,6 +33,7 @@ export async function startBillfold(
     ...(options.backend && { backend: options.backend }),
   });
   const server = http.createServer(billfold.handler);
+  server.on('clientError', createClientErrorHandler(logger));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -88,6 +88,7 @@ describe('configuration', () => {
 
   it('reads origins exactly and refuses ones with a path', () => {
     expect(problemsOf({ CORS_ORIGINS: 'https://app.example.com/path' }).join()).toMatch(/must be an origin/);
+    expect(problemsOf({ CORS_ORIGINS: 'https://*.example.com' }).join()).toMatch(/is a pattern/);
     const { config } = loadConfig({
       CORS_ORIGINS: 'https://app.example.com, https://admin.example.com:8443',
     });
