@@ -51,6 +51,9 @@ describe('when the session store is down', () => {
       ),
       await timed(() => client.post('/auth/logout')),
     ];
+    console.info(
+      `store down: ${outage.map(({ result, ms }) => `${result.status} in ${ms.toFixed(0)} ms`).join(', ')} (STORE_TIMEOUT_MS ${STORE_TIMEOUT_MS})`,
+    );
     for (const { result, ms } of outage) {
       expect(result.status).toBe(503);
       expect(result.body.error.code).toBe('session_store_unavailable');
@@ -86,6 +89,9 @@ describe('when the session store is down', () => {
     redis.pause();
     try {
       const { result, ms } = await timed(() => client.get('/api/billingplatform/ACCOUNT/1001'));
+      console.info(
+        `store frozen: ${result.status} in ${ms.toFixed(0)} ms (STORE_TIMEOUT_MS ${STORE_TIMEOUT_MS})`,
+      );
       expect(result.status).toBe(503);
       expect(result.body.error.code).toBe('session_store_unavailable');
       expect(ms).toBeLessThan(ANSWER_WITHIN_MS);
