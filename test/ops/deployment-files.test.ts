@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, type Config } from '../../src/config.js';
+import { compileTrust, isSecureRequest } from '../../src/middleware/request-guards.js';
 import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { freePort } from '../support/redis-server.js';
 import { TEST_SECRETS } from '../support/test-config.js';
@@ -19,8 +21,9 @@ const readText = (path: string) => readFileSync(join(ROOT, path), 'utf8');
 type Yaml = string | null | Yaml[] | { [key: string]: Yaml };
 
 /**
- * Reads the block-style YAML subset docker-compose.yml is written in (mappings, sequences of scalars,
- * flow sequences of scalars, quoted and plain scalars). Anything else throws rather than misreads.
+ * Reads the block-style YAML subset docker-compose.yml is written in (mappings, sequences of scalars
+ * or of mappings, flow sequences of scalars, quoted and plain scalars). Anything else throws rather
+ * than misreads.
  */
 function readYaml(text: string, file: string): Yaml {
   const lines = text.split('\n').flatMap((raw, index) => {
@@ -53,8 +56,13 @@ function readYaml(text: string, file: string): Yaml {
     while (lines[next]?.indent === indent && lines[next]!.body.startsWith('- ')) {
       const line = lines[next++]!;
       const item = line.body.slice(2).trim();
-      if (/^[\w.-]+:(\s|$)/.test(item)) fail(line);
-      items.push(scalar(item, line));
+      if (/^[\w.-]+:(\s|$)/.test(item)) {
+        // A mapping as an item: its first key on the dash's line, the others aligned below it.
+        lines[--next] = { ...line, indent: indent + 2, body: item };
+        items.push(block(indent + 2));
+      } else {
+        items.push(scalar(item, line));
+      }
     }
     if (items.length > 0) return items;
     const map: Record<string, Yaml> = {};
@@ -160,13 +168,16 @@ function runHealthcheck(test: string[], env: Record<string, string>): Promise<nu
 }
 
 /** What compose hands billfold's container: the image's ENV, then the service's environment, interpolated. */
-function containerEnvironment(operator: Record<string, string>): Record<string, string> {
+function containerEnvironment(
+  operator: Record<string, string>,
+  environment: Record<string, Yaml> = billfoldEnvironment,
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const { args } of runtime.filter((i) => i.keyword === 'ENV')) {
     for (const [, name, value] of args.matchAll(/([A-Z_][A-Z0-9_]*)=(\S+)/g)) env[name!] = value!;
   }
-  for (const [name, value] of Object.entries(billfoldEnvironment)) {
-    env[name] = stringAt(value, `billfold.environment.${name}`).replace(
+  for (const [name, value] of Object.entries(environment)) {
+    env[name] = stringAt(value, `environment.${name}`).replace(
       /\$\{(\w+)(?::([?-])([^}]*))?\}/g,
       (_whole, variable: string, operator_: string | undefined, text: string | undefined) => {
         const given = operator[variable];
@@ -184,7 +195,7 @@ const OPERATOR = { ...TEST_SECRETS, PUBLIC_ORIGIN: 'https://billfold.example.com
 // ---------------------------------------------------------------------------------------------------
 
 describe('docker-compose.yml', () => {
-  it('runs Redis with a ping healthcheck and an append-only file, so sessions survive its restart', () => {
+  it('runs Redis with a ping healthcheck and an append-only file, so sessions survive its restart or crash', () => {
     const redis = mapAt(services.redis, 'services.redis');
     expect(redis.image).toMatch(/^redis:7/);
     expect(stringsAt(mapAt(redis.healthcheck, 'redis.healthcheck').test, 'redis.healthcheck.test')).toEqual([
@@ -193,6 +204,8 @@ describe('docker-compose.yml', () => {
       'ping',
     ]);
     expect(stringsAt(redis.command, 'redis.command').join(' ')).toMatch(/--appendonly yes/);
+    // Fsynced before each reply, so a crash loses no session write (docs/operations.md).
+    expect(stringsAt(redis.command, 'redis.command').join(' ')).toMatch(/--appendfsync always/);
     expect(stringsAt(redis.volumes, 'redis.volumes').some((v) => v.endsWith(':/data'))).toBe(true);
   });
 
@@ -263,6 +276,214 @@ describe('docker-compose.yml', () => {
     expect(node).toBe('node');
     expect(packageJson.scripts.sandbox).toContain(`node ${script}`);
     expect(existsSync(join(ROOT, script!.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts')))).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// The `scale` profile: two replicas behind nginx, and nginx's configuration.
+
+interface NginxDirective {
+  name: string;
+  args: string[];
+  block?: NginxDirective[];
+}
+
+/** Reads nginx's configuration syntax: directives, their arguments, quoted strings and blocks. */
+function readNginx(text: string, file: string): NginxDirective[] {
+  const tokens = [
+    ...text.matchAll(/#[^\n]*|"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([{};])|([^\s{};#"']+)/g),
+  ].flatMap((m): { word?: string; mark?: string }[] => {
+    if (m[0].startsWith('#')) return [];
+    if (m[3] !== undefined) return [{ mark: m[3] }];
+    return [{ word: m[1] ?? m[2] ?? m[4]! }];
+  });
+  let next = 0;
+  const directives = (closing: boolean): NginxDirective[] => {
+    const list: NginxDirective[] = [];
+    for (;;) {
+      const token = tokens[next++];
+      if (token === undefined) {
+        if (closing) throw new Error(`${file}: a block is not closed`);
+        return list;
+      }
+      if (token.mark === '}') {
+        if (!closing) throw new Error(`${file}: unexpected }`);
+        return list;
+      }
+      if (token.word === undefined) throw new Error(`${file}: unexpected ${token.mark}`);
+      const args: string[] = [];
+      while (tokens[next]?.word !== undefined) args.push(tokens[next++]!.word!);
+      const end = tokens[next++]?.mark;
+      if (end === ';') list.push({ name: token.word, args });
+      else if (end === '{') list.push({ name: token.word, args, block: directives(true) });
+      else throw new Error(`${file}: ${token.word} is not ended by ; or {`);
+    }
+  };
+  return directives(false);
+}
+
+const nginxConf = readNginx(readText('deploy/nginx.conf'), 'deploy/nginx.conf');
+const each = (list: NginxDirective[] | undefined, name: string) =>
+  (list ?? []).filter((d) => d.name === name);
+const one = (list: NginxDirective[] | undefined, name: string, ...args: string[]): NginxDirective => {
+  const found = each(list, name).filter((d) => args.every((arg, i) => d.args[i] === arg));
+  if (found.length !== 1) throw new Error(`expected one ${[name, ...args].join(' ')}, found ${found.length}`);
+  return found[0]!;
+};
+const headersSet = (location: NginxDirective) =>
+  Object.fromEntries(
+    each(location.block, 'proxy_set_header').map((d) => [d.args[0]!.toLowerCase(), d.args[1]]),
+  );
+/** nginx sizes and times as numbers: `2m` in bytes, `60s` in milliseconds. */
+const nginxSize = (value: string) => {
+  const [, digits, unit = ''] = /^(\d+)([km]?)$/i.exec(value) ?? [];
+  return Number(digits) * ({ '': 1, k: 1024, m: 1024 ** 2 } as Record<string, number>)[unit.toLowerCase()]!;
+};
+const nginxMs = (value: string) => Number(/^(\d+)s$/.exec(value)![1]) * 1000;
+
+const replicaService = mapAt(services['billfold-replica'], 'services.billfold-replica');
+const replicaEnvironment = mapAt(replicaService.environment, 'services.billfold-replica.environment');
+const proxyService = mapAt(services.proxy, 'services.proxy');
+const http = one(nginxConf, 'http');
+const tlsServer = each(http.block, 'server').find((server) =>
+  each(server.block, 'listen').some((l) => l.args.includes('ssl')),
+);
+const proxiedRoot = tlsServer && one(tlsServer.block, 'location', '/');
+
+/** Whether billfold, trusting `trustProxy`, takes a request from `address` saying `https` as secure. */
+function believesHttps(trustProxy: Config['trustProxy'], address: string): boolean {
+  const request = { socket: { remoteAddress: address }, headers: { 'x-forwarded-proto': 'https' } };
+  return isSecureRequest(request as unknown as IncomingMessage, compileTrust(trustProxy));
+}
+
+describe('docker-compose.yml: two replicas behind a TLS-terminating proxy (profile scale)', () => {
+  const proxyAddress = () =>
+    stringAt(
+      mapAt(mapAt(proxyService.networks, 'proxy.networks').edge, 'proxy.networks.edge').ipv4_address,
+      'proxy.networks.edge.ipv4_address',
+    );
+
+  it('runs two replicas of billfold’s image, on the shared Redis, publishing no port of their own', () => {
+    expect(stringsAt(replicaService.profiles, 'billfold-replica.profiles')).toEqual(['scale']);
+    expect(mapAt(replicaService.deploy, 'billfold-replica.deploy').replicas).toBe('2');
+    expect(replicaService.build).toBe(billfoldService.build);
+    expect(replicaService.ports).toBeUndefined();
+    const dependsOn = mapAt(replicaService.depends_on, 'billfold-replica.depends_on');
+    expect(mapAt(dependsOn.redis, 'billfold-replica.depends_on.redis').condition).toBe('service_healthy');
+    expect(replicaEnvironment.REDIS_URL).toBe(billfoldEnvironment.REDIS_URL);
+    expect(stringsAt(replicaService.networks, 'billfold-replica.networks').sort()).toEqual([
+      'default',
+      'edge',
+    ]);
+  });
+
+  it('configures the replicas as the single billfold is, except that they trust the proxy alone', () => {
+    const { TRUST_PROXY: trusted, ...rest } = replicaEnvironment;
+    const { TRUST_PROXY: _single, ...singleRest } = billfoldEnvironment;
+    expect(rest).toEqual(singleRest);
+    expect(trusted).toBe(proxyAddress());
+    const { config } = loadConfig(containerEnvironment(OPERATOR, replicaEnvironment));
+    expect(config.production).toBe(true);
+    expect(config.store.kind).toBe('redis');
+    expect(believesHttps(config.trustProxy, proxyAddress())).toBe(true);
+    // Nothing else on the edge network, nor anything on the host, can claim a request came over TLS.
+    for (const other of ['172.30.0.2', '172.30.0.11', '172.17.0.1', '127.0.0.1', '10.0.0.5']) {
+      expect(believesHttps(config.trustProxy, other)).toBe(false);
+    }
+  });
+
+  it('probes the replicas like the image does and gives them time to drain on SIGTERM', () => {
+    const test = stringsAt(mapAt(replicaService.healthcheck, 'billfold-replica.healthcheck').test, 'test');
+    expect(test).toEqual(healthchecks.Dockerfile);
+    expect(replicaService.stop_grace_period).toBe(billfoldService.stop_grace_period);
+  });
+
+  it('puts nginx at that address on the edge network, once the replicas are healthy, publishing 443 only', () => {
+    expect(stringsAt(proxyService.profiles, 'proxy.profiles')).toEqual(['scale']);
+    expect(proxyService.image).toMatch(/^nginx:1\.(2[89]|[3-9]\d)/);
+    const dependsOn = mapAt(proxyService.depends_on, 'proxy.depends_on');
+    expect(mapAt(dependsOn['billfold-replica'], 'proxy.depends_on.billfold-replica').condition).toBe(
+      'service_healthy',
+    );
+    expect(stringsAt(proxyService.ports, 'proxy.ports')).toEqual(['443:443']);
+    const edge = mapAt(mapAt(compose.networks, 'networks').edge, 'networks.edge');
+    const [pool] = (mapAt(edge.ipam, 'networks.edge.ipam').config ?? []) as Yaml[];
+    const subnet = stringAt(mapAt(pool, 'networks.edge.ipam.config[0]').subnet, 'subnet');
+    expect(proxyAddress().startsWith(subnet.replace(/\.0\/24$/, '.'))).toBe(true);
+  });
+
+  it('mounts deploy/nginx.conf as nginx’s configuration and the certificate directory, read-only', () => {
+    const volumes = stringsAt(proxyService.volumes, 'proxy.volumes');
+    expect(volumes).toContain('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro');
+    const certificates = volumes.find((v) => v.startsWith('./deploy/tls:'));
+    expect(certificates).toMatch(/:ro$/);
+    const mountedAt = certificates!.split(':')[1]!;
+    for (const name of ['ssl_certificate', 'ssl_certificate_key']) {
+      expect(one(tlsServer?.block, name).args[0]).toMatch(new RegExp(`^${mountedAt}/[\\w.-]+\\.pem$`));
+    }
+  });
+
+  it('checks the proxy’s health on the loopback listener nginx.conf defines', () => {
+    const test = stringsAt(
+      mapAt(proxyService.healthcheck, 'proxy.healthcheck').test,
+      'proxy.healthcheck.test',
+    );
+    expect(test.slice(0, 2)).toEqual(['CMD', 'wget']);
+    const probe = new URL(test.at(-1)!);
+    const listener = each(http.block, 'server').find((server) =>
+      each(server.block, 'listen').some((l) => l.args[0] === `${probe.hostname}:${probe.port}`),
+    );
+    expect(one(listener?.block, 'location', '=', probe.pathname).block).toContainEqual({
+      name: 'return',
+      args: ['200', 'ok\\n'],
+    });
+  });
+});
+
+describe('deploy/nginx.conf', () => {
+  it('terminates TLS 1.2 and 1.3 on 443', () => {
+    expect(each(tlsServer?.block, 'listen').map((l) => l.args)).toEqual([['443', 'ssl']]);
+    expect(one(tlsServer?.block, 'ssl_protocols').args).toEqual(['TLSv1.2', 'TLSv1.3']);
+    expect(one(http.block, 'server_tokens').args).toEqual(['off']);
+  });
+
+  it('sends every path to the replicas on billfold’s port, found again through Docker’s DNS as they change', () => {
+    const upstreamName = one(proxiedRoot?.block, 'proxy_pass').args[0]!.replace(/^http:\/\//, '');
+    const upstream = one(http.block, 'upstream', upstreamName);
+    const [server] = each(upstream.block, 'server');
+    expect(server?.args).toEqual([`billfold-replica:${containerEnvironment(OPERATOR).PORT}`, 'resolve']);
+    expect(Object.keys(services)).toContain('billfold-replica');
+    expect(one(upstream.block, 'zone').args[0]).toBeTruthy();
+    expect(one(http.block, 'resolver').args[0]).toBe('127.0.0.11');
+    // Kept-alive connections to the replicas need HTTP/1.1 and no Connection header passed on.
+    expect(one(upstream.block, 'keepalive').args).toHaveLength(1);
+    expect(one(proxiedRoot?.block, 'proxy_http_version').args).toEqual(['1.1']);
+    expect(headersSet(proxiedRoot!).connection).toBe('');
+  });
+
+  it('tells billfold the scheme and replaces any client-sent X-Forwarded-For with the client’s address', () => {
+    const headers = headersSet(proxiedRoot!);
+    expect(headers['x-forwarded-proto']).toBe('$scheme');
+    expect(headers['x-forwarded-for']).toBe('$remote_addr');
+    expect(headers.host).toBe('$host');
+  });
+
+  it('lets billfold answer oversized bodies and slow upstreams itself, with its own JSON errors', () => {
+    const { config } = loadConfig(containerEnvironment(OPERATOR, replicaEnvironment));
+    expect(nginxSize(one(tlsServer?.block, 'client_max_body_size').args[0]!)).toBeGreaterThan(
+      config.bodyLimitBytes,
+    );
+    expect(nginxMs(one(proxiedRoot?.block, 'proxy_read_timeout').args[0]!)).toBeGreaterThan(
+      config.upstreamTimeoutMs,
+    );
+  });
+
+  it('logs neither query strings nor cookies', () => {
+    const format = one(http.block, 'log_format').args.slice(1).join('');
+    expect(format).not.toMatch(/\$(request|request_uri|args|query_string|http_cookie|cookie_\w+)\b/);
+    expect(each(http.block, 'access_log').map((d) => d.args[1])).toEqual([
+      one(http.block, 'log_format').args[0],
+    ]);
   });
 });
 

@@ -9,6 +9,8 @@ export interface GatedProxy {
   close(): void;
   /** Resolves when a request is waiting at the closed gate. */
   arrived: () => Promise<void>;
+  /** How many requests are waiting at the gate now. */
+  waiting(): number;
   open(): void;
   stop(): Promise<void>;
 }
@@ -18,14 +20,17 @@ export async function startGatedProxy(target: string): Promise<GatedProxy> {
   let release = () => undefined as void;
   let notifyArrival = () => undefined as void;
   let arrival = Promise.resolve();
+  let waiting = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       void (async () => {
         if (gate) {
+          waiting++;
           notifyArrival();
           await gate;
+          waiting--;
         }
         const headers = Object.fromEntries(
           Object.entries(req.headers).filter(
@@ -42,7 +47,7 @@ export async function startGatedProxy(target: string): Promise<GatedProxy> {
           'content-type': answer.headers.get('content-type') ?? 'application/octet-stream',
         });
         res.end(Buffer.from(await answer.arrayBuffer()));
-      })();
+      })().catch(() => res.destroy()); // the upstream went away: so does this answer
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -53,6 +58,7 @@ export async function startGatedProxy(target: string): Promise<GatedProxy> {
       arrival = new Promise((resolve) => (notifyArrival = resolve));
     },
     arrived: () => arrival,
+    waiting: () => waiting,
     open() {
       gate = undefined;
       release();

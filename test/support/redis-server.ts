@@ -11,8 +11,10 @@ export interface OwnRedis {
   port: number;
   /** Saves its data to disk and exits, as an orderly restart would. */
   stop(): Promise<void>;
-  /** Starts again on the same port, loading the saved data. */
+  /** Starts (again) on the same port, loading the saved data. */
   start(): Promise<void>;
+  /** Kills the process (SIGKILL): no save, connections drop. Only an append-only Redis keeps its data. */
+  kill(): Promise<void>;
   /** Freezes the process (SIGSTOP): connections stay open and nothing answers. */
   pause(): void;
   resume(): void;
@@ -45,7 +47,14 @@ async function waitForPing(url: string, up: boolean): Promise<void> {
   throw new Error(`redis at ${url} did not come ${up ? 'up' : 'down'}`);
 }
 
-export async function startOwnRedis(): Promise<OwnRedis> {
+/** How the test's Redis persists: by default a snapshot on `stop()` only. */
+export interface OwnRedisOptions {
+  /** Log every write to an append-only file, fsynced before the reply, so data survives `kill()`. */
+  appendOnly?: boolean;
+}
+
+/** A Redis of the test's own that is not running yet (`start()` it), for tests that begin with an outage. */
+export async function createOwnRedis(options: OwnRedisOptions = {}): Promise<OwnRedis> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'billfold-redis-'));
   const url = `redis://127.0.0.1:${port}`;
@@ -66,8 +75,9 @@ export async function startOwnRedis(): Promise<OwnRedis> {
           dir,
           '--save',
           '',
-          '--appendonly',
-          'no',
+          ...(options.appendOnly
+            ? ['--appendonly', 'yes', '--appendfsync', 'always']
+            : ['--appendonly', 'no']),
           '--dbfilename',
           'dump.rdb',
         ],
@@ -84,6 +94,15 @@ export async function startOwnRedis(): Promise<OwnRedis> {
       await waitForPing(url, false);
       child = undefined;
     },
+    async kill() {
+      const running = child;
+      child = undefined;
+      if (!running) return;
+      const exited = new Promise((resolve) => running.once('exit', resolve));
+      running.kill('SIGCONT');
+      running.kill('SIGKILL');
+      await exited;
+    },
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
     async dispose() {
@@ -92,6 +111,11 @@ export async function startOwnRedis(): Promise<OwnRedis> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return own;
+}
+
+export async function startOwnRedis(options: OwnRedisOptions = {}): Promise<OwnRedis> {
+  const own = await createOwnRedis(options);
   await own.start();
   return own;
 }
