@@ -7,6 +7,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
 import { createErrorHandler, sendError } from './middleware/error-handler.js';
 import { beginRequest } from './middleware/request-context.js';
 import {
@@ -16,10 +17,13 @@ import {
   PREFLIGHT_HEADERS,
 } from './middleware/request-guards.js';
 import { createRelayLimiter } from './middleware/rate-limits.js';
-import { createSecurityHeaders } from './middleware/security-headers.js';
+import { createSecurityHeaders, type SecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
 import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
 import { createHealthRouter } from './routes/health-routes.js';
+import { createInventoryRouter } from './routes/inventory-routes.js';
+import { createMetricsRoute } from './routes/metrics-route.js';
+import { createOperatorHandler } from './routes/operator-listener.js';
 import { createRelayHandler } from './routes/relay-route.js';
 import { createSessionRouter } from './routes/session-routes.js';
 import { createSessionIdReader } from './session/session-cookie.js';
@@ -36,6 +40,10 @@ export interface AppDeps {
   repository: SessionRepository;
   adapters: AdapterRegistry;
   client: UpstreamClient;
+  metrics: Metrics;
+  securityHeaders: SecurityHeaders;
+  /** The public handle of a session id (the inventory never shows ids). */
+  handleOf: (sessionId: string) => string;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -47,10 +55,19 @@ const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
  * the CSRF/origin policy and the error writer.
  */
 export function createApp(deps: AppDeps): RequestListener {
-  const { config, logger, repository } = deps;
+  const { config, logger, repository, metrics, securityHeaders } = deps;
   const trust = compileTrust(config.trustProxy);
   const policy = createRequestPolicy(config);
-  const securityHeaders = createSecurityHeaders();
+  // Without a port of its own, /metrics is served here only behind its token (and is a 404 without one).
+  const metricsHere =
+    config.metrics.port === undefined && config.metrics.token !== undefined
+      ? createOperatorHandler({
+          logger,
+          securityHeaders,
+          token: config.metrics.token,
+          route: createMetricsRoute(metrics),
+        })
+      : undefined;
   const relay = createRelayHandler({
     ...deps,
     policy,
@@ -95,6 +112,7 @@ export function createApp(deps: AppDeps): RequestListener {
     express.json({ limit: config.bodyLimitBytes, strict: true }),
     createSessionMiddleware(config, repository),
     createSessionRouter(deps),
+    createInventoryRouter(deps),
     createAuthRouter(deps),
   );
   if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
@@ -105,7 +123,7 @@ export function createApp(deps: AppDeps): RequestListener {
 
   const edgeHeaders = Object.fromEntries(securityHeaders.fixed);
   return (req: IncomingMessage, res: ServerResponse) => {
-    const context = beginRequest(req, res, logger);
+    const context = beginRequest(req, res, logger, metrics.observeRequest);
     const url = req.url ?? '';
     const fail = (error: unknown) =>
       sendError(res, error, context, logger, {
@@ -123,6 +141,7 @@ export function createApp(deps: AppDeps): RequestListener {
       relay(req, res, context).catch(fail);
       return;
     }
+    if (metricsHere && pathname === '/metrics') return metricsHere(req, res, context);
     app(req as express.Request, res as express.Response);
   };
 }

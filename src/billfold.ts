@@ -2,11 +2,17 @@ import type { RequestListener } from 'node:http';
 import { createApp } from './app.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import type { Logger } from './logger.js';
+import { observeAudits, type Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createSecurityHeaders } from './middleware/security-headers.js';
+import { createAdminRoute } from './routes/admin-routes.js';
+import { createMetricsRoute } from './routes/metrics-route.js';
+import { createOperatorListener } from './routes/operator-listener.js';
 import { createMemoryBackend } from './session/memory-backend.js';
 import { createRedisBackend } from './session/redis-backend.js';
 import type { SessionBackend } from './session/session-backend.js';
 import { createSessionCodec } from './session/session-codec.js';
+import { createSessionHandles } from './session/session-inventory.js';
 import { createSessionRepository, type SessionRepository } from './session/session-repository.js';
 import { createAdapters } from './upstream/adapter-registry.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
@@ -14,7 +20,12 @@ import { createUpstreamClient } from './upstream/upstream-client.js';
 /** A billfold instance, assembled but not listening. */
 export interface Billfold {
   handler: RequestListener;
+  /** The operator API, for `main.ts` to serve on ADMIN_PORT; present only when ADMIN_PORT and ADMIN_TOKEN are set. */
+  adminHandler: RequestListener | undefined;
+  /** `GET /metrics`, for `main.ts` to serve on METRICS_PORT; present only when it is set. */
+  metricsHandler: RequestListener | undefined;
   repository: SessionRepository;
+  metrics: Metrics;
   /** Closes the upstream pool and the store connection. */
   close(): Promise<void>;
 }
@@ -48,7 +59,9 @@ export function createBillfold(
   config: Config,
   options: { clock: Clock; logger: Logger; backend?: SessionBackend },
 ): Billfold {
-  const { clock, logger } = options;
+  const { clock } = options;
+  const metrics = createMetrics();
+  const logger = observeAudits(options.logger, metrics.observeAudit);
   const backend = options.backend ?? createBackend(config, clock, logger);
   const repository = createSessionRepository({
     backend,
@@ -56,18 +69,40 @@ export function createBillfold(
     clock,
     limits: config.session,
     timeoutMs: config.store.timeoutMs,
-    onStoreError: (error) =>
+    onStoreError: (error) => {
+      metrics.countStoreError();
       logger.warn(
         { message: error instanceof Error ? error.message : String(error) },
         'session store operation failed',
-      ),
+      );
+    },
+    onStoreCall: metrics.observeStoreCall,
   });
-  const client = createUpstreamClient({ timeoutMs: config.upstreamTimeoutMs });
+  metrics.countSessionsWith(() => repository.index.countSessions());
+  const client = createUpstreamClient({
+    timeoutMs: config.upstreamTimeoutMs,
+    onResponse: metrics.observeUpstream,
+  });
   const adapters = createAdapters(config, client, clock);
-  const handler = createApp({ config, clock, logger, repository, adapters, client });
+  const securityHeaders = createSecurityHeaders();
+  const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
+  const deps = { config, clock, logger, repository, adapters, client, metrics, securityHeaders, handleOf };
+  const operatorPort = { logger, securityHeaders, observe: metrics.observeRequest };
   return {
-    handler,
+    handler: createApp(deps),
+    adminHandler:
+      config.admin &&
+      createOperatorListener({ ...operatorPort, token: config.admin.token, route: createAdminRoute(deps) }),
+    metricsHandler:
+      config.metrics.port === undefined
+        ? undefined
+        : createOperatorListener({
+            ...operatorPort,
+            token: config.metrics.token,
+            route: createMetricsRoute(metrics),
+          }),
     repository,
+    metrics,
     async close() {
       await Promise.allSettled([client.close(), backend.close()]);
     },

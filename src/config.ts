@@ -65,6 +65,10 @@ export interface Config {
     };
   };
   readonly rateLimits: RateLimitConfig;
+  /** Prometheus metrics: on their own port, and/or behind a bearer token (on the main port without one). */
+  readonly metrics: { readonly port: number | undefined; readonly token: string | undefined };
+  /** The operator API (list and revoke sessions by provider user): on only when its port and token are set. */
+  readonly admin: { readonly port: number; readonly token: string } | undefined;
   readonly logLevel: string;
 }
 
@@ -100,6 +104,18 @@ const integer = (fallback: number, min: number, max: number) =>
         .optional(),
     )
     .transform((v) => v ?? fallback);
+
+const optionalPort = optionalString.pipe(
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().min(0).max(65535))
+    .optional(),
+);
+
+// Bearer tokens an operator generates; short ones could be guessed.
+const bearerToken = optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional());
 
 const flag = optionalString
   .pipe(z.enum(['true', 'false', '1', '0']).optional())
@@ -160,6 +176,12 @@ const envSchema = z.object({
   LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('failed-login counting window'),
   RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
   RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
+  METRICS_PORT: optionalPort.describe('serve GET /metrics on this port (on HOST) instead of the main one'),
+  METRICS_TOKEN: bearerToken.describe(
+    'bearer token GET /metrics requires (on the main port, it is off without one)',
+  ),
+  ADMIN_PORT: optionalPort.describe('serve the operator API on this port (on HOST)'),
+  ADMIN_TOKEN: bearerToken.describe('bearer token the operator API requires'),
   LOG_LEVEL: optionalString
     .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional())
     .transform((v) => v ?? 'info')
@@ -376,6 +398,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
 
   const providers = parseProviders(env, problems);
   const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems);
+  const admin = parseOperatorPorts(env, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -419,9 +442,32 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       relayCallsPerSession: env.RELAY_RATE_LIMIT,
       relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
     },
+    metrics: { port: env.METRICS_PORT, token: env.METRICS_TOKEN },
+    admin,
     logLevel: env.LOG_LEVEL,
   };
   return { config: deepFreeze(config), warnings };
+}
+
+function parseOperatorPorts(env: Env, problems: string[]): Config['admin'] {
+  if ((env.ADMIN_PORT === undefined) !== (env.ADMIN_TOKEN === undefined)) {
+    problems.push('ADMIN_PORT and ADMIN_TOKEN: set both or neither (the operator API is off without both)');
+  }
+  const ports: Array<[string, number | undefined]> = [
+    ['PORT', env.PORT],
+    ['METRICS_PORT', env.METRICS_PORT],
+    ['ADMIN_PORT', env.ADMIN_PORT],
+  ];
+  for (const [index, [name, port]] of ports.entries()) {
+    // Port 0 asks for any free port, so it clashes with nothing.
+    const clash = ports
+      .slice(0, index)
+      .find(([, other]) => port !== undefined && port !== 0 && other === port);
+    if (clash) problems.push(`${name}: must differ from ${clash[0]}`);
+  }
+  return env.ADMIN_PORT !== undefined && env.ADMIN_TOKEN !== undefined
+    ? { port: env.ADMIN_PORT, token: env.ADMIN_TOKEN }
+    : undefined;
 }
 
 function parseProviders(env: Env, problems: string[]): Config['providers'] {

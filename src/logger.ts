@@ -50,7 +50,7 @@ const hashOnce = memoize((sessionId: string) =>
   createHash('sha256').update(sessionId).digest('base64url').slice(0, 12),
 );
 
-/** The audit events of SPEC section 6. */
+/** The audit events of SPEC section 6, plus revocations (documented in docs/audit.md). */
 export type AuditEvent =
   | 'login'
   | 'logout'
@@ -60,7 +60,8 @@ export type AuditEvent =
   | 'origin_refused'
   | 'https_refused'
   | 'rate_limited'
-  | 'store_unavailable';
+  | 'store_unavailable'
+  | 'session_revoked';
 
 /** One audit line: what happened, to which provider and session, and how it ended. */
 export interface AuditEntry {
@@ -70,11 +71,30 @@ export interface AuditEntry {
   /** The raw session id; only its hash is written. */
   sessionId?: string | undefined;
   requestId?: string | undefined;
+  /** The route template of the refused request (refusals only). */
+  route?: string | undefined;
   reason?: string | undefined;
+}
+
+/** Something told of every audit event as it is written (the metrics). */
+export type AuditObserver = (entry: AuditEntry) => void;
+
+const auditObservers = new WeakMap<Logger, AuditObserver>();
+
+/**
+ * A child of `logger` whose audit lines are also handed to `observe`. Metrics count what the audit
+ * line says, at the one place every audited event already passes, so the two never disagree and no
+ * call site has to remember both. Keyed by the child, so each billfold instance has its own.
+ */
+export function observeAudits(logger: Logger, observe: AuditObserver): Logger {
+  const child = logger.child({});
+  auditObservers.set(child, observe);
+  return child;
 }
 
 /** Writes an audit line with the session id hashed. */
 export function audit(logger: Logger, entry: AuditEntry): void {
   const { sessionId, ...rest } = entry;
   logger.info({ audit: true, ...rest, session: hashSessionId(sessionId) }, `audit ${entry.event}`);
+  auditObservers.get(logger)?.(entry);
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
+import http, { type RequestListener, type Server } from 'node:http';
 import https from 'node:https';
 import { createClientErrorHandler } from './app.js';
 import { createBillfold } from './billfold.js';
@@ -48,23 +48,59 @@ async function main(): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
 
   const billfold = createBillfold(config, { clock: systemClock, logger });
-  const server = config.tls
-    ? https.createServer(
-        { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) },
-        billfold.handler,
-      )
-    : http.createServer(billfold.handler);
-  server.on('clientError', createClientErrorHandler(logger));
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = config.upstreamTimeoutMs + 30_000;
+  const tls = config.tls && {
+    cert: readFileSync(config.tls.certFile),
+    key: readFileSync(config.tls.keyFile),
+  };
+  // Signals are handled from before the first listen, so a SIGTERM during start-up still stops cleanly.
+  const servers: Server[] = [];
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'billfold stopping: finishing in-flight requests');
+    // Stop accepting; in-flight requests finish; idle keep-alive sockets close now, busy ones after the grace.
+    const closed = servers.map((each) => new Promise((resolve) => each.close(resolve)));
+    void Promise.all(closed).then(() =>
+      Promise.all([billfold.close(), sandbox?.close()]).finally(() => {
+        logger.info('billfold stopped');
+        logger.flush(() => process.exit(0));
+      }),
+    );
+    // A keep-alive socket whose last request just finished is closed at the next sweep.
+    const closeIdle = () => servers.forEach((each) => each.closeIdleConnections());
+    setInterval(closeIdle, 100).unref();
+    closeIdle();
+    setTimeout(() => servers.forEach((each) => each.closeAllConnections()), SHUTDOWN_GRACE_MS).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 
-  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  // The operator ports (admin, metrics) are served like the main one: on HOST, over TLS when configured.
+  const serve = async (handler: RequestListener, listenPort: number) => {
+    const created = tls ? https.createServer(tls, handler) : http.createServer(handler);
+    servers.push(created);
+    created.on('clientError', createClientErrorHandler(logger));
+    created.keepAliveTimeout = 65_000;
+    created.headersTimeout = 66_000;
+    created.requestTimeout = config.upstreamTimeoutMs + 30_000;
+    await new Promise<void>((resolve) => created.listen(listenPort, config.host, resolve));
+    const address = created.address();
+    return { server: created, port: typeof address === 'object' && address ? address.port : listenPort };
+  };
+  const main = await serve(billfold.handler, config.port);
+  const admin =
+    billfold.adminHandler && config.admin ? await serve(billfold.adminHandler, config.admin.port) : undefined;
+  const metrics =
+    billfold.metricsHandler && config.metrics.port !== undefined
+      ? await serve(billfold.metricsHandler, config.metrics.port)
+      : undefined;
+  const { port } = main;
   logger.info(
     {
       port,
+      adminPort: admin?.port,
+      metricsPort: metrics?.port,
       host: config.host,
       store: config.store.kind,
       production: config.production,
@@ -78,27 +114,6 @@ async function main(): Promise<void> {
     const origin = `${config.tls ? 'https' : 'http'}://localhost:${port}`;
     process.stdout.write(`\n${banner}\nDemo page: ${origin}/\n\n`);
   }
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'billfold stopping: finishing in-flight requests');
-    // Stop accepting; in-flight requests finish; idle keep-alive sockets close now, busy ones after the grace.
-    server.close(() => {
-      void Promise.all([billfold.close(), sandbox?.close()]).finally(() => {
-        logger.info('billfold stopped');
-        logger.flush(() => process.exit(0));
-      });
-    });
-    // A keep-alive socket whose last request just finished is closed at the next sweep.
-    const sweep = setInterval(() => server.closeIdleConnections(), 100);
-    sweep.unref();
-    server.closeIdleConnections();
-    setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((error: unknown) => {

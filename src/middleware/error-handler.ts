@@ -32,6 +32,7 @@ export function sendError(
       provider: error.provider,
       sessionId: context.sessionId,
       requestId: context.id,
+      route: context.route,
     });
   }
   if (error.status >= 500) {

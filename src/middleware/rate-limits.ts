@@ -79,11 +79,10 @@ interface SessionCount {
 }
 
 const FLUSH_INTERVAL_MS = 1000;
-const FLUSH_BATCH = 50;
 
 /**
  * Counts calls in memory and adds them to the session's counter in the store at most once a second
- * (or every 50 calls), reading back the total all instances have added. A relayed call therefore
+ * per session, reading back the total all instances have added. A relayed call therefore
  * costs no store round trip of its own; instances see each other's calls within about a second.
  */
 export function createRelayLimiter(
@@ -140,7 +139,7 @@ export function createRelayLimiter(
       }
       if (entry.shared + entry.pending >= config.relayCallsPerSession) throw refuse(entry.windowEndsAt - now);
       entry.pending++;
-      if (!entry.flushing && (entry.pending >= FLUSH_BATCH || now - entry.lastFlushAt >= FLUSH_INTERVAL_MS)) {
+      if (!entry.flushing && now - entry.lastFlushAt >= FLUSH_INTERVAL_MS) {
         flush(sessionId, entry);
       }
     },

@@ -7,8 +7,43 @@ import type { ProviderId } from '../upstream/provider-id.js';
 export interface RequestContext {
   readonly id: string;
   readonly startedAt: number;
+  /** The route template (`/api/:provider`, `/auth/:provider/login`, ...): what metrics and audits name. */
+  readonly route: string;
   sessionId: string | undefined;
   provider: ProviderId | undefined;
+}
+
+/** Told of every request once its answer has ended (status 499 when the client left first). */
+export type RequestObserver = (
+  context: RequestContext,
+  method: string,
+  status: number,
+  seconds: number,
+) => void;
+
+const FIXED_ROUTES = new Set([
+  '/auth/session',
+  '/auth/sessions',
+  '/auth/logout',
+  '/auth/billbora/organization',
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  '/admin/sessions',
+]);
+const PROVIDER_ROUTE = /^\/auth\/[^/]+\/(login|logout)$/;
+
+/**
+ * The template a path answers under, never the raw path, so a label or log field built from it has a
+ * handful of values whatever clients send. Anything unrouted (a 404, a demo page file) is `other`.
+ */
+export function routeTemplate(path: string): string {
+  if (path.startsWith('/api/')) return '/api/:provider';
+  if (FIXED_ROUTES.has(path)) return path;
+  if (path.startsWith('/auth/sessions/') && path.indexOf('/', '/auth/sessions/'.length) === -1)
+    return '/auth/sessions/:id';
+  const action = PROVIDER_ROUTE.exec(path)?.[1];
+  return action ? `/auth/:provider/${action}` : 'other';
 }
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
@@ -25,34 +60,44 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * Gives the request an id (the caller's X-Request-Id when it is safe to echo) and writes one log line
- * when the response ends. The line holds the path without its query and a hash of the session id.
+ * when the response ends, then tells `observe`. The line holds the path without its query and a hash
+ * of the session id.
  */
-export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: Logger): RequestContext {
+export function beginRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  logger: Logger,
+  observe?: RequestObserver,
+): RequestContext {
   const requestLog = requestLoggers.get(logger) ?? withoutRedaction(logger);
   const given = req.headers['x-request-id'];
+  // Captured now: Express rewrites req.url inside mounted routers. The query is never logged.
+  const url = req.url ?? '';
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
   const context: RequestContext = {
     id: typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID(),
     startedAt: performance.now(),
+    route: routeTemplate(path),
     sessionId: undefined,
     provider: undefined,
   };
   contexts.set(req, context);
   res.setHeader('x-request-id', context.id);
-  // Captured now: Express rewrites req.url inside mounted routers. The query is never logged.
-  const url = req.url ?? '';
-  const query = url.indexOf('?');
-  const path = query === -1 ? url : url.slice(0, query);
   const done = () => {
     res.off('finish', done);
     res.off('close', done);
+    const status = res.writableFinished ? res.statusCode : 499;
+    const ms = performance.now() - context.startedAt;
+    observe?.(context, req.method ?? '', status, ms / 1000);
     if (!requestLog.isLevelEnabled('info')) return;
     requestLog.info(
       {
         requestId: context.id,
         method: req.method,
         path,
-        status: res.writableFinished ? res.statusCode : 499,
-        durationMs: Math.round((performance.now() - context.startedAt) * 10) / 10,
+        status,
+        durationMs: Math.round(ms * 10) / 10,
         session: hashSessionId(context.sessionId),
         provider: context.provider,
       },

@@ -16,7 +16,8 @@ import { hasProviders, type CredentialOf, type SessionRecord } from '../session/
 import type { SessionRepository } from '../session/session-repository.js';
 import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
-import { isProviderId, PROVIDER_IDS, type ProviderId } from '../upstream/provider-id.js';
+import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
+import { logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
 /** What the auth routes are built from. */
@@ -67,15 +68,6 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
   const view = (record: SessionRecord | undefined) => buildSessionView(record, adapters, repository.limits);
 
-  // Upstream logout is best effort: billfold has already forgotten the credential either way.
-  const upstreamLogout = async (adapter: ProviderAdapter, credential: CredentialOf<ProviderId>) => {
-    try {
-      await adapter.logout(credential);
-    } catch (error) {
-      logger.warn({ provider: adapter.id, code: (error as AppError).code }, 'upstream logout failed');
-    }
-  };
-
   router.post('/:provider/login', async (req, res) => {
     const context = contextOf(req);
     const adapter = resolveProvider(adapters, req.params.provider);
@@ -117,22 +109,14 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (previous) {
       // The old id dies now. Whatever it held at that instant (a renewal that landed meanwhile) moves
       // to the new id; if it was signed out meanwhile, only the provider just signed in to survives.
-      let latest: SessionRecord | undefined;
-      await repository.update(
-        previous.id,
-        (seen) => {
-          latest = seen;
-          return null;
-        },
-        previous,
-      );
+      const latest = await repository.destroy(previous.id, previous);
       const providers = { ...latest?.providers, [adapter.id]: credential };
       if (JSON.stringify(providers) !== JSON.stringify(record.providers)) {
         const updated = await repository.update(req.sessionID, (stored) => ({ ...stored, providers }));
         current = updated?.record ?? current;
       }
       const replaced = previous.record.providers[adapter.id];
-      if (replaced) void upstreamLogout(adapter, replaced);
+      if (replaced) void logoutUpstream(adapter, replaced, logger);
     }
     audit(logger, {
       event: 'login',
@@ -156,7 +140,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       delete record.providers[adapter.id];
       return hasProviders(record) ? record : null;
     });
-    if (removed) await upstreamLogout(adapter, removed);
+    if (removed) await logoutUpstream(adapter, removed, logger);
     audit(logger, {
       event: 'logout',
       outcome: 'success',
@@ -195,16 +179,9 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const context = contextOf(req);
     if (hasStoredSession(req)) {
       const sessionId = req.sessionID;
-      const loaded = await repository.load(sessionId);
-      await repository.destroy(sessionId);
+      const ended = await repository.destroy(sessionId);
       audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
-      await Promise.all(
-        PROVIDER_IDS.map((id) => {
-          const adapter = adapterFor(adapters, id);
-          const credential = loaded?.record.providers[id];
-          return adapter && credential ? upstreamLogout(adapter, credential) : Promise.resolve();
-        }),
-      );
+      await logoutEveryUpstream(adapters, ended?.providers, logger);
     }
     forgetSession(req);
     clearCookie(res);

@@ -19,12 +19,18 @@ export interface MemoryBackendOptions {
  * The embedded store: one process, bounded, every entry with a TTL. Expired entries are invisible at
  * once and swept periodically; a full store evicts its oldest-written entry, so memory stays bounded.
  */
-export function createMemoryBackend(
-  options: MemoryBackendOptions,
-): SessionBackend & { size(): number; sweep(): void } {
+export function createMemoryBackend(options: MemoryBackendOptions): SessionBackend & {
+  size(): number;
+  /** Members held across every index, ended or not (what the sweep and the pruning keep bounded). */
+  indexedMembers(): number;
+  sweep(): void;
+} {
   const { clock, maxEntries } = options;
   // A Map iterates in insertion order; re-inserting on write keeps the oldest-written entry first.
   const entries = new Map<string, Entry>();
+  // Indexes (member -> when it ends) live apart from the entries, so evicting old sessions never
+  // evicts the index that lets an operator find a live one.
+  const indexes = new Map<string, Map<string, number>>();
 
   const read = (key: string): Entry | undefined => {
     const entry = entries.get(key);
@@ -42,9 +48,26 @@ export function createMemoryBackend(
     }
     entries.set(key, { value, expiresAt: clock.now() + ttlMs });
   };
+  // Members arrive in about the order they end (each scored by its creation plus a fixed timeout), so
+  // pruning walks from the oldest and stops at the first live one: a cheap step per call, not a scan.
+  // Readers skip any that ended out of order; the periodic sweep removes them.
+  const prune = (key: string, now: number, everyMember = false): Map<string, number> | undefined => {
+    const index = indexes.get(key);
+    if (!index) return undefined;
+    for (const [member, endsAt] of index) {
+      if (endsAt <= now) index.delete(member);
+      else if (!everyMember) break;
+    }
+    if (index.size > 0) return index;
+    indexes.delete(key);
+    return undefined;
+  };
+  const liveMembers = (key: string, now: number) =>
+    [...(prune(key, now)?.entries() ?? [])].filter(([, endsAt]) => endsAt > now).map(([member]) => member);
   const sweep = () => {
     const now = clock.now();
     for (const [key, entry] of entries) if (entry.expiresAt <= now) entries.delete(key);
+    for (const key of indexes.keys()) prune(key, now, true);
   };
   const sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
   const timer = sweepIntervalMs > 0 ? setInterval(sweep, sweepIntervalMs).unref() : undefined;
@@ -88,12 +111,29 @@ export function createMemoryBackend(
           : { count: 0, resetInMs: 0 },
       );
     },
+    indexAdd(key, member, endsAtMs, nowMs) {
+      const index = prune(key, nowMs) ?? new Map<string, number>();
+      if (endsAtMs > nowMs) index.set(member, endsAtMs);
+      // No index lists more sessions than the store can hold: past that, the oldest added goes.
+      if (index.size > maxEntries) index.delete(index.keys().next().value ?? '');
+      if (index.size > 0) indexes.set(key, index);
+      return Promise.resolve();
+    },
+    indexRemove(key, member) {
+      const index = indexes.get(key);
+      index?.delete(member);
+      if (index?.size === 0) indexes.delete(key);
+      return Promise.resolve();
+    },
+    indexMembers: (key, nowMs) => Promise.resolve(liveMembers(key, nowMs)),
+    indexSize: (key, nowMs) => Promise.resolve(liveMembers(key, nowMs).length),
     ping: () => Promise.resolve(),
     close() {
       if (timer) clearInterval(timer);
       return Promise.resolve();
     },
     size: () => entries.size,
+    indexedMembers: () => [...indexes.values()].reduce((sum, index) => sum + index.size, 0),
     sweep,
   };
 }

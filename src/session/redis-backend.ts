@@ -6,7 +6,10 @@ export interface RedisBackendOptions {
   url?: string | undefined;
   clusterNodes?: readonly string[];
   keyPrefix: string;
-  /** How long to wait for the first connection; commands fail at once while disconnected instead of queueing. */
+  /**
+   * How long to wait for the first connection, and the bound on deletes, locks and counters; other
+   * commands fail at once while disconnected instead of queueing.
+   */
   timeoutMs: number;
   /** Called on connection errors (the client keeps reconnecting by itself). */
   onError: (error: Error) => void;
@@ -33,6 +36,26 @@ return {count, redis.call('PTTL', KEYS[1])}`;
 const READ_COUNTER = `
 return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('PTTL', KEYS[1])}`;
 
+// Indexes are sorted sets scored by when each member ends. Times come from billfold's clock (ARGV),
+// and the key's expiry is relative (PEXPIRE), so Redis's own clock never has to agree with billfold's.
+// Every index operation is a script, so each one is a single EVAL naming its one key.
+const INDEX_ADD = `
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(last[2]) - tonumber(ARGV[3]))) end
+return 1`;
+
+const INDEX_REMOVE = `
+return redis.call('ZREM', KEYS[1], ARGV[1])`;
+
+const INDEX_MEMBERS = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)`;
+
+const INDEX_SIZE = `
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')`;
+
 /**
  * Redis or Redis Cluster through node-redis. Start-up does not wait for Redis: billfold serves (and
  * answers 503 where it needs the store) until the client connects, and reconnects by itself.
@@ -42,8 +65,8 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     connectTimeout: options.timeoutMs,
     reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000),
   };
-  // No per-command timeout here: the repository bounds every call itself, and node-redis's timeout
-  // costs an AbortSignal timer per command.
+  // No node-redis per-command timeout: it costs an AbortSignal timer per command. Every call is
+  // bounded by the session repository or by `within` below instead.
   const clientOptions = { disableOfflineQueue: true, socket };
   let client: ReturnType<typeof createClient> | ReturnType<typeof createCluster>;
   let ping: () => Promise<unknown>;
@@ -63,14 +86,30 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
   }
   client.on('error', options.onError);
   let connected = false;
-  const connecting = client.connect().then(
-    () => {
-      connected = true;
-    },
-    (error: unknown) => options.onError(error as Error),
-  );
-  // Until the first connection, a command waits for it (within the timeout) rather than failing at
-  // once; after that, commands fail fast while the client reconnects.
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  // A lost connection is re-established by node-redis itself, and so is a single server's first
+  // one; but a cluster whose root nodes all refuse at start is given up on, so it is asked again
+  // until it answers or billfold stops.
+  const connecting = new Promise<void>((resolve) => {
+    const attempt = (retries: number) => {
+      client.connect().then(
+        () => {
+          connected = true;
+          resolve();
+        },
+        (error: unknown) => {
+          options.onError(error as Error);
+          if (closed) return resolve();
+          retry = setTimeout(() => attempt(retries + 1), socket.reconnectStrategy(retries));
+        },
+      );
+    };
+    attempt(0);
+  });
+  // Until the first connection, a command waits for it (within the timeout) and then fails; after
+  // that, commands fail fast while the client reconnects. A cluster that has never connected knows
+  // no masters, so without this its ping would pass and its commands would fail obscurely.
   const ready = async () => {
     if (connected) return;
     let timer: NodeJS.Timeout | undefined;
@@ -79,6 +118,24 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       new Promise((resolve) => (timer = setTimeout(resolve, options.timeoutMs))),
     ]);
     clearTimeout(timer);
+    if (!connected) throw new Error('session store not connected');
+  };
+  // The session repository bounds get, compare-and-set, the indexes and ping itself (so the relay's
+  // one read per request pays one timer, not two). Deletes, locks and counters are also called
+  // straight from the rate limiters and the credential renewer, so they are bounded here: a Redis
+  // that accepts connections and never replies must not hold a login or a renewal.
+  const within = async <T>(operation: () => Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        operation(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('session store timed out')), options.timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   const key = (name: string) => options.keyPrefix + name;
@@ -100,35 +157,50 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       ]);
       return reply === 1;
     },
-    async delete(name) {
-      await ready();
-      await client.del(key(name));
+    delete: (name) =>
+      within(async () => {
+        await ready();
+        await client.del(key(name));
+      }),
+    acquireLock: (name, token, ttlMs) =>
+      within(async () => {
+        await ready();
+        const reply = await client.set(key(name), token, { NX: true, PX: Math.max(1, Math.ceil(ttlMs)) });
+        return reply === 'OK';
+      }),
+    releaseLock: (name, token) =>
+      within(async () => {
+        await evaluate(RELEASE_LOCK, name, [token]);
+      }),
+    increment: (name, windowMs, by = 1) =>
+      within(async () =>
+        toCounter(
+          await evaluate(INCREMENT_WINDOW, name, [String(Math.max(1, Math.ceil(windowMs))), String(by)]),
+        ),
+      ),
+    readCounter: (name) => within(async () => toCounter(await evaluate(READ_COUNTER, name, []))),
+    async indexAdd(name, member, endsAtMs, nowMs) {
+      await evaluate(INDEX_ADD, name, [member, String(Math.ceil(endsAtMs)), String(Math.floor(nowMs))]);
     },
-    async acquireLock(name, token, ttlMs) {
-      await ready();
-      const reply = await client.set(key(name), token, { NX: true, PX: Math.max(1, Math.ceil(ttlMs)) });
-      return reply === 'OK';
+    async indexRemove(name, member) {
+      await evaluate(INDEX_REMOVE, name, [member]);
     },
-    async releaseLock(name, token) {
-      await evaluate(RELEASE_LOCK, name, [token]);
+    async indexMembers(name, nowMs) {
+      return (await evaluate(INDEX_MEMBERS, name, [String(Math.floor(nowMs))])) as string[];
     },
-    async increment(name, windowMs, by = 1) {
-      const reply = await evaluate(INCREMENT_WINDOW, name, [
-        String(Math.max(1, Math.ceil(windowMs))),
-        String(by),
-      ]);
-      return toCounter(reply);
-    },
-    async readCounter(name) {
-      return toCounter(await evaluate(READ_COUNTER, name, []));
+    async indexSize(name, nowMs) {
+      return (await evaluate(INDEX_SIZE, name, [String(Math.floor(nowMs))])) as number;
     },
     async ping() {
       await ready();
       await ping();
     },
-    async close() {
-      await connecting;
+    close() {
+      // Not waiting for a first connection that may never come: shutdown must not hang on Redis.
+      closed = true;
+      clearTimeout(retry);
       if (client.isOpen) client.destroy();
+      return Promise.resolve();
     },
   };
 }

@@ -27,6 +27,17 @@ export interface SessionBackend {
   increment(key: string, windowMs: number, by?: number): Promise<Counter>;
   /** A counter's count and ms left in its window, without changing it (0 when absent). */
   readCounter(key: string): Promise<Counter>;
+  /**
+   * Adds `member` to the sorted index at `key`, scored by `endsAtMs` (when it ends for good), drops the
+   * members already ended at `nowMs`, and lets the key expire when its last member ends: an index
+   * never outlives what it lists, even when nobody reads it. Times are billfold's clock, not the store's.
+   */
+  indexAdd(key: string, member: string, endsAtMs: number, nowMs: number): Promise<void>;
+  indexRemove(key: string, member: string): Promise<void>;
+  /** The members of the index not yet ended at `nowMs` (ended ones are dropped on the way). */
+  indexMembers(key: string, nowMs: number): Promise<string[]>;
+  /** How many members of the index have not ended at `nowMs`, without listing them. */
+  indexSize(key: string, nowMs: number): Promise<number>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
+import { createSessionIndex, type SessionIndex } from './session-index.js';
 import { isSessionLive, sessionDeadlines, type SessionLimits, type SessionRecord } from './session-record.js';
 
 /** A record as loaded, with the exact stored value an update must find still in place. */
@@ -31,11 +32,18 @@ export interface SessionRepository {
    * with `also` (a provider's own bookkeeping, such as BILL's last use) when given.
    */
   touch(session: LoadedSession, also?: SessionChange): Promise<LoadedSession | undefined>;
-  destroy(sessionId: string): Promise<void>;
+  /**
+   * Ends the session (`known`: as the caller already loaded it) and takes it out of every index.
+   * Returns the record as it was when it ended (a renewal that landed meanwhile included), so the
+   * caller signs out upstream with the credentials actually held; undefined when there was none.
+   */
+  destroy(sessionId: string, known?: LoadedSession): Promise<SessionRecord | undefined>;
   /** Resolves when the store answers within its timeout. */
   ping(): Promise<void>;
   readonly limits: SessionLimits;
   readonly backend: SessionBackend;
+  /** The per-identity session indexes, kept in step by every write above. */
+  readonly index: SessionIndex;
 }
 
 /** What the repository is built from. */
@@ -47,6 +55,8 @@ export interface SessionRepositoryOptions {
   timeoutMs: number;
   /** Called once per store failure, before it becomes a 503. */
   onStoreError: (error: unknown) => void;
+  /** Called after every store call, failed or not, with its duration (for metrics). */
+  onStoreCall?: (operation: string, seconds: number) => void;
 }
 
 const MAX_UPDATE_ATTEMPTS = 8;
@@ -58,11 +68,12 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
 
   // Every store call is bounded by STORE_TIMEOUT_MS and any failure is a 503: an outage is never
   // mistaken for "logged out", and no request waits on a store that does not answer.
-  const guard = async <T>(operation: () => Promise<T>): Promise<T> => {
+  const guard = async <T>(name: string, operation: () => Promise<T>): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('session store timed out')), options.timeoutMs);
     });
+    const started = performance.now();
     try {
       return await Promise.race([operation(), timeout]);
     } catch (error) {
@@ -70,29 +81,37 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       throw new AppError('session_store_unavailable', { cause: error });
     } finally {
       clearTimeout(timer);
+      options.onStoreCall?.(name, (performance.now() - started) / 1000);
     }
   };
+  const index = createSessionIndex({ backend, now: () => clock.now(), limits, run: guard });
 
   const ttlOf = (record: SessionRecord) => sessionDeadlines(record, limits).endsAt - clock.now();
 
   const read = async (sessionId: string): Promise<LoadedSession | undefined> => {
-    const sealed = await guard(() => backend.get(key(sessionId)));
+    const sealed = await guard('get', () => backend.get(key(sessionId)));
     if (sealed === null) return undefined;
     const record = codec.open(sessionId, sealed);
     if (!record || !isSessionLive(record, limits, clock.now())) return undefined;
     return { id: sessionId, record, sealed };
   };
 
-  const write = async (sessionId: string, expected: string | null, record: SessionRecord | null) => {
+  const write = async (sessionId: string, current: LoadedSession | null, record: SessionRecord | null) => {
     const ttlMs = record ? ttlOf(record) : 0;
     const sealed = record && ttlMs > 0 ? codec.seal(sessionId, record) : null;
-    const written = await guard(() => backend.compareAndSet(key(sessionId), expected, sealed, ttlMs));
+    const after = sealed === null ? null : record;
+    await index.beforeWrite(sessionId, current?.record, after);
+    const written = await guard('compare_and_set', () =>
+      backend.compareAndSet(key(sessionId), current?.sealed ?? null, sealed, ttlMs),
+    );
+    if (written) await index.afterWrite(sessionId, current?.record, after);
     return { written, sealed };
   };
 
   const repository: SessionRepository = {
     limits,
     backend,
+    index,
     load: read,
 
     async create(sessionId, record) {
@@ -106,7 +125,7 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
         const next = change(structuredClone(current.record));
         if (next === undefined && !codec.isStale(current.sealed)) return current;
         const record = next === undefined ? current.record : next;
-        const { written, sealed } = await write(sessionId, current.sealed, record);
+        const { written, sealed } = await write(sessionId, current, record);
         if (written)
           return sealed === null || record === null ? undefined : { id: sessionId, record, sealed };
         current = await read(sessionId);
@@ -132,11 +151,26 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       );
     },
 
-    async destroy(sessionId) {
-      await guard(() => backend.delete(key(sessionId)));
+    async destroy(sessionId, known) {
+      const current = known ?? (await read(sessionId));
+      if (!current) {
+        // A record that no longer opens (ended, or sealed under a retired key) is in no index worth leaving.
+        await guard('delete', () => backend.delete(key(sessionId)));
+        return undefined;
+      }
+      let ended: SessionRecord | undefined;
+      await repository.update(
+        sessionId,
+        (seen) => {
+          ended = seen;
+          return null;
+        },
+        current,
+      );
+      return ended;
     },
 
-    ping: () => guard(() => backend.ping()),
+    ping: () => guard('ping', () => backend.ping()),
   };
   return repository;
 }

@@ -1,4 +1,3 @@
-import { isDeepStrictEqual } from 'node:util';
 import session, { type SessionData } from 'express-session';
 import { AppError } from '../errors.js';
 import type { SessionRecord } from './session-record.js';
@@ -18,6 +17,9 @@ type Callback<T = void> = (error?: unknown, value?: T) => void;
  * so a request holding a stale copy cannot overwrite a newer one. The cookie is not stored.
  */
 export class RepositorySessionStore extends session.Store {
+  /** Session objects this store has written, so express-session's closing save of them is a no-op. */
+  private readonly saved = new WeakSet<object>();
+
   constructor(
     private readonly repository: SessionRepository,
     private readonly cookie: session.CookieOptions,
@@ -39,21 +41,24 @@ export class RepositorySessionStore extends session.Store {
   }
 
   override set(sid: string, data: SessionData, callback?: Callback): void {
-    const { cookie: _cookie, ...record } = data;
-    this.create(sid, record).then(
+    // express-session saves a regenerated session once more when the response ends. That second save
+    // must not write: the session may have been revoked in between, and writing would bring it back.
+    if (this.saved.has(data)) {
+      callback?.();
+      return;
+    }
+    this.createOnce(sid, data).then(
       () => callback?.(),
       (error: unknown) => callback?.(error),
     );
   }
 
-  // express-session saves a regenerated session once more when the response ends; saving the same
-  // record again is a no-op, while a different record over an existing session is refused.
-  private async create(sid: string, record: SessionRecord): Promise<void> {
-    if (await this.repository.create(sid, record)) return;
-    const existing = await this.repository.load(sid);
-    if (!existing || !isDeepStrictEqual(existing.record, record)) {
+  private async createOnce(sid: string, data: SessionData): Promise<void> {
+    const { cookie: _cookie, ...record } = data;
+    if (!(await this.repository.create(sid, record))) {
       throw new AppError('internal_error', { message: 'A session is changed only through the repository.' });
     }
+    this.saved.add(data);
   }
 
   override destroy(sid: string, callback?: Callback): void {

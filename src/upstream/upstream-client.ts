@@ -42,8 +42,8 @@ export interface UpstreamClient {
 /** What the client needs. */
 export interface UpstreamClientOptions {
   timeoutMs: number;
-  /** Called after every upstream exchange, for metrics and logs. */
-  onResponse?: (provider: ProviderId, status: number | 'error', durationMs: number) => void;
+  /** Called after every upstream exchange, for metrics and logs; `error` is what a failed one became. */
+  onResponse?: (provider: ProviderId, status: number | 'error', durationMs: number, error?: AppError) => void;
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -89,8 +89,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
         return { status: response.statusCode, headers: response.headers, body: response.body };
       } catch (error) {
-        options.onResponse?.(provider, 'error', performance.now() - started);
-        throw toUpstreamError(provider, error);
+        const failure = toUpstreamError(provider, error);
+        options.onResponse?.(provider, 'error', performance.now() - started, failure);
+        throw failure;
       } finally {
         clearTimeout(timer);
       }

@@ -1,5 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
+import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { spawnBillfold } from '../support/billfold-process.js';
@@ -104,5 +107,116 @@ describe('audit trail', () => {
       if (entry.session !== undefined) expect(entry.session).toMatch(/^[A-Za-z0-9_-]{12}$/);
     }
     expect(auditLines()[0]).toMatchObject({ provider: 'billingplatform', reason: 'invalid_credentials' });
+  });
+
+  /** Every field an audit line may have (docs/audit.md). */
+  const AUDIT_FIELDS = new Set([
+    'level',
+    'time',
+    'service',
+    'audit',
+    'event',
+    'outcome',
+    'provider',
+    'session',
+    'requestId',
+    'route',
+    'reason',
+    'msg',
+  ]);
+  const auditLinesOf = (logs: string[]) =>
+    logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.audit === true);
+
+  it('audits every event of SPEC section 6 and revocations, each one line of the documented schema', async () => {
+    const limited = await startBillfold({ ...sandbox.env, LOGIN_MAX_FAILURES_PER_USER: '1' });
+    const production = await startBillfold({
+      NODE_ENV: 'production',
+      PUBLIC_ORIGIN: 'https://billfold.example.com',
+      SESSION_STORE: 'memory',
+    });
+    let storeDown = false;
+    const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
+    const outage = await startBillfold(sandbox.env, {
+      backend: { ...memory, get: (key) => (storeDown ? Promise.reject(new Error('down')) : memory.get(key)) },
+    });
+    try {
+      const client = createCookieClient(limited.url, limited.config.session.cookieName);
+      // Renewal, then a renewal the upstream refuses (the provider is signed out), then a provider logout.
+      await client.post('/auth/billbora/login', demo.billbora);
+      sandbox.billbora.expireAccessTokens();
+      expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+      // With both the Billbora and the Supabase sessions dead, renewal is refused.
+      sandbox.billbora.expireAllSessions();
+      sandbox.supabase.expireAllSessions();
+      expect((await client.get('/api/billbora/invoices/')).body.error.code).toBe('upstream_session_expired');
+      await client.post('/auth/billogram/login', demo.billogram);
+      await client.post('/auth/billingplatform/login', demo.billingplatform);
+      expect((await client.post('/auth/billogram/logout')).status).toBe(200);
+      // A revocation from another device of the same user.
+      const other = createCookieClient(limited.url, limited.config.session.cookieName);
+      await other.post('/auth/billingplatform/login', demo.billingplatform);
+      expect((await other.request('DELETE', '/auth/sessions?others=true')).body.revoked).toBe(1);
+      // A failed login, then the refusal past the limit.
+      await other.post('/auth/bill/login', { ...demo.bill, password: 'wrong' });
+      expect((await other.post('/auth/bill/login', demo.bill)).status).toBe(429);
+      // Plain HTTP in production, and a store outage.
+      expect((await fetch(`${production.url}/auth/session`, { headers: { 'x-csrf': '1' } })).status).toBe(
+        403,
+      );
+      const victim = createCookieClient(outage.url, outage.config.session.cookieName);
+      await victim.post('/auth/billingplatform/login', demo.billingplatform);
+      storeDown = true;
+      expect((await victim.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(503);
+
+      const lines = [
+        ...auditLinesOf(limited.logs),
+        ...auditLinesOf(production.logs),
+        ...auditLinesOf(outage.logs),
+      ];
+      const seen = lines.map((entry) => `${String(entry.event)}:${String(entry.outcome)}`);
+      for (const expected of [
+        'login:success',
+        'login:failure',
+        'logout:success',
+        'renewal:success',
+        'renewal:failure',
+        'upstream_session_expired:failure',
+        'session_revoked:success',
+        'rate_limited:refused',
+        'https_refused:refused',
+        'store_unavailable:refused',
+      ]) {
+        expect(seen).toContain(expected);
+      }
+      for (const entry of lines) {
+        expect(Object.keys(entry).filter((key) => !AUDIT_FIELDS.has(key))).toEqual([]);
+        expect(entry.msg).toBe(`audit ${String(entry.event)}`);
+        expect(['success', 'failure', 'refused']).toContain(entry.outcome);
+        if (entry.session !== undefined) expect(entry.session).toMatch(/^[A-Za-z0-9_-]{12}$/);
+      }
+      expect(lines.find((entry) => entry.event === 'rate_limited')).toMatchObject({
+        provider: 'bill',
+        route: '/auth/:provider/login',
+      });
+      expect(lines.find((entry) => entry.event === 'logout')).toMatchObject({ provider: 'billogram' });
+      expect(lines.find((entry) => entry.event === 'session_revoked')).toMatchObject({ reason: 'user' });
+      // No secret of any kind: passwords, cookies, upstream credentials.
+      const text = JSON.stringify(lines);
+      for (const secret of [demo.billbora.password, demo.bill.password, client.cookie!, other.cookie!]) {
+        expect(text).not.toContain(secret.split('=').at(-1)!);
+      }
+
+      // Every event billfold audits is documented.
+      const documented = await readFile(new URL('../../docs/audit.md', import.meta.url), 'utf8');
+      for (const event of new Set([
+        ...lines.map((entry) => String(entry.event)),
+        'csrf_refused',
+        'origin_refused',
+      ])) {
+        expect(documented).toContain(`\`${event}\``);
+      }
+    } finally {
+      await Promise.all([limited.close(), production.close(), outage.close()]);
+    }
   });
 });

@@ -30,7 +30,12 @@ async function storedKeys() {
   const entries: { key: string; value: string | null; ttlMs: number }[] = [];
   for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 100 })) {
     for (const key of keys) {
-      entries.push({ key, value: await redis.get(key), ttlMs: await redis.pTTL(key) });
+      // The session indexes are sorted sets of session ids; every other key is a string.
+      const value =
+        (await redis.type(key)) === 'zset'
+          ? (await redis.zRange(key, 0, -1)).join(' ')
+          : await redis.get(key);
+      entries.push({ key, value, ttlMs: await redis.pTTL(key) });
     }
   }
   return entries;
@@ -156,6 +161,10 @@ describe('what the suite leaves behind', () => {
         const id = key.slice(`${prefix}s:`.length);
         expect(codec.open(id, value!)).toBeDefined();
         expect(codec.open(`${id}x`, value!)).toBeUndefined();
+      }
+      // An index (hashed identity in its name) lists only ids of sessions that are stored.
+      if (key.startsWith(`${prefix}ix:`)) {
+        for (const id of value!.split(' ')) expect(keys.map((k) => k.key)).toContain(`${prefix}s:${id}`);
       }
     }
     expect(sessionIdOf(open.cookie)).toBeTruthy();

@@ -14,6 +14,10 @@ export interface RunningBillfold {
   url: string;
   config: Config;
   billfold: Billfold;
+  /** The operator API's origin, when ADMIN_PORT and ADMIN_TOKEN are set (listening on an ephemeral port). */
+  adminUrl: string | undefined;
+  /** The metrics port's origin, when METRICS_PORT is set (listening on an ephemeral port). */
+  metricsUrl: string | undefined;
   /** Raw JSON log lines, for asserting that no secret was logged. */
   logs: string[];
   close(): Promise<void>;
@@ -32,18 +36,24 @@ export async function startBillfold(
     logger,
     ...(options.backend && { backend: options.backend }),
   });
-  const server = http.createServer(billfold.handler);
-  server.on('clientError', createClientErrorHandler(logger));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const servers: http.Server[] = [];
+  const listen = async (handler: http.RequestListener) => {
+    const server = http.createServer(handler);
+    server.on('clientError', createClientErrorHandler(logger));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: await listen(billfold.handler),
+    adminUrl: billfold.adminHandler && (await listen(billfold.adminHandler)),
+    metricsUrl: billfold.metricsHandler && (await listen(billfold.metricsHandler)),
     config,
     billfold,
     logs,
     async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
       await billfold.close();
     },
   };

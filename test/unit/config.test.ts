@@ -110,6 +110,41 @@ describe('configuration', () => {
     expect(compileRelayPattern('invoices/**').test('invoices/1/lines/')).toBe(true);
   });
 
+  it('turns the operator API on only with ADMIN_PORT and ADMIN_TOKEN, and checks both tokens and every port', () => {
+    const token = 'x'.repeat(32);
+    expect(loadConfig({}).config.admin).toBeUndefined();
+    expect(loadConfig({}).config.metrics).toEqual({ port: undefined, token: undefined });
+    expect(loadConfig({ ADMIN_PORT: '9100', ADMIN_TOKEN: token }).config.admin).toEqual({
+      port: 9100,
+      token,
+    });
+    expect(loadConfig({ METRICS_PORT: '9200', METRICS_TOKEN: token }).config.metrics).toEqual({
+      port: 9200,
+      token,
+    });
+    // Every problem at once, with the others.
+    const text = problemsOf({
+      ADMIN_PORT: '9100',
+      METRICS_TOKEN: 'short',
+      METRICS_PORT: '70000',
+      SESSION_SECRETS: 'short',
+    }).join('\n');
+    expect(text).toMatch(/ADMIN_PORT and ADMIN_TOKEN: set both or neither/);
+    expect(text).toMatch(/METRICS_TOKEN: must be at least 32 characters/);
+    expect(text).toMatch(/METRICS_PORT: /);
+    expect(text).toMatch(/SESSION_SECRETS: /);
+    expect(problemsOf({ ADMIN_TOKEN: 'short', ADMIN_PORT: '1' }).join()).toMatch(
+      /ADMIN_TOKEN: must be at least 32/,
+    );
+    expect(problemsOf({ PORT: '9100', ADMIN_PORT: '9100', ADMIN_TOKEN: token }).join()).toMatch(
+      /ADMIN_PORT: must differ from PORT/,
+    );
+    expect(problemsOf({ METRICS_PORT: '9100', ADMIN_PORT: '9100', ADMIN_TOKEN: token }).join()).toMatch(
+      /ADMIN_PORT: must differ from METRICS_PORT/,
+    );
+    expect(problemsOf({ PORT: '0', METRICS_PORT: '0', ADMIN_PORT: '0', ADMIN_TOKEN: token })).toEqual([]);
+  });
+
   it('returns a frozen configuration', () => {
     const { config } = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);

@@ -1,0 +1,73 @@
+import type { AppError } from '../errors.js';
+import { audit, type Logger } from '../logger.js';
+import type { CredentialOf, ProviderCredentials } from '../session/session-record.js';
+import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
+import { adapterFor, type AdapterRegistry, type ProviderAdapter } from './provider-adapter.js';
+import { PROVIDER_IDS, type ProviderId } from './provider-id.js';
+
+/**
+ * Signs one credential out upstream, where the upstream has a logout. Best effort: billfold has
+ * already forgotten the credential either way, so a failure is logged and nothing more.
+ */
+export async function logoutUpstream(
+  adapter: ProviderAdapter,
+  credential: CredentialOf<ProviderId>,
+  logger: Logger,
+): Promise<void> {
+  try {
+    await adapter.logout(credential);
+  } catch (error) {
+    logger.warn({ provider: adapter.id, code: (error as AppError).code }, 'upstream logout failed');
+  }
+}
+
+/** Signs every credential of an ended session out upstream, side by side. */
+export async function logoutEveryUpstream(
+  adapters: AdapterRegistry,
+  providers: ProviderCredentials | undefined,
+  logger: Logger,
+): Promise<void> {
+  await Promise.all(
+    PROVIDER_IDS.map((id) => {
+      const adapter = adapterFor(adapters, id);
+      const credential = providers?.[id];
+      return adapter && credential ? logoutUpstream(adapter, credential, logger) : Promise.resolve();
+    }),
+  );
+}
+
+/** What revoking a session needs. */
+export interface RevocationDeps {
+  repository: SessionRepository;
+  adapters: AdapterRegistry;
+  logger: Logger;
+}
+
+/**
+ * Ends sessions someone else asked to end (their owner from another device, or an operator): each is
+ * deleted from the store, which every instance reads on every request, so it is dead everywhere at
+ * once; then signed out upstream, and audited. Returns how many were still there to end.
+ */
+export async function revokeSessions(
+  deps: RevocationDeps,
+  sessions: readonly LoadedSession[],
+  by: 'user' | 'operator',
+  requestId: string,
+): Promise<number> {
+  const ended = await Promise.all(
+    sessions.map(async (session) => {
+      const record = await deps.repository.destroy(session.id, session);
+      if (!record) return false;
+      audit(deps.logger, {
+        event: 'session_revoked',
+        outcome: 'success',
+        sessionId: session.id,
+        requestId,
+        reason: by,
+      });
+      await logoutEveryUpstream(deps.adapters, record.providers, deps.logger);
+      return true;
+    }),
+  );
+  return ended.filter(Boolean).length;
+}

@@ -1,0 +1,168 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { createMemoryBackend } from '../../src/session/memory-backend.js';
+import { createRedisBackend } from '../../src/session/redis-backend.js';
+import type { SessionBackend } from '../../src/session/session-backend.js';
+import { createSessionCodec } from '../../src/session/session-codec.js';
+import { ALL_SESSIONS_INDEX, identityIndexKey } from '../../src/session/session-index.js';
+import { findSessions } from '../../src/session/session-inventory.js';
+import type { SessionRecord } from '../../src/session/session-record.js';
+import { createSessionRepository } from '../../src/session/session-repository.js';
+import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createTestClock, type TestClock } from '../support/test-clock.js';
+import { TEST_SECRETS } from '../support/test-config.js';
+
+const limits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
+const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
+const DEMO = identityIndexKey('billingplatform', 'demo');
+const BILLOGRAM = identityIndexKey('billogram', 'api-user');
+
+/** What a test reads of an index as the store holds it (in Redis: every member, ended or not) and its TTL. */
+interface RawIndex {
+  members(indexKey: string): Promise<string[]>;
+  ttlMs(indexKey: string): Promise<number>;
+}
+
+interface Subject {
+  backend: SessionBackend;
+  raw: RawIndex;
+}
+
+const redisSubject = (): Subject => {
+  const prefix = uniquePrefix();
+  const backend = createRedisBackend({
+    url: REDIS_URL,
+    keyPrefix: prefix,
+    timeoutMs: 1000,
+    onError: () => undefined,
+  });
+  const read = async <T>(use: (redis: Awaited<ReturnType<typeof connectRedis>>) => Promise<T>) => {
+    const redis = await connectRedis();
+    try {
+      return await use(redis);
+    } finally {
+      redis.destroy();
+    }
+  };
+  return {
+    backend,
+    raw: {
+      members: (indexKey) => read((redis) => redis.zRange(prefix + indexKey, 0, -1)),
+      ttlMs: (indexKey) => read((redis) => redis.pTTL(prefix + indexKey)),
+    },
+  };
+};
+
+const memorySubject = (clock: TestClock): Subject => {
+  const backend = createMemoryBackend({ clock, maxEntries: 1000, sweepIntervalMs: 0 });
+  // The embedded store has no raw read: the tests also count everything it holds (indexedMembers).
+  return {
+    backend,
+    raw: {
+      members: (indexKey) => backend.indexMembers(indexKey, clock.now()),
+      ttlMs: () => Promise.resolve(-1),
+    },
+  };
+};
+
+describe.each([
+  ['the embedded store', memorySubject],
+  ['Redis', () => redisSubject()],
+] as const)('the identity indexes on %s', (name, makeSubject) => {
+  const opened: SessionBackend[] = [];
+  afterAll(async () => {
+    await Promise.all(opened.map((backend) => backend.close()));
+  });
+
+  const setUp = () => {
+    const clock = createTestClock();
+    const subject = makeSubject(clock);
+    opened.push(subject.backend);
+    const repository = createSessionRepository({
+      backend: subject.backend,
+      codec,
+      clock,
+      limits,
+      timeoutMs: 1000,
+      onStoreError: () => undefined,
+    });
+    const record = (providers: SessionRecord['providers'] = {}): SessionRecord => ({
+      createdAt: clock.now(),
+      lastSeenAt: clock.now(),
+      providers: {
+        billingplatform: { sessionId: 'upstream', user: 'demo', connectedAt: clock.now() },
+        ...providers,
+      },
+    });
+    return { clock, subject, repository, record };
+  };
+
+  it('does not grow when sessions end unseen: the next add prunes them, and the key expires with its last member', async () => {
+    const { clock, subject, repository, record } = setUp();
+    // Twenty sessions of one user, each left alone until well past its absolute end.
+    for (let i = 0; i < 20; i++) {
+      await repository.create(`sid-${i}`, record());
+      clock.advance(limits.absoluteTimeoutMs + 60_000);
+    }
+    await repository.create('sid-live', record());
+
+    for (const indexKey of [DEMO, ALL_SESSIONS_INDEX]) {
+      expect(await subject.raw.members(indexKey)).toEqual(['sid-live']);
+      expect(await repository.index.members(indexKey)).toEqual(['sid-live']);
+    }
+    if (name === 'Redis') {
+      // Relative to billfold's clock: the key ends when its last member (created now) reaches its absolute end.
+      const ttl = await subject.raw.ttlMs(DEMO);
+      expect(ttl).toBeGreaterThan(limits.absoluteTimeoutMs - 5000);
+      expect(ttl).toBeLessThanOrEqual(limits.absoluteTimeoutMs);
+    } else {
+      // One member in the user's index and one in the index of every session: nothing else is held.
+      expect((subject.backend as ReturnType<typeof createMemoryBackend>).indexedMembers()).toBe(2);
+    }
+    expect(await repository.index.countSessions()).toBe(1);
+  });
+
+  it('lists nothing once every member has ended, and the emptied key is gone', async () => {
+    const { clock, subject, repository, record } = setUp();
+    await repository.create('sid-alone', record());
+    clock.advance(limits.absoluteTimeoutMs);
+    expect(await repository.index.members(DEMO)).toEqual([]);
+    expect(await subject.raw.members(DEMO)).toEqual([]);
+    expect(await subject.raw.ttlMs(DEMO)).toBe(name === 'Redis' ? -2 : -1);
+    expect(await repository.index.countSessions()).toBe(0);
+  });
+
+  it('follows a session as it gains, loses and ends its identities', async () => {
+    const { subject, repository, record } = setUp();
+    const both = record({ billogram: { basic: 'Basic eA==', user: 'api-user', connectedAt: 0 } });
+    const created = await repository.create('sid-both', both);
+    expect(await subject.raw.members(DEMO)).toEqual(['sid-both']);
+    expect(await subject.raw.members(BILLOGRAM)).toEqual(['sid-both']);
+
+    // Signing out of one provider takes the session out of that identity's index only.
+    await repository.update(
+      'sid-both',
+      (stored) => ({ ...stored, providers: { billingplatform: stored.providers.billingplatform! } }),
+      created,
+    );
+    expect(await subject.raw.members(BILLOGRAM)).toEqual([]);
+    expect(await subject.raw.members(DEMO)).toEqual(['sid-both']);
+
+    // Ending it takes it out of every index.
+    expect(await repository.destroy('sid-both')).toMatchObject({ providers: { billingplatform: {} } });
+    expect(await subject.raw.members(DEMO)).toEqual([]);
+    expect(await subject.raw.members(ALL_SESSIONS_INDEX)).toEqual([]);
+  });
+
+  it('drops a member whose session idled out unseen the first time a reader looks', async () => {
+    const { clock, subject, repository, record } = setUp();
+    await repository.create('sid-idle', record());
+    clock.advance(limits.idleTimeoutMs);
+    await repository.create('sid-active', record());
+    // Still listed: its absolute end has not come; the session itself has ended.
+    expect((await subject.raw.members(DEMO)).sort()).toEqual(['sid-active', 'sid-idle']);
+    const found = await findSessions(repository, [DEMO]);
+    expect(found.map((session) => session.id)).toEqual(['sid-active']);
+    expect(await subject.raw.members(DEMO)).toEqual(['sid-active']);
+  });
+});
