@@ -44,7 +44,13 @@ async function main(): Promise<void> {
   // Log lines are written asynchronously in batches, so a slow stdout never stalls a request and a busy
   // instance does not pay a write per line; the batch is flushed every second and on exit.
   const logger = createLogger(config.logLevel, pino.destination({ sync: false, minLength: 4096 }));
-  setInterval(() => logger.flush(), 1000).unref();
+  let flushing = false;
+  setInterval(() => {
+    // One flush at a time: a busy stdout must not collect a drain listener per second.
+    if (flushing) return;
+    flushing = true;
+    logger.flush(() => (flushing = false));
+  }, 1000).unref();
   for (const warning of warnings) logger.warn(warning);
 
   const billfold = createBillfold(config, { clock: systemClock, logger });

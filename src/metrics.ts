@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { memoize } from './bounded-cache.js';
 import type { AppError } from './errors.js';
 import type { AuditObserver } from './logger.js';
 import type { RequestObserver } from './middleware/request-context.js';
@@ -96,6 +97,23 @@ export function createMetrics(): Metrics {
     ['operation'],
     STORE_SECONDS,
   );
+  // Label sets are few; a labelled child hashes its labels once, where an observation with a labels
+  // object hashes them every time. These run on every relayed request.
+  const split = (key: string) => key.split('|');
+  const requestCounter = memoize((key) => {
+    const [route = '', method = '', status = '', provider = ''] = split(key);
+    return requests.labels({ route, method, status, provider });
+  }, 1000);
+  const requestTimer = memoize((key) => {
+    const [route = '', provider = ''] = split(key);
+    return requestSeconds.labels({ route, provider });
+  }, 1000);
+  const upstreamTimer = memoize((key) => {
+    const [provider = '', statusClass = ''] = split(key);
+    return upstreamSeconds.labels({ provider, status_class: statusClass });
+  }, 1000);
+  const storeTimer = memoize((operation) => storeSeconds.labels({ operation }), 100);
+
   let countSessions: (() => Promise<number>) | undefined;
   new Gauge({
     name: 'active_sessions',
@@ -113,22 +131,19 @@ export function createMetrics(): Metrics {
     registry,
     observeRequest(context, method, status, seconds) {
       const provider = context.provider ?? '';
-      requests.inc({
-        route: context.route,
-        method: METHODS.has(method) ? method : 'OTHER',
-        status: String(status),
-        provider,
-      });
-      requestSeconds.observe({ route: context.route, provider }, seconds);
+      requestCounter(
+        `${context.route}|${METHODS.has(method) ? method : 'OTHER'}|${status}|${provider}`,
+      ).inc();
+      requestTimer(`${context.route}|${provider}`).observe(seconds);
     },
     observeUpstream(provider, status, durationMs, error) {
       const statusClass =
         status === 'error' ? 'error' : (STATUS_CLASSES[Math.floor(status / 100) - 1] ?? 'other');
-      upstreamSeconds.observe({ provider, status_class: statusClass }, durationMs / 1000);
+      upstreamTimer(`${provider}|${statusClass}`).observe(durationMs / 1000);
       if (status === 'error') upstreamErrors.inc({ provider, code: error?.code ?? 'upstream_unavailable' });
     },
     observeStoreCall(operation, seconds) {
-      storeSeconds.observe({ operation }, seconds);
+      storeTimer(operation).observe(seconds);
     },
     countStoreError() {
       storeErrors.inc();
