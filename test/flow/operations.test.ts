@@ -6,48 +6,9 @@ import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { spawnBillfold } from '../support/billfold-process.js';
-import { startGatedProxy } from '../support/gated-proxy.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 
-describe('graceful shutdown', () => {
-  it('on SIGTERM finishes the request in flight, refuses new connections, closes Redis and exits 0', async () => {
-    const sandbox = await startSandbox();
-    const proxy = await startGatedProxy(sandbox.url);
-    const billfold = await spawnBillfold({
-      ...sandbox.env,
-      BILLINGPLATFORM_BASE_URL: `${proxy.url}/billingplatform/demo/rest/2.0`,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-    });
-    try {
-      const client = createCookieClient(billfold.url, 'billfold');
-      await client.post('/auth/billingplatform/login', demo.billingplatform);
-      proxy.close();
-      const inFlight = client.get('/api/billingplatform/ACCOUNT/1001');
-      await proxy.arrived();
-      const exited = billfold.stop('SIGTERM');
-      // New connections are refused once the server has stopped listening.
-      let refused = false;
-      for (let i = 0; i < 50 && !refused; i++) {
-        refused = await fetch(`${billfold.url}/healthz`, { headers: { connection: 'close' } }).then(
-          () => false,
-          () => true,
-        );
-        if (!refused) await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      expect(refused).toBe(true);
-      proxy.open();
-      const answer = await inFlight;
-      expect(answer.status).toBe(200);
-      expect(await exited).toBe(0);
-      expect(billfold.lines.some((line) => line.includes('"billfold stopped"'))).toBe(true);
-    } finally {
-      proxy.open();
-      await proxy.stop();
-      await sandbox.close();
-    }
-  });
-
+// Graceful shutdown under load is proven in test/scale/graceful-shutdown.test.ts.
+describe('start-up', () => {
   it('stops at start with every configuration problem listed in one message', async () => {
     const failure = await spawnBillfold({
       NODE_ENV: 'production',
