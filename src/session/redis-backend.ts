@@ -1,4 +1,5 @@
 import { createClient, createCluster } from 'redis';
+import { withDeadline } from '../deadline.js';
 import type { SessionBackend } from './session-backend.js';
 
 /** How to reach Redis: one server, or the root nodes of a cluster. */
@@ -112,31 +113,14 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
   // no masters, so without this its ping would pass and its commands would fail obscurely.
   const ready = async () => {
     if (connected) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      connecting,
-      new Promise((resolve) => (timer = setTimeout(resolve, options.timeoutMs))),
-    ]);
-    clearTimeout(timer);
+    await withDeadline(connecting, options.timeoutMs).catch(() => undefined);
     if (!connected) throw new Error('session store not connected');
   };
   // The session repository bounds get, compare-and-set, the indexes and ping itself (so the relay's
   // one read per request pays one timer, not two). Deletes, locks and counters are also called
   // straight from the rate limiters and the credential renewer, so they are bounded here: a Redis
   // that accepts connections and never replies must not hold a login or a renewal.
-  const within = async <T>(operation: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        operation(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('session store timed out')), options.timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const within = <T>(operation: () => Promise<T>): Promise<T> => withDeadline(operation(), options.timeoutMs);
 
   const key = (name: string) => options.keyPrefix + name;
   const evaluate = async (script: string, name: string, args: string[]): Promise<unknown> => {

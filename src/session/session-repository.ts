@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { withDeadline } from '../deadline.js';
 import { AppError } from '../errors.js';
 import type { SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
@@ -69,18 +70,13 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
   // Every store call is bounded by STORE_TIMEOUT_MS and any failure is a 503: an outage is never
   // mistaken for "logged out", and no request waits on a store that does not answer.
   const guard = async <T>(name: string, operation: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('session store timed out')), options.timeoutMs);
-    });
     const started = performance.now();
     try {
-      return await Promise.race([operation(), timeout]);
+      return await withDeadline(operation(), options.timeoutMs);
     } catch (error) {
       options.onStoreError(error);
       throw new AppError('session_store_unavailable', { cause: error });
     } finally {
-      clearTimeout(timer);
       options.onStoreCall?.(name, (performance.now() - started) / 1000);
     }
   };
