@@ -10,7 +10,11 @@ import { createTestClock } from '../support/test-clock.js';
 
 const call = (run: (done: (error?: unknown) => void) => void) =>
   new Promise<void>((resolve, reject) =>
-    run((error) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve())),
+    run((error) =>
+      error
+        ? reject(error instanceof Error ? error : new Error('session store failed', { cause: error }))
+        : resolve(),
+    ),
   );
 
 function setup() {
