@@ -39,6 +39,7 @@ export function createBackend(config: Config, clock: Clock, logger: Logger): Ses
   return createRedisBackend({
     url: config.store.redisUrl,
     clusterNodes: config.store.redisClusterNodes,
+    ...config.store.redis,
     keyPrefix: config.store.keyPrefix,
     timeoutMs: config.store.timeoutMs,
     onError: (error) => {

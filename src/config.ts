@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import type { RedisAddress, RedisTlsFiles } from './session/redis-connection.js';
 import { PROVIDER_IDS, type ProviderId } from './upstream/provider-id.js';
 
 /** One key of the session encryption keyring. */
@@ -50,6 +52,8 @@ export interface Config {
     readonly kind: 'memory' | 'redis';
     readonly redisUrl: string | undefined;
     readonly redisClusterNodes: readonly string[];
+    /** Sentinel, credentials, TLS and replica acknowledgement, for every Redis topology. */
+    readonly redis: RedisSettings;
     readonly keyPrefix: string;
     readonly timeoutMs: number;
     readonly memoryMaxSessions: number;
@@ -70,6 +74,19 @@ export interface Config {
   /** The operator API (list and revoke sessions by provider user): on only when its port and token are set. */
   readonly admin: { readonly port: number; readonly token: string } | undefined;
   readonly logLevel: string;
+}
+
+/** How billfold reaches Redis beyond the URLs: Sentinel, the ACL user, TLS, replica acknowledgement. */
+export interface RedisSettings {
+  readonly sentinel: { readonly nodes: readonly RedisAddress[]; readonly masterName: string } | undefined;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly sentinelUsername: string | undefined;
+  readonly sentinelPassword: string | undefined;
+  /** TLS on every Redis connection (with these files, when given), or false. */
+  readonly tls: RedisTlsFiles | false;
+  /** Replicas that must hold a session write before it is acknowledged (`WAIT`); 0 is off. */
+  readonly minReplicasAck: number;
 }
 
 /** A loaded configuration and the warnings its defaults deserve (printed at start). */
@@ -151,6 +168,22 @@ const envSchema = z.object({
   MEMORY_STORE_MAX_SESSIONS: integer(100_000, 1, 10_000_000).describe('embedded store capacity'),
   REDIS_URL: optionalString.describe('redis:// or rediss:// URL'),
   REDIS_CLUSTER_NODES: list.describe('comma-separated Redis Cluster root nodes'),
+  REDIS_SENTINEL_NODES: list.describe('comma-separated Redis Sentinel addresses as host:port'),
+  REDIS_SENTINEL_MASTER: optionalString.describe('the name of the master the sentinels watch'),
+  REDIS_USERNAME: optionalString.describe('Redis ACL user for every connection (unless the URLs name one)'),
+  REDIS_PASSWORD: optionalString.describe('password of the Redis ACL user (unless the URLs carry one)'),
+  REDIS_SENTINEL_USERNAME: optionalString.describe("sentinels' ACL user, when not REDIS_USERNAME"),
+  REDIS_SENTINEL_PASSWORD: optionalString.describe("sentinels' password, when not REDIS_PASSWORD"),
+  REDIS_TLS: optionalString
+    .pipe(z.enum(['true', 'false', '1', '0']).optional())
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1'))
+    .describe('TLS on every Redis connection; on by default with rediss:// URLs or REDIS_TLS_CA_FILE'),
+  REDIS_TLS_CA_FILE: optionalString.describe('PEM file of the CA that signed the Redis servers'),
+  REDIS_TLS_CERT_FILE: optionalString.describe('PEM client certificate presented to Redis'),
+  REDIS_TLS_KEY_FILE: optionalString.describe('PEM private key of the client certificate'),
+  REDIS_MIN_REPLICAS_ACK: integer(0, 0, 16).describe(
+    'replicas that must hold a session write (WAIT) before it is acknowledged; 0 is off',
+  ),
   REDIS_KEY_PREFIX: optionalString.transform((v) => v ?? 'billfold:').describe('prefix of every Redis key'),
   STORE_TIMEOUT_MS: integer(1000, 10, 60_000).describe('session store operation timeout'),
   BILLINGPLATFORM_BASE_URL: optionalString.describe('BillingPlatform REST 2.0 base URL'),
@@ -295,19 +328,88 @@ function parseTrustProxy(value: string | undefined, problems: string[]): Config[
   return entries;
 }
 
-function parseRedisNodes(env: Env, problems: string[]): void {
+function parseRedisNodes(env: Env, problems: string[]): RedisSettings {
+  const urls: URL[] = [];
   for (const [name, values] of [
     ['REDIS_URL', env.REDIS_URL ? [env.REDIS_URL] : []],
     ['REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES],
   ] as const) {
     for (const value of values) {
-      if (!/^rediss?:\/\/[^\s]+$/.test(value))
+      if (!/^rediss?:\/\/[^\s]+$/.test(value) || !URL.canParse(value))
         problems.push(`${name}: "${value}" must be a redis:// or rediss:// URL`);
+      else urls.push(new URL(value));
     }
   }
-  if (env.REDIS_URL && env.REDIS_CLUSTER_NODES.length > 0) {
-    problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one, not both');
+  const sentinelNodes: RedisAddress[] = [];
+  for (const value of env.REDIS_SENTINEL_NODES) {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):(\d{1,5})$/.exec(value);
+    const port = Number(match?.[2]);
+    if (!match?.[1] || !(port >= 1 && port <= 65535))
+      problems.push(`REDIS_SENTINEL_NODES: "${value}" must be host:port`);
+    else sentinelNodes.push({ host: match[1].replace(/^\[(.*)\]$/, '$1'), port });
   }
+  const topologies = [
+    env.REDIS_URL && 'REDIS_URL',
+    env.REDIS_CLUSTER_NODES.length > 0 && 'REDIS_CLUSTER_NODES',
+    env.REDIS_SENTINEL_NODES.length > 0 && 'REDIS_SENTINEL_NODES',
+  ].filter(Boolean);
+  if (topologies.length > 1) problems.push(`${topologies.join(' and ')}: set one, not several`);
+  if (env.REDIS_SENTINEL_NODES.length > 0 && !env.REDIS_SENTINEL_MASTER)
+    problems.push("REDIS_SENTINEL_MASTER: required with REDIS_SENTINEL_NODES (the master's name)");
+  if (env.REDIS_SENTINEL_MASTER && env.REDIS_SENTINEL_NODES.length === 0)
+    problems.push('REDIS_SENTINEL_MASTER: set REDIS_SENTINEL_NODES too');
+
+  // Every connection gets the same scheme and ACL user, so the URLs must agree with each other and
+  // with REDIS_USERNAME / REDIS_PASSWORD: a setting that reached only some nodes would be a trap.
+  const same = (values: string[]) => new Set(values).size <= 1;
+  if (!same(urls.map((url) => url.protocol)))
+    problems.push('REDIS_CLUSTER_NODES: use redis:// for every node or rediss:// for every node');
+  const userOf = (url: URL) => decodeURIComponent(url.username);
+  const passwordOf = (url: URL) => decodeURIComponent(url.password);
+  if (!same(urls.map(userOf)) || !same(urls.map(passwordOf)))
+    problems.push('REDIS_CLUSTER_NODES: every node must carry the same user and password');
+  const urlUser = urls.map(userOf).find((v) => v !== '');
+  const urlPassword = urls.map(passwordOf).find((v) => v !== '');
+  if (urlUser !== undefined && env.REDIS_USERNAME !== undefined && urlUser !== env.REDIS_USERNAME)
+    problems.push('REDIS_USERNAME: differs from the user in the Redis URL; set it in one place');
+  if (urlPassword !== undefined && env.REDIS_PASSWORD !== undefined && urlPassword !== env.REDIS_PASSWORD)
+    problems.push('REDIS_PASSWORD: differs from the password in the Redis URL; set it in one place');
+  if (env.REDIS_USERNAME !== undefined && env.REDIS_PASSWORD === undefined && urlPassword === undefined)
+    problems.push('REDIS_USERNAME: set REDIS_PASSWORD too');
+
+  const urlTls = urls.length > 0 && urls.every((url) => url.protocol === 'rediss:');
+  const filesGiven = Boolean(env.REDIS_TLS_CA_FILE || env.REDIS_TLS_CERT_FILE || env.REDIS_TLS_KEY_FILE);
+  const tlsOn = env.REDIS_TLS ?? (urlTls || filesGiven);
+  if (urls.length > 0 && urls[0]!.protocol === 'redis:' && tlsOn)
+    problems.push('REDIS_TLS: the Redis URLs say redis://; write rediss:// for TLS');
+  if (urlTls && env.REDIS_TLS === false) problems.push('REDIS_TLS=false: the Redis URLs say rediss://');
+  if (filesGiven && !tlsOn) problems.push('REDIS_TLS_CA_FILE: TLS files are set but REDIS_TLS=false');
+  if (Boolean(env.REDIS_TLS_CERT_FILE) !== Boolean(env.REDIS_TLS_KEY_FILE))
+    problems.push('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: set both or neither');
+  for (const name of ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const) {
+    const file = env[name];
+    if (!file) continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      problems.push(`${name}: cannot read ${file}`);
+    }
+  }
+
+  return {
+    sentinel:
+      sentinelNodes.length > 0 && env.REDIS_SENTINEL_MASTER
+        ? { nodes: sentinelNodes, masterName: env.REDIS_SENTINEL_MASTER }
+        : undefined,
+    username: env.REDIS_USERNAME,
+    password: env.REDIS_PASSWORD,
+    sentinelUsername: env.REDIS_SENTINEL_USERNAME,
+    sentinelPassword: env.REDIS_SENTINEL_PASSWORD,
+    tls: tlsOn
+      ? { caFile: env.REDIS_TLS_CA_FILE, certFile: env.REDIS_TLS_CERT_FILE, keyFile: env.REDIS_TLS_KEY_FILE }
+      : false,
+    minReplicasAck: env.REDIS_MIN_REPLICAS_ACK,
+  };
 }
 
 /**
@@ -380,12 +482,15 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     problems.push('SESSION_ABSOLUTE_TIMEOUT_S: must not be shorter than SESSION_IDLE_TIMEOUT_S');
   }
 
-  parseRedisNodes(env, problems);
-  const redisConfigured = Boolean(env.REDIS_URL) || env.REDIS_CLUSTER_NODES.length > 0;
+  const redis = parseRedisNodes(env, problems);
+  const redisConfigured =
+    Boolean(env.REDIS_URL) || env.REDIS_CLUSTER_NODES.length > 0 || env.REDIS_SENTINEL_NODES.length > 0;
   const storeKind = env.SESSION_STORE ?? (redisConfigured ? 'redis' : 'memory');
   if (storeKind === 'redis' && !redisConfigured) {
-    problems.push('SESSION_STORE=redis: set REDIS_URL or REDIS_CLUSTER_NODES');
+    problems.push('SESSION_STORE=redis: set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINEL_NODES');
   }
+  if (storeKind === 'memory' && redis.minReplicasAck > 0)
+    problems.push('REDIS_MIN_REPLICAS_ACK: the embedded store has no replicas; use Redis');
   if (production && storeKind === 'memory' && env.SESSION_STORE !== 'memory') {
     problems.push(
       'SESSION_STORE: production needs REDIS_URL or REDIS_CLUSTER_NODES; set SESSION_STORE=memory to run one instance on the embedded store knowingly',
@@ -428,6 +533,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       kind: storeKind,
       redisUrl: env.REDIS_URL,
       redisClusterNodes: env.REDIS_CLUSTER_NODES,
+      redis,
       keyPrefix: env.REDIS_KEY_PREFIX,
       timeoutMs: env.STORE_TIMEOUT_MS,
       memoryMaxSessions: env.MEMORY_STORE_MAX_SESSIONS,

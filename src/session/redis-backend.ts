@@ -1,12 +1,20 @@
-import { createClient, createCluster } from 'redis';
 import { withDeadline } from '../deadline.js';
 import type { SessionBackend } from './session-backend.js';
+import {
+  createRedisConnection,
+  reconnectStrategy,
+  type RedisConnection,
+  type RedisConnectionOptions,
+} from './redis-connection.js';
 
-/** How to reach Redis: one server, or the root nodes of a cluster. */
-export interface RedisBackendOptions {
-  url?: string | undefined;
-  clusterNodes?: readonly string[];
+/** How to reach Redis (one server, a cluster's root nodes, or sentinels), and how to use it. */
+export interface RedisBackendOptions extends Omit<RedisConnectionOptions, 'connectTimeoutMs'> {
   keyPrefix: string;
+  /**
+   * Replicas that must hold a session write (creation, renewal, logout, revocation) before it counts
+   * (`WAIT`); 0 acknowledges on the master's word alone.
+   */
+  minReplicasAck?: number | undefined;
   /**
    * How long to wait for the first connection, and the bound on deletes, locks and counters; other
    * commands fail at once while disconnected instead of queueing.
@@ -58,55 +66,49 @@ const INDEX_SIZE = `
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')`;
 
 /**
- * Redis or Redis Cluster through node-redis. Start-up does not wait for Redis: billfold serves (and
+ * Redis, Redis Cluster or Redis Sentinel through node-redis. Start-up does not wait for Redis: billfold serves (and
  * answers 503 where it needs the store) until the client connects, and reconnects by itself.
  */
 export function createRedisBackend(options: RedisBackendOptions): SessionBackend {
-  const socket = {
-    connectTimeout: options.timeoutMs,
-    reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000),
-  };
   // No node-redis per-command timeout: it costs an AbortSignal timer per command. Every call is
   // bounded by the session repository or by `within` below instead.
-  const clientOptions = { disableOfflineQueue: true, socket };
-  let client: ReturnType<typeof createClient> | ReturnType<typeof createCluster>;
-  let ping: () => Promise<unknown>;
-  if (options.clusterNodes && options.clusterNodes.length > 0) {
-    const cluster = createCluster({
-      rootNodes: options.clusterNodes.map((url) => ({ url })),
-      defaults: clientOptions,
-    });
-    // A cluster is ready only when every master answers.
-    ping = () =>
-      Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
-    client = cluster;
-  } else {
-    const single = createClient({ ...clientOptions, ...(options.url ? { url: options.url } : {}) });
-    ping = () => single.ping();
-    client = single;
-  }
-  client.on('error', options.onError);
+  const connection = createRedisConnection({ ...options, connectTimeoutMs: options.timeoutMs });
+  const { client } = connection;
+  const minReplicasAck = options.minReplicasAck ?? 0;
+  // Acknowledged writes travel on a connection of their own: a WAIT holds the connection it is sent
+  // on, and reads, locks and counters must not queue behind it while replicas are slow or gone.
+  const acknowledged =
+    minReplicasAck > 0
+      ? createRedisConnection({ ...options, connectTimeoutMs: options.timeoutMs })
+      : undefined;
+  const connections = acknowledged ? [connection, acknowledged] : [connection];
+  for (const each of connections) each.client.on('error', options.onError);
   let connected = false;
   let closed = false;
-  let retry: NodeJS.Timeout | undefined;
+  const retries = new Set<NodeJS.Timeout>();
   // A lost connection is re-established by node-redis itself, and so is a single server's first
   // one; but a cluster whose root nodes all refuse at start is given up on, so it is asked again
   // until it answers or billfold stops.
-  const connecting = new Promise<void>((resolve) => {
-    const attempt = (retries: number) => {
-      client.connect().then(
-        () => {
-          connected = true;
-          resolve();
-        },
-        (error: unknown) => {
-          options.onError(error as Error);
-          if (closed) return resolve();
-          retry = setTimeout(() => attempt(retries + 1), socket.reconnectStrategy(retries));
-        },
-      );
-    };
-    attempt(0);
+  const connectUntilUp = (each: typeof connection) =>
+    new Promise<void>((resolve) => {
+      const attempt = (tries: number) => {
+        each.connect().then(
+          () => resolve(),
+          (error: unknown) => {
+            options.onError(error as Error);
+            if (closed) return resolve();
+            const retry = setTimeout(() => {
+              retries.delete(retry);
+              attempt(tries + 1);
+            }, reconnectStrategy(tries));
+            retries.add(retry);
+          },
+        );
+      };
+      attempt(0);
+    });
+  const connecting = Promise.all(connections.map(connectUntilUp)).then(() => {
+    connected = !closed;
   });
   // Until the first connection, a command waits for it (within the timeout) and then fails; after
   // that, commands fail fast while the client reconnects. A cluster that has never connected knows
@@ -127,6 +129,18 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     await ready();
     return client.eval(script, { keys: [key(name)], arguments: args });
   };
+  // A write that must outlive a failover: sent with a WAIT behind it on the same connection, and
+  // failed unless enough replicas hold it before the store timeout.
+  const durably = async (through: RedisConnection, name: string, command: string[]): Promise<unknown> => {
+    await ready();
+    const [reply, replicas] = await through.pipeline(key(name), [
+      command,
+      ['WAIT', String(minReplicasAck), String(options.timeoutMs)],
+    ]);
+    if (typeof replicas !== 'number' || replicas < minReplicasAck)
+      throw new Error(`${String(replicas)} of ${minReplicasAck} replicas acknowledged the write in time`);
+    return reply;
+  };
 
   return {
     async get(name) {
@@ -134,17 +148,19 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       return client.get(key(name));
     },
     async compareAndSet(name, expected, value, ttlMs) {
-      const reply = await evaluate(COMPARE_AND_SET, name, [
-        expected ?? '',
-        value ?? '',
-        String(Math.max(1, Math.ceil(ttlMs))),
-      ]);
+      const args = [expected ?? '', value ?? '', String(Math.max(1, Math.ceil(ttlMs)))];
+      const reply = acknowledged
+        ? await durably(acknowledged, name, ['EVAL', COMPARE_AND_SET, '1', key(name), ...args])
+        : await evaluate(COMPARE_AND_SET, name, args);
       return reply === 1;
     },
     delete: (name) =>
       within(async () => {
-        await ready();
-        await client.del(key(name));
+        if (acknowledged) await durably(acknowledged, name, ['DEL', key(name)]);
+        else {
+          await ready();
+          await client.del(key(name));
+        }
       }),
     acquireLock: (name, token, ttlMs) =>
       within(async () => {
@@ -177,13 +193,13 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     },
     async ping() {
       await ready();
-      await ping();
+      await Promise.all(connections.map((each) => each.ping()));
     },
     close() {
       // Not waiting for a first connection that may never come: shutdown must not hang on Redis.
       closed = true;
-      clearTimeout(retry);
-      if (client.isOpen) client.destroy();
+      for (const retry of retries) clearTimeout(retry);
+      for (const each of connections) if (each.isOpen) each.destroy();
       return Promise.resolve();
     },
   };
