@@ -151,6 +151,24 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
       rootNodes: roots.map(({ host, port }) => ({ socket: { host, port } })),
       defaults,
     });
+    // node-redis asks for the slot map again only when a node answers MOVED or ASK: a master that
+    // dies keeps its slots pointing at a client that reconnects forever, even once a replica has
+    // taken over. So while any master's client is down, the map is asked for again (through a node
+    // that still answers) every half second.
+    let refresh: NodeJS.Timeout | undefined;
+    const refreshWhileDown = () => {
+      if (refresh || !cluster.isOpen) return;
+      refresh = setTimeout(() => {
+        void (async () => {
+          const live = cluster.masters.find((node) => node.client?.isReady)?.client;
+          if (live) await cluster._slots.rediscover(live).catch(() => undefined);
+          refresh = undefined;
+          if (cluster.masters.some((node) => !node.client?.isReady)) refreshWhileDown();
+        })();
+      }, 500);
+      refresh.unref();
+    };
+    cluster.on('node-reconnecting', refreshWhileDown);
     return {
       kind: 'cluster',
       client: cluster,
@@ -167,7 +185,10 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
       get isOpen() {
         return cluster.isOpen;
       },
-      destroy: () => cluster.destroy(),
+      destroy: () => {
+        clearTimeout(refresh);
+        cluster.destroy();
+      },
     };
   }
 

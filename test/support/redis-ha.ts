@@ -280,7 +280,7 @@ export async function startOwnSentinel(): Promise<OwnSentinel> {
           `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 2`,
           `sentinel auth-user ${masterName} ${REDIS_USER.username}`,
           `sentinel auth-pass ${masterName} ${REDIS_USER.password}`,
-          `sentinel down-after-milliseconds ${masterName} 1000`,
+          `sentinel down-after-milliseconds ${masterName} 1500`,
           `sentinel failover-timeout ${masterName} 10000`,
           `sentinel parallel-syncs ${masterName} 2`,
           '',
