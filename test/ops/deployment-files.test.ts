@@ -651,13 +651,17 @@ describe('.ci/run', () => {
     expect(text).toMatch(/^set -euo pipefail$/m);
   });
 
-  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests and smokes the benchmark', async () => {
+  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests, smokes the benchmark and soaks for a minute', async () => {
     const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
     const { code, output } = await ci.run();
     expect(code, output).toBe(0);
     const calls = ci.calls();
     expect(calls[0]).toBe('npm ci');
-    expect(calls.slice(-2)).toEqual(['npm test', 'npm run bench -- --smoke']);
+    expect(calls.slice(-3)).toEqual([
+      'npm test',
+      'npm run bench -- --smoke',
+      'npm run soak -- --minutes 1 --sessions 2000',
+    ]);
     expect(calls.filter((c) => c.startsWith('apt-get'))).toEqual([
       'apt-get update DEBIAN_FRONTEND=noninteractive',
       'apt-get install -y redis-server DEBIAN_FRONTEND=noninteractive',
@@ -679,6 +683,7 @@ describe('.ci/run', () => {
       'redis-cli -h 127.0.0.1 -p 6379 ping',
       'npm test',
       'npm run bench -- --smoke',
+      'npm run soak -- --minutes 1 --sessions 2000',
     ]);
   });
 
