@@ -1,12 +1,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createClientErrorHandler } from '../../src/app.js';
-import { createBillfold, type Billfold } from '../../src/billfold.js';
+import { createBillfold, type Billfold, type StoreChoice } from '../../src/billfold.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
 import { TEST_SECRETS } from './test-config.js';
 
 /** A billfold instance listening on a loopback port, with every log line it wrote. */
@@ -26,7 +25,7 @@ export interface RunningBillfold {
 /** Starts billfold in-process on an ephemeral port with test secrets and `env` on top. */
 export async function startBillfold(
   env: Record<string, string | undefined> = {},
-  options: { clock?: Clock; backend?: SessionBackend } = {},
+  options: { clock?: Clock } & StoreChoice = {},
 ): Promise<RunningBillfold> {
   const { config } = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', ...TEST_SECRETS, ...env });
   const logs: string[] = [];
@@ -35,6 +34,7 @@ export async function startBillfold(
     clock: options.clock ?? systemClock,
     logger,
     ...(options.backend && { backend: options.backend }),
+    ...(options.redisStore && { redisStore: options.redisStore }),
   });
   const servers: http.Server[] = [];
   const listen = async (handler: http.RequestListener) => {
