@@ -19,6 +19,8 @@ export interface MemoryBackendOptions {
 export interface MemoryBackend extends SessionBackend {
   /** Writes `value` (or deletes, when null) only if the current value is `expected` (null: only if absent). */
   compareAndSet(key: string, expected: string | null, value: string | null, ttlMs: number): Promise<boolean>;
+  /** Deletes the entry and returns its value, in one step (null when absent). */
+  take(key: string): Promise<string | null>;
   size(): number;
   /** Members held across every index, ended or not (what the sweep and the pruning keep bounded). */
   indexedMembers(): number;
@@ -88,6 +90,11 @@ export function createMemoryBackend(options: MemoryBackendOptions): MemoryBacken
     delete(key) {
       entries.delete(key);
       return Promise.resolve();
+    },
+    take(key) {
+      const value = read(key)?.value ?? null;
+      entries.delete(key);
+      return Promise.resolve(value);
     },
     acquireLock(key, token, ttlMs) {
       if (read(key)) return Promise.resolve(false);

@@ -28,7 +28,7 @@ export class MemorySessionStore extends session.Store implements SessionStore {
         read: (sid) => backend.get(key(sid)),
         compareAndSet: (sid, expected, value, ttlMs) =>
           backend.compareAndSet(key(sid), expected, value, ttlMs),
-        remove: (sid) => backend.delete(key(sid)),
+        take: (sid) => backend.take(key(sid)),
         ping: () => backend.ping(),
       },
     });

@@ -46,7 +46,7 @@ export class RedisSessionStore extends RedisStore {
     const records: SealedRecords = {
       read: (sid) => this.readRecord(sid),
       compareAndSet: (sid, expected, value, ttlMs) => this.compareAndSetRecord(sid, expected, value, ttlMs),
-      remove: (sid) => this.removeRecord(sid),
+      take: (sid) => this.takeRecord(sid),
       ping: () => options.connection.ping(),
     };
     this.repository = createSessionRepository({ ...options, records });
@@ -74,10 +74,10 @@ export class RedisSessionStore extends RedisStore {
     return reply === 1;
   }
 
-  /** Deletes a value that no longer opens: connect-redis's own destroy. */
-  protected async removeRecord(sid: string): Promise<void> {
+  /** Ends a session: GETDEL, where connect-redis's own destroy (DEL) would not say what it ended. */
+  protected async takeRecord(sid: string): Promise<string | null> {
     await this.ready();
-    await super.destroy(sid);
+    return this.client.getDel(this.prefix + sid);
   }
 
   override get(sid: string, callback: (error?: unknown, data?: SessionData | null) => void): Promise<void> {

@@ -40,11 +40,11 @@ export interface SessionRepository {
    */
   touch(session: LoadedSession, also?: SessionChange): Promise<LoadedSession | undefined>;
   /**
-   * Ends the session (`known`: as the caller already loaded it) and takes it out of every index.
-   * Returns the record as it was when it ended (a renewal that landed meanwhile included), so the
-   * caller signs out upstream with the credentials actually held; undefined when there was none.
+   * Ends the session and takes it out of every index. Returns the record as it was when it ended (a
+   * renewal that landed meanwhile included), so the caller signs out upstream with the credentials
+   * actually held; undefined when there was none.
    */
-  destroy(sessionId: string, known?: LoadedSession): Promise<SessionRecord | undefined>;
+  destroy(sessionId: string): Promise<SessionRecord | undefined>;
   /** Resolves when the store answers within its timeout. */
   ping(): Promise<void>;
   readonly limits: SessionLimits;
@@ -160,23 +160,14 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       );
     },
 
-    async destroy(sessionId, known) {
-      const current = known ?? (await read(sessionId));
-      if (!current) {
-        // A record that no longer opens (ended, or sealed under a retired key) is in no index worth leaving.
-        await guard('delete', () => records.remove(sessionId));
-        return undefined;
-      }
-      let ended: SessionRecord | undefined;
-      await repository.update(
-        sessionId,
-        (seen) => {
-          ended = seen;
-          return null;
-        },
-        current,
-      );
-      return ended;
+    async destroy(sessionId) {
+      // One atomic read-and-delete: it cannot lose to any number of concurrent writers, and it tells
+      // exactly what was there when the session ended.
+      const sealed = await guard('delete', () => records.take(sessionId));
+      const ended = sealed === null ? undefined : codec.open(sessionId, sealed);
+      if (!ended) return undefined;
+      await index.afterWrite(sessionId, ended, null);
+      return isSessionLive(ended, limits, clock.now()) ? ended : undefined;
     },
 
     ping: () => guard('ping', () => records.ping()),

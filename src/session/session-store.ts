@@ -31,8 +31,8 @@ export interface SealedRecords {
     value: string | null,
     ttlMs: number,
   ): Promise<boolean>;
-  /** Deletes whatever is stored (a value that no longer opens). */
-  remove(sessionId: string): Promise<void>;
+  /** Deletes the value and returns what it was, in one atomic step (null when there was none). */
+  take(sessionId: string): Promise<string | null>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
 }
