@@ -163,7 +163,7 @@ function sessionApp(store: TestStore, appConfig: Config = config) {
   return {
     app,
     /** Holds the next `PUT /device` until `until` settles; resolves once it has loaded the session. */
-    holdUntil(until: Promise<void>): Promise<void> {
+    holdUntil: (until: Promise<void>): Promise<void> => {
       hold = until;
       entered = gate();
       return entered.promise;
