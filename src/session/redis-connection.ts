@@ -5,10 +5,7 @@ import { withDeadline } from '../deadline.js';
 export interface RedisConnectionOptions {
   url?: string | undefined;
   clusterNodes?: readonly string[] | undefined;
-  /**
-   * STORE_TIMEOUT_MS: how long to wait for the first connection, and node-redis's own bound on every
-   * command (its default is 5 s), so no command outlives the store timeout inside the client's queue.
-   */
+  /** STORE_TIMEOUT_MS: how long to wait for the first connection (every call is bounded by billfold). */
   timeoutMs: number;
   /** Called on connection errors (the client keeps reconnecting by itself). */
   onError: (error: Error) => void;
@@ -45,8 +42,13 @@ function clientOptionsOf(timeoutMs: number) {
   return {
     // RESP3, node-redis's default: stated so that a later change of default is a visible one.
     RESP: 3 as const,
+    // While disconnected, commands fail at once instead of queueing.
     disableOfflineQueue: true,
-    commandOptions: { timeout: timeoutMs },
+    // node-redis's command timeout (5 s by default) bounds a command only until it is written to the
+    // socket: a Redis that accepts it and never answers is not bounded by it at all, yet it costs a
+    // timer per command. It is off; the session repository and the backend bound every call by
+    // STORE_TIMEOUT_MS themselves (withDeadline), which covers the wait for the answer too.
+    commandOptions: { timeout: 0 },
     socket: {
       connectTimeout: timeoutMs,
       reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000),
