@@ -190,26 +190,36 @@ describe.each(Object.keys(places))('session guarantees on %s', (kind) => {
     await place.dispose();
   });
 
+  /**
+   * A session with a BillingPlatform credential, and a request that loads it through express-session,
+   * changes it and has it saved as the response ends, with `meanwhile` run after the load.
+   */
+  const whileExpressSessionHoldsACopy = async (meanwhile: (sid: string) => Promise<unknown>) => {
+    const sid = newId();
+    await store.repository.create(sid, record({ billingplatform: bp('bp-1') }));
+    const { app, holdUntil } = sessionApp(store);
+    const held = gate();
+    const loaded = holdUntil(held.promise);
+    const answered = request(app)
+      .put('/device/held-copy')
+      .set('cookie', cookieFor(sid))
+      .then((answer) => answer);
+    await loaded;
+    await meanwhile(sid);
+    held.open();
+    expect((await answered).status).toBe(204);
+    return sid;
+  };
+
   describe('no lost update', () => {
     it('express-session’s save of a copy loaded before another change does not overwrite that change', async () => {
-      const sid = newId();
-      await store.repository.create(sid, record({ billingplatform: bp('bp-1') }));
-      const { app, holdUntil } = sessionApp(store);
-      const held = gate();
-      const loaded = holdUntil(held.promise);
-      // This request loads the session, changes it, and saves it only as it ends...
-      const answered = request(app)
-        .put('/device/stale-writer')
-        .set('cookie', cookieFor(sid))
-        .then((answer) => answer);
-      await loaded;
-      // ...while another writer (a renewal on the relay) changes the session meanwhile.
-      await store.repository.update(sid, (current) => ({
-        ...current,
-        providers: { ...current.providers, billingplatform: bp('bp-renewed') },
-      }));
-      held.open();
-      expect((await answered).status).toBe(204);
+      // Another writer (a renewal on the relay) changes the session while express-session holds a copy.
+      const sid = await whileExpressSessionHoldsACopy((id) =>
+        store.repository.update(id, (current) => ({
+          ...current,
+          providers: { ...current.providers, billingplatform: bp('bp-renewed') },
+        })),
+      );
       const stored = await store.repository.load(sid);
       expect(stored?.record.providers.billingplatform?.sessionId).toBe('bp-renewed');
     });
@@ -238,20 +248,8 @@ describe.each(Object.keys(places))('session guarantees on %s', (kind) => {
 
   describe('no resurrection after logout', () => {
     it('express-session’s closing save cannot bring back a session destroyed while the request ran', async () => {
-      const sid = newId();
-      await store.repository.create(sid, record({ billingplatform: bp('bp-1') }));
-      const { app, holdUntil } = sessionApp(store);
-      const held = gate();
-      const loaded = holdUntil(held.promise);
-      const answered = request(app)
-        .put('/device/after-logout')
-        .set('cookie', cookieFor(sid))
-        .then((answer) => answer);
-      await loaded;
       // Logged out (another tab, an operator) while that request was still running.
-      await store.repository.destroy(sid);
-      held.open();
-      await answered;
+      const sid = await whileExpressSessionHoldsACopy((id) => store.repository.destroy(id));
       expect(await place.rawGet(sid)).toBeNull();
       expect(await store.repository.load(sid)).toBeUndefined();
     });
