@@ -1,38 +1,16 @@
 import { withDeadline } from '../deadline.js';
+import type { RedisConnection } from './redis-connection.js';
 import type { SessionBackend } from './session-backend.js';
-import {
-  createRedisConnection,
-  reconnectStrategy,
-  type RedisConnection,
-  type RedisConnectionOptions,
-} from './redis-connection.js';
 
-/** How to reach Redis (one server, a cluster's root nodes, or sentinels), and how to use it. */
-export interface RedisBackendOptions extends Omit<RedisConnectionOptions, 'connectTimeoutMs'> {
+/** What the Redis backend is built from: the shared connection and where its keys live. */
+export interface RedisBackendOptions {
+  connection: RedisConnection;
   keyPrefix: string;
-  /**
-   * Replicas that must hold a session write (creation, renewal, logout, revocation) before it counts
-   * (`WAIT`); 0 acknowledges on the master's word alone.
-   */
-  minReplicasAck?: number | undefined;
-  /**
-   * How long to wait for the first connection, and the bound on deletes, locks and counters; other
-   * commands fail at once while disconnected instead of queueing.
-   */
+  /** The bound on deletes, locks and counters (STORE_TIMEOUT_MS). */
   timeoutMs: number;
-  /** Called on connection errors (the client keeps reconnecting by itself). */
-  onError: (error: Error) => void;
 }
 
 // Each script touches one key, so every operation is slot-safe on Redis Cluster.
-const COMPARE_AND_SET = `
-local current = redis.call('GET', KEYS[1])
-if (ARGV[1] == '' and not current) or current == ARGV[1] then
-  if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-  return 1
-end
-return 0`;
-
 const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -66,58 +44,11 @@ const INDEX_SIZE = `
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')`;
 
 /**
- * Redis, Redis Cluster or Redis Sentinel through node-redis. Start-up does not wait for Redis: billfold serves (and
- * answers 503 where it needs the store) until the client connects, and reconnects by itself.
+ * Locks, counters and identity indexes on Redis or Redis Cluster, over the connection the session
+ * store uses (the session records themselves are connect-redis's: see redis-session-store.ts).
  */
 export function createRedisBackend(options: RedisBackendOptions): SessionBackend {
-  // No node-redis per-command timeout: it costs an AbortSignal timer per command. Every call is
-  // bounded by the session repository or by `within` below instead.
-  const connection = createRedisConnection({ ...options, connectTimeoutMs: options.timeoutMs });
-  const { client } = connection;
-  const minReplicasAck = options.minReplicasAck ?? 0;
-  // Acknowledged writes travel on a connection of their own: a WAIT holds the connection it is sent
-  // on, and reads, locks and counters must not queue behind it while replicas are slow or gone.
-  const acknowledged =
-    minReplicasAck > 0
-      ? createRedisConnection({ ...options, connectTimeoutMs: options.timeoutMs })
-      : undefined;
-  const connections = acknowledged ? [connection, acknowledged] : [connection];
-  for (const each of connections) each.client.on('error', options.onError);
-  let connected = false;
-  let closed = false;
-  const retries = new Set<NodeJS.Timeout>();
-  // A lost connection is re-established by node-redis itself, and so is a single server's first
-  // one; but a cluster whose root nodes all refuse at start is given up on, so it is asked again
-  // until it answers or billfold stops.
-  const connectUntilUp = (each: typeof connection) =>
-    new Promise<void>((resolve) => {
-      const attempt = (tries: number) => {
-        each.connect().then(
-          () => resolve(),
-          (error: unknown) => {
-            options.onError(error as Error);
-            if (closed) return resolve();
-            const retry = setTimeout(() => {
-              retries.delete(retry);
-              attempt(tries + 1);
-            }, reconnectStrategy(tries));
-            retries.add(retry);
-          },
-        );
-      };
-      attempt(0);
-    });
-  const connecting = Promise.all(connections.map(connectUntilUp)).then(() => {
-    connected = !closed;
-  });
-  // Until the first connection, a command waits for it (within the timeout) and then fails; after
-  // that, commands fail fast while the client reconnects. A cluster that has never connected knows
-  // no masters, so without this its ping would pass and its commands would fail obscurely.
-  const ready = async () => {
-    if (connected) return;
-    await withDeadline(connecting, options.timeoutMs).catch(() => undefined);
-    if (!connected) throw new Error('session store not connected');
-  };
+  const { client, ready } = options.connection;
   // The session repository bounds get, compare-and-set, the indexes and ping itself (so the relay's
   // one read per request pays one timer, not two). Deletes, locks and counters are also called
   // straight from the rate limiters and the credential renewer, so they are bounded here: a Redis
@@ -129,38 +60,16 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     await ready();
     return client.eval(script, { keys: [key(name)], arguments: args });
   };
-  // A write that must outlive a failover: sent with a WAIT behind it on the same connection, and
-  // failed unless enough replicas hold it before the store timeout.
-  const durably = async (through: RedisConnection, name: string, command: string[]): Promise<unknown> => {
-    await ready();
-    const [reply, replicas] = await through.pipeline(key(name), [
-      command,
-      ['WAIT', String(minReplicasAck), String(options.timeoutMs)],
-    ]);
-    if (typeof replicas !== 'number' || replicas < minReplicasAck)
-      throw new Error(`${String(replicas)} of ${minReplicasAck} replicas acknowledged the write in time`);
-    return reply;
-  };
 
   return {
     async get(name) {
       await ready();
       return client.get(key(name));
     },
-    async compareAndSet(name, expected, value, ttlMs) {
-      const args = [expected ?? '', value ?? '', String(Math.max(1, Math.ceil(ttlMs)))];
-      const reply = acknowledged
-        ? await durably(acknowledged, name, ['EVAL', COMPARE_AND_SET, '1', key(name), ...args])
-        : await evaluate(COMPARE_AND_SET, name, args);
-      return reply === 1;
-    },
     delete: (name) =>
       within(async () => {
-        if (acknowledged) await durably(acknowledged, name, ['DEL', key(name)]);
-        else {
-          await ready();
-          await client.del(key(name));
-        }
+        await ready();
+        await client.del(key(name));
       }),
     acquireLock: (name, token, ttlMs) =>
       within(async () => {
@@ -191,17 +100,8 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     async indexSize(name, nowMs) {
       return (await evaluate(INDEX_SIZE, name, [String(Math.floor(nowMs))])) as number;
     },
-    async ping() {
-      await ready();
-      await Promise.all(connections.map((each) => each.ping()));
-    },
-    close() {
-      // Not waiting for a first connection that may never come: shutdown must not hang on Redis.
-      closed = true;
-      for (const retry of retries) clearTimeout(retry);
-      for (const each of connections) if (each.isOpen) each.destroy();
-      return Promise.resolve();
-    },
+    ping: () => options.connection.ping(),
+    close: () => options.connection.close(),
   };
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createClient, createCluster, createSentinel } from 'redis';
+import { withDeadline } from '../deadline.js';
 
 /** A `host:port` a client connects to. */
 export interface RedisAddress {
@@ -31,20 +32,29 @@ export interface RedisConnectionOptions {
   sentinelPassword?: string | undefined;
   /** TLS on every connection; `rediss://` URLs turn it on too. */
   tls?: RedisTlsFiles | boolean | undefined;
-  /** How long a connection attempt may take. */
-  connectTimeoutMs: number;
+  /**
+   * Replicas that must hold a write sent through `durably` (`WAIT`) before it counts; 0 sends it
+   * plainly, on the master's word alone.
+   */
+  minReplicasAck?: number | undefined;
+  /** STORE_TIMEOUT_MS: how long to wait for the first connection, and the replicas' `WAIT`. */
+  timeoutMs: number;
+  /** Called on connection errors (the client keeps reconnecting by itself). */
+  onError: (error: Error) => void;
 }
 
-type SingleClient = ReturnType<typeof createClient>;
-type ClusterClient = ReturnType<typeof createCluster>;
-type SentinelClient = ReturnType<typeof createSentinel>;
+// RESP3 clients with no modules, functions or scripts of billfold's own.
+/* eslint-disable @typescript-eslint/no-empty-object-type -- node-redis's own defaults */
+type SingleClient = ReturnType<typeof createClient<{}, {}, {}, 3, {}>>;
+type ClusterClient = ReturnType<typeof createCluster<{}, {}, {}, 3, {}>>;
+type SentinelClient = ReturnType<typeof createSentinel<{}, {}, {}, 3, {}>>;
+/* eslint-enable @typescript-eslint/no-empty-object-type */
 
 /** One node-redis client, whichever topology it talks to. */
 export type RedisClient = SingleClient | ClusterClient | SentinelClient;
 
-/** A node-redis client built from the configuration, with what differs between topologies hidden. */
-export interface RedisConnection {
-  readonly kind: 'single' | 'cluster' | 'sentinel';
+/** One node-redis client of any topology, with what differs between topologies hidden. */
+interface Topology {
   readonly client: RedisClient;
   /** Resolves when every master answers PING (on a cluster, each one). */
   ping(): Promise<void>;
@@ -57,6 +67,26 @@ export interface RedisConnection {
   connect(): Promise<unknown>;
   readonly isOpen: boolean;
   destroy(): void;
+}
+
+/** The connection billfold shares between the session store, the locks, counters and indexes. */
+export interface RedisConnection {
+  readonly client: RedisClient;
+  /**
+   * Resolves once connected. Until the first connection, it waits for it (within the timeout) and
+   * then fails; after that, commands fail fast while the client reconnects.
+   */
+  ready: () => Promise<void>;
+  /** Every master answers. */
+  ping: () => Promise<void>;
+  /**
+   * Sends a write that must outlive a failover: with `minReplicasAck`, followed by `WAIT` on the
+   * same connection and failed unless that many replicas hold it within the timeout; otherwise as is.
+   */
+  durably: (key: string, command: readonly string[]) => Promise<unknown>;
+  /** Whether `durably` waits for replicas (REDIS_MIN_REPLICAS_ACK above 0). */
+  readonly acknowledges: boolean;
+  close: () => Promise<void>;
 }
 
 /** How long node-redis waits before each reconnection attempt. */
@@ -90,17 +120,27 @@ const credentials = (username: string | undefined, password: string | undefined)
   ...(password !== undefined ? { password } : {}),
 });
 
-/**
- * Turns the configuration into a node-redis client. Commands fail at once while disconnected instead
- * of queueing (callers bound and retry them); node-redis reconnects by itself.
- */
-export function createRedisConnection(options: RedisConnectionOptions): RedisConnection {
-  const socketBase = { connectTimeout: options.connectTimeoutMs, reconnectStrategy };
+const commonOptions = {
+  // RESP3, node-redis's default: stated so that a later change of default is a visible one.
+  RESP: 3 as const,
+  // While disconnected, commands fail at once instead of queueing.
+  disableOfflineQueue: true,
+  // node-redis's command timeout (5 s by default) bounds a command only until it is written to the
+  // socket: a Redis that accepts it and never answers is not bounded by it at all, yet it costs a
+  // timer per command. It is off; the session repository and the backend bound every call by
+  // STORE_TIMEOUT_MS themselves (withDeadline), which covers the wait for the answer too.
+  commandOptions: { timeout: 0 },
+};
+
+/** Turns the configuration into a node-redis client of the topology it names. */
+function createTopology(options: RedisConnectionOptions): Topology {
+  const socketBase = { connectTimeout: options.timeoutMs, reconnectStrategy };
 
   if (options.sentinel) {
     const node = {
       ...credentials(options.username, options.password),
       disableOfflineQueue: true,
+      commandOptions: commonOptions.commandOptions,
       socket: { ...socketBase, ...tlsSocket(options.tls, false) },
     };
     const sentinelNode = {
@@ -111,6 +151,8 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
       socket: { ...socketBase, ...tlsSocket(options.tls, false) },
     };
     const sentinel = createSentinel({
+      RESP: commonOptions.RESP,
+      commandOptions: commonOptions.commandOptions,
       name: options.sentinel.masterName,
       sentinelRootNodes: options.sentinel.nodes.map(({ host, port }) => ({ host, port })),
       nodeClientOptions: node,
@@ -119,7 +161,6 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
       scanInterval: 1000,
     });
     return {
-      kind: 'sentinel',
       client: sentinel,
       ping: async () => {
         await sentinel.sendCommand(false, ['PING']);
@@ -144,12 +185,13 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
     // the slot map names), so the credentials and TLS written in the root URLs are moved there.
     const defaults = {
       ...credentials(options.username ?? first.username, options.password ?? first.password),
-      disableOfflineQueue: true,
+      ...commonOptions,
       socket: { ...socketBase, ...tlsSocket(options.tls, first.tls) },
     };
     const cluster = createCluster({
       rootNodes: roots.map(({ host, port }) => ({ socket: { host, port } })),
       defaults,
+      commandOptions: commonOptions.commandOptions,
     });
     // node-redis asks for the slot map again only when a node answers MOVED or ASK: a master that
     // dies keeps its slots pointing at a client that reconnects forever, even once a replica has
@@ -170,7 +212,6 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
     };
     cluster.on('node-reconnecting', refreshWhileDown);
     return {
-      kind: 'cluster',
       client: cluster,
       // A cluster is ready only when every master answers.
       ping: async () => {
@@ -196,11 +237,10 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
   const single = createClient({
     ...(options.url ? { url: options.url } : {}),
     ...credentials(options.username, options.password),
-    disableOfflineQueue: true,
+    ...commonOptions,
     socket: { ...socketBase, ...tlsSocket(options.tls, fromUrl?.tls ?? false) },
   });
   return {
-    kind: 'single',
     client: single,
     ping: async () => {
       await single.ping();
@@ -215,5 +255,80 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
       return single.isOpen;
     },
     destroy: () => single.destroy(),
+  };
+}
+
+/**
+ * The one place billfold builds its Redis clients. Start-up does not wait for Redis: billfold serves
+ * (and answers 503 where it needs the store) until the client connects, and reconnects by itself.
+ */
+export function createRedisConnection(options: RedisConnectionOptions): RedisConnection {
+  const main = createTopology(options);
+  const minReplicasAck = options.minReplicasAck ?? 0;
+  // Acknowledged writes travel on a connection of their own: a WAIT holds the connection it is sent
+  // on, and reads, locks and counters must not queue behind it while replicas are slow or gone.
+  const acknowledged = minReplicasAck > 0 ? createTopology(options) : undefined;
+  const topologies = acknowledged ? [main, acknowledged] : [main];
+  for (const each of topologies) each.client.on('error', options.onError);
+  let connected = false;
+  let closed = false;
+  const retries = new Set<NodeJS.Timeout>();
+  // A lost connection is re-established by node-redis itself, and so is a single server's first
+  // one; but a cluster whose root nodes all refuse at start is given up on, so it is asked again
+  // until it answers or billfold stops.
+  const connectUntilUp = (each: Topology) =>
+    new Promise<void>((resolve) => {
+      const attempt = (tries: number) => {
+        each.connect().then(
+          () => resolve(),
+          (error: unknown) => {
+            options.onError(error as Error);
+            if (closed) return resolve();
+            const retry = setTimeout(() => {
+              retries.delete(retry);
+              attempt(tries + 1);
+            }, reconnectStrategy(tries));
+            retries.add(retry);
+          },
+        );
+      };
+      attempt(0);
+    });
+  const connecting = Promise.all(topologies.map(connectUntilUp)).then(() => {
+    connected = !closed;
+  });
+  // A cluster that has never connected knows no masters, so without this its ping would pass and
+  // its commands would fail obscurely.
+  const ready = async () => {
+    if (connected) return;
+    await withDeadline(connecting, options.timeoutMs).catch(() => undefined);
+    if (!connected) throw new Error('session store not connected');
+  };
+  return {
+    client: main.client,
+    acknowledges: acknowledged !== undefined,
+    ready,
+    async ping() {
+      await ready();
+      await Promise.all(topologies.map((each) => each.ping()));
+    },
+    async durably(key, command) {
+      await ready();
+      if (!acknowledged) return (await main.pipeline(key, [command]))[0];
+      const [reply, replicas] = await acknowledged.pipeline(key, [
+        command,
+        ['WAIT', String(minReplicasAck), String(options.timeoutMs)],
+      ]);
+      if (typeof replicas !== 'number' || replicas < minReplicasAck)
+        throw new Error(`${String(replicas)} of ${minReplicasAck} replicas acknowledged the write in time`);
+      return reply;
+    },
+    close() {
+      // Not waiting for a first connection that may never come: shutdown must not hang on Redis.
+      closed = true;
+      for (const retry of retries) clearTimeout(retry);
+      for (const each of topologies) if (each.isOpen) each.destroy();
+      return Promise.resolve();
+    },
   };
 }
