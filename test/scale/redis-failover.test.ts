@@ -149,11 +149,13 @@ async function failover(options: {
     const lagFrom = performance.now();
     await eventually(
       'writes answered while replication lags',
-      async () =>
-        answers.filter((a) => !a.relay && a.startedAt > lagFrom).length >= 24 ||
-        performance.now() - lagFrom > 4000
-          ? true
-          : undefined,
+      () =>
+        Promise.resolve(
+          answers.filter((a) => !a.relay && a.startedAt > lagFrom).length >= 24 ||
+            performance.now() - lagFrom > 4000
+            ? true
+            : undefined,
+        ),
       { timeoutMs: 10_000, intervalMs: 20 },
     );
     await master.kill();
@@ -164,13 +166,15 @@ async function failover(options: {
     // Load continues until every relay has answered 200 for two seconds.
     await eventually(
       'relays answering 200 again',
-      async () => {
+      () => {
         const recent = answers.filter((a) => a.relay && a.startedAt > performance.now() - 2000);
-        return performance.now() - killedAt > 3000 &&
-          recent.length > 10 &&
-          recent.every((a) => a.outcome === '200')
-          ? true
-          : undefined;
+        return Promise.resolve(
+          performance.now() - killedAt > 3000 &&
+            recent.length > 10 &&
+            recent.every((a) => a.outcome === '200')
+            ? true
+            : undefined,
+        );
       },
       { timeoutMs: 60_000, intervalMs: 200 },
     );
