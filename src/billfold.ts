@@ -4,6 +4,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { observeAudits, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { guardListener } from './middleware/error-boundary.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createAdminRoute } from './routes/admin-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
@@ -88,19 +89,26 @@ export function createBillfold(
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
   const deps = { config, clock, logger, repository, adapters, client, metrics, securityHeaders, handleOf };
   const operatorPort = { logger, securityHeaders, observe: metrics.observeRequest };
+  // Every listener is guarded: nothing a client sends can throw out of a request handler.
   return {
-    handler: createApp(deps),
+    handler: guardListener(createApp(deps), logger),
     adminHandler:
       config.admin &&
-      createOperatorListener({ ...operatorPort, token: config.admin.token, route: createAdminRoute(deps) }),
+      guardListener(
+        createOperatorListener({ ...operatorPort, token: config.admin.token, route: createAdminRoute(deps) }),
+        logger,
+      ),
     metricsHandler:
       config.metrics.port === undefined
         ? undefined
-        : createOperatorListener({
-            ...operatorPort,
-            token: config.metrics.token,
-            route: createMetricsRoute(metrics),
-          }),
+        : guardListener(
+            createOperatorListener({
+              ...operatorPort,
+              token: config.metrics.token,
+              route: createMetricsRoute(metrics),
+            }),
+            logger,
+          ),
     repository,
     metrics,
     async close() {

@@ -38,8 +38,26 @@ export function createOperatorHandler(
       fail(new AppError('unauthenticated'));
       return;
     }
-    route(req, res, context, new URL(req.url ?? '/', 'http://operator.invalid')).catch(fail);
+    const url = parseTarget(req.url);
+    if (url === undefined) {
+      fail(new AppError('invalid_request', { message: 'The request target is not valid.' }));
+      return;
+    }
+    route(req, res, context, url).catch(fail);
   };
+}
+
+/**
+ * The path and query of an origin-form request target, or undefined for anything else: absolute and
+ * authority forms, `*`, and a target starting `//`, which URL parsing would read as a host and port.
+ */
+function parseTarget(target: string | undefined): URL | undefined {
+  if (target === undefined || !target.startsWith('/') || target.startsWith('//')) return undefined;
+  try {
+    return new URL(`http://operator.invalid${target}`);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The same, as the listener of a port of its own (a request id, a log line and metrics per request). */

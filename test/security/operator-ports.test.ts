@@ -1,0 +1,202 @@
+import fc from 'fast-check';
+import type { RequestListener } from 'node:http';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.js';
+import { guardListener } from '../../src/middleware/error-boundary.js';
+import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import { exchangeRaw, formatRaw, sendRaw } from '../support/raw-http.js';
+
+const ADMIN_TOKEN = 'Qz7hV2mK9pXw4sLc8RbT1nYe6uJa3dFg';
+const METRICS_TOKEN = 'Lp4Xk8Wq2Zm6Tv0Rb9Nc3Hs7Jy5Fd1Ge';
+const bearer = (token: string) => [['Authorization', `Bearer ${token}`]] as const;
+
+/** Targets URL parsing or routing could choke on: hosts and ports where a path belongs, and worse. */
+const HOSTILE_TARGETS = [
+  '//x:99999/metrics',
+  '//x:99999/admin/sessions',
+  '//[::1/metrics',
+  '//%zz/metrics',
+  '///metrics',
+  'http://x:99999/metrics',
+  'x:99999',
+  '*',
+  '/metrics?%zz=%',
+  '/admin/sessions?provider=%E0%A4%A&user=%',
+  '/%00/metrics',
+  '/metrics/../admin',
+];
+
+describe('a malformed request target on an operator port', () => {
+  let billfold: BillfoldProcess;
+  let ports: { main: string; admin: string; metrics: string };
+  beforeAll(async () => {
+    billfold = await spawnBillfold({
+      BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
+      ADMIN_PORT: '0',
+      ADMIN_TOKEN,
+      METRICS_PORT: '0',
+    });
+    const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
+    ports = {
+      main: billfold.url,
+      admin: `http://127.0.0.1:${listening.adminPort}`,
+      metrics: `http://127.0.0.1:${listening.metricsPort}`,
+    };
+  });
+  afterAll(async () => {
+    await billfold.stop();
+  });
+
+  const stillServes = async () => {
+    expect((await fetch(`${ports.main}/healthz`)).status).toBe(200);
+    expect((await fetch(`${ports.metrics}/metrics`)).status).toBe(200);
+    const listing = await fetch(`${ports.admin}/admin/sessions?provider=billingplatform&user=a`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(listing.status).toBe(200);
+  };
+
+  it('on METRICS_PORT without a token: a 400 in the documented shape, and every port still serves', async () => {
+    const answer = await sendRaw(ports.metrics, { target: '//x:99999/metrics' });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ code: 'invalid_request' });
+    expect(answer.body.error.requestId).toBe(answer.header('x-request-id'));
+    await stillServes();
+  });
+
+  it('on ADMIN_PORT behind its token: a 400 in the documented shape, and every port still serves', async () => {
+    const answer = await sendRaw(ports.admin, {
+      target: '//x:99999/admin/sessions',
+      headers: bearer(ADMIN_TOKEN),
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ code: 'invalid_request' });
+    await stillServes();
+  });
+
+  it('on every port, whatever the target: an answer below 500 in the documented shape, and the process lives', async () => {
+    for (const origin of Object.values(ports)) {
+      for (const target of HOSTILE_TARGETS) {
+        const answer = await sendRaw(origin, { target, headers: bearer(ADMIN_TOKEN) });
+        expect(answer.status, `${origin} ${target}`).toBeGreaterThanOrEqual(200);
+        expect(answer.status, `${origin} ${target}`).toBeLessThan(500);
+        if (answer.status >= 400) expect(typeof answer.body.error.code).toBe('string');
+      }
+    }
+    await stillServes();
+    expect(billfold.child.exitCode).toBeNull();
+  });
+});
+
+describe('every listener, against generated request targets', () => {
+  let billfold: RunningBillfold;
+  beforeAll(async () => {
+    billfold = await startBillfold({
+      BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
+      ADMIN_PORT: '0',
+      ADMIN_TOKEN,
+      METRICS_PORT: '0',
+      METRICS_TOKEN,
+    });
+  });
+  afterAll(async () => {
+    await billfold.close();
+  });
+
+  // Printable ASCII the request line allows, weighted towards the characters URL parsing cares about.
+  const targetChar = fc.oneof(
+    fc.constantFrom('/', '/', ':', '%', '?', '#', '[', ']', '@', '.', '\\', '9', 'x', '%2F', '%zz', '%00'),
+    fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }).filter((c) => /^[!-~]$/.test(c)),
+  );
+  const target = fc
+    .tuple(
+      fc.constantFrom('/', '//', '///', '', 'http://', '/metrics', '/admin/sessions'),
+      fc.array(targetChar, { maxLength: 24 }),
+    )
+    .map(([head, rest]) => head + rest.join(''))
+    .filter((t) => t.length > 0);
+
+  it('never answers 500 nor drops the connection unanswered', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        target,
+        fc.constantFrom<'main' | 'admin' | 'metrics'>('main', 'admin', 'metrics'),
+        async (t, port) => {
+          const origin =
+            port === 'main' ? billfold.url : port === 'admin' ? billfold.adminUrl! : billfold.metricsUrl!;
+          const token = port === 'admin' ? ADMIN_TOKEN : METRICS_TOKEN;
+          const answer = await sendRaw(origin, { target: t, headers: bearer(token) });
+          expect(answer.status, `${port} ${t}`).toBeGreaterThanOrEqual(200);
+          expect(answer.status, `${port} ${t}`).toBeLessThan(500);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    expect((await fetch(`${billfold.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('the last-resort error boundary', () => {
+  const serve = async (handler: RequestListener) => {
+    const logs: string[] = [];
+    const server = http.createServer(
+      guardListener(handler, createLogger('info', { write: (l: string) => void logs.push(l) })),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, logs };
+  };
+
+  it('turns a synchronous throw and a rejected promise into the documented 500, and the server keeps serving', async () => {
+    let calls = 0;
+    const { origin, server, logs } = await serve((req, res) => {
+      calls++;
+      if (req.url === '/sync') throw new Error('boom /secret/path');
+      if (req.url === '/async') return Promise.reject(new Error('later')) as unknown as void;
+      res.end('ok');
+    });
+    try {
+      for (const path of ['/sync', '/async']) {
+        const answer = await sendRaw(origin, { target: path });
+        expect(answer.status).toBe(500);
+        expect(answer.body).toEqual({
+          error: {
+            code: 'internal_error',
+            message: 'Internal error.',
+            requestId: answer.header('x-request-id'),
+          },
+        });
+        expect(answer.text).not.toContain('boom');
+        expect(answer.header('strict-transport-security')).toBeDefined();
+      }
+      expect((await sendRaw(origin, { target: '/fine' })).text).toBe('ok');
+      expect(calls).toBe(3);
+      expect(logs.filter((l) => l.includes('outside every error handler'))).toHaveLength(2);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('closes the connection when the handler threw after its answer began, and keeps serving', async () => {
+    const { origin, server } = await serve((req, res) => {
+      if (req.url === '/fine') {
+        res.end('ok');
+        return;
+      }
+      res.writeHead(200, { 'content-length': '10' });
+      res.write('half');
+      throw new Error('midway');
+    });
+    try {
+      const { raw } = await exchangeRaw(origin, formatRaw(origin, { target: '/' }));
+      // Never a second answer after half of the first: the connection just ends.
+      expect(raw).not.toContain('500');
+      expect(raw).not.toContain('internal_error');
+      expect((await sendRaw(origin, { target: '/fine' })).text).toBe('ok');
+    } finally {
+      server.close();
+    }
+  });
+});
