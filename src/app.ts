@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { OperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
 import { createErrorHandler, sendError } from './middleware/error-handler.js';
 import { beginRequest } from './middleware/request-context.js';
 import {
@@ -44,6 +45,8 @@ export interface AppDeps {
   securityHeaders: SecurityHeaders;
   /** The public handle of a session id (the inventory never shows ids). */
   handleOf: (sessionId: string) => string;
+  /** Wrong operator tokens per address, shared by every operator endpoint of this instance. */
+  operatorAuthLimiter: OperatorAuthLimiter;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -65,6 +68,7 @@ export function createApp(deps: AppDeps): RequestListener {
           logger,
           securityHeaders,
           token: config.metrics.token,
+          limiter: deps.operatorAuthLimiter,
           route: createMetricsRoute(metrics),
         })
       : undefined;
@@ -123,7 +127,7 @@ export function createApp(deps: AppDeps): RequestListener {
 
   const edgeHeaders = Object.fromEntries(securityHeaders.fixed);
   return (req: IncomingMessage, res: ServerResponse) => {
-    const context = beginRequest(req, res, logger, metrics.observeRequest);
+    const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
     const url = req.url ?? '';
     const fail = (error: unknown) =>
       sendError(res, error, context, logger, {

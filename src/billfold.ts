@@ -5,6 +5,8 @@ import type { Config } from './config.js';
 import { observeAudits, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { guardListener } from './middleware/error-boundary.js';
+import { createOperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
+import { compileTrust } from './middleware/request-guards.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createAdminRoute } from './routes/admin-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
@@ -87,8 +89,27 @@ export function createBillfold(
   const adapters = createAdapters(config, client, clock);
   const securityHeaders = createSecurityHeaders();
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
-  const deps = { config, clock, logger, repository, adapters, client, metrics, securityHeaders, handleOf };
-  const operatorPort = { logger, securityHeaders, observe: metrics.observeRequest };
+  // One count of wrong operator tokens per address, whichever port (or /metrics on the main one) they hit.
+  const operatorAuthLimiter = createOperatorAuthLimiter(config.operatorAuth, clock);
+  const deps = {
+    config,
+    clock,
+    logger,
+    repository,
+    adapters,
+    client,
+    metrics,
+    securityHeaders,
+    handleOf,
+    operatorAuthLimiter,
+  };
+  const operatorPort = {
+    logger,
+    securityHeaders,
+    observe: metrics.observeRequest,
+    trust: compileTrust(config.trustProxy),
+    limiter: operatorAuthLimiter,
+  };
   // Every listener is guarded: nothing a client sends can throw out of a request handler.
   return {
     handler: guardListener(createApp(deps), logger),

@@ -32,6 +32,7 @@ export function sendError(
       provider: error.provider,
       sessionId: context.sessionId,
       requestId: context.id,
+      clientAddress: context.clientAddress,
       route: context.route,
     });
   }

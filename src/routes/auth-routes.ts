@@ -88,6 +88,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
         outcome: 'failure',
         provider: adapter.id,
         requestId: context.id,
+        clientAddress: context.clientAddress,
         reason: error instanceof AppError ? error.code : 'internal_error',
       });
       throw error;
@@ -124,6 +125,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       provider: adapter.id,
       sessionId: req.sessionID,
       requestId: context.id,
+      clientAddress: context.clientAddress,
     });
     res.json(view(current));
   });
@@ -147,6 +149,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       provider: adapter.id,
       sessionId: req.sessionID,
       requestId: context.id,
+      clientAddress: context.clientAddress,
     });
     if (!after) {
       forgetSession(req);
@@ -180,7 +183,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (hasStoredSession(req)) {
       const sessionId = req.sessionID;
       const ended = await repository.destroy(sessionId);
-      audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
+      audit(logger, {
+        event: 'logout',
+        outcome: 'success',
+        sessionId,
+        requestId: context.id,
+        clientAddress: context.clientAddress,
+      });
       await logoutEveryUpstream(adapters, ended?.providers, logger);
     }
     forgetSession(req);

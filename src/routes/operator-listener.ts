@@ -1,9 +1,11 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { AppError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { audit, type Logger } from '../logger.js';
 import { createBearerCheck } from '../middleware/bearer-auth.js';
 import { sendError } from '../middleware/error-handler.js';
+import type { OperatorAuthLimiter } from '../middleware/operator-auth-limiter.js';
 import { beginRequest, type RequestContext, type RequestObserver } from '../middleware/request-context.js';
+import type { TrustFunction } from '../middleware/request-guards.js';
 import type { SecurityHeaders } from '../middleware/security-headers.js';
 
 /** One operator endpoint: answers, or throws an AppError. `url` is parsed, the path without a host. */
@@ -20,10 +22,16 @@ export interface OperatorHandlerOptions {
   securityHeaders: SecurityHeaders;
   /** The bearer token every request must carry; none: the port alone guards it. */
   token: string | undefined;
+  /** Counts wrong tokens per client address; an address past its limit is refused (429) until its window ends. */
+  limiter: OperatorAuthLimiter;
   route: OperatorRoute;
 }
 
-/** An operator endpoint on an existing request context: bearer auth, billfold's headers and error shape. */
+/**
+ * An operator endpoint on an existing request context: bearer auth, billfold's headers and error
+ * shape. A wrong or missing token is audited and counted against the client's address; past the
+ * limit, every request from there is refused, the right token included, so guessing cannot go on.
+ */
 export function createOperatorHandler(
   options: OperatorHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse, context: RequestContext) => void {
@@ -33,7 +41,22 @@ export function createOperatorHandler(
     for (const [name, value] of options.securityHeaders.fixed) res.setHeader(name, value);
     res.setHeader('cache-control', 'no-store');
     const fail = (error: unknown) => sendError(res, error, context, logger);
+    if (options.token !== undefined) {
+      const blockedMs = options.limiter.blockedFor(context.clientAddress);
+      if (blockedMs > 0) {
+        fail(new AppError('rate_limited', { retryAfter: Math.max(1, Math.ceil(blockedMs / 1000)) }));
+        return;
+      }
+    }
     if (!authorized(req.headers.authorization)) {
+      options.limiter.recordFailure(context.clientAddress);
+      audit(logger, {
+        event: 'operator_auth_failed',
+        outcome: 'refused',
+        requestId: context.id,
+        clientAddress: context.clientAddress,
+        route: context.route,
+      });
       res.setHeader('www-authenticate', 'Bearer');
       fail(new AppError('unauthenticated'));
       return;
@@ -62,10 +85,11 @@ function parseTarget(target: string | undefined): URL | undefined {
 
 /** The same, as the listener of a port of its own (a request id, a log line and metrics per request). */
 export function createOperatorListener(
-  options: OperatorHandlerOptions & { observe?: RequestObserver },
+  options: OperatorHandlerOptions & { observe?: RequestObserver; trust: TrustFunction },
 ): RequestListener {
   const handle = createOperatorHandler(options);
-  return (req, res) => handle(req, res, beginRequest(req, res, options.logger, options.observe));
+  return (req, res) =>
+    handle(req, res, beginRequest(req, res, options.logger, options.observe, options.trust));
 }
 
 /** Writes a JSON answer. */
