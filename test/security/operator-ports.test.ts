@@ -5,9 +5,11 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
 import { guardListener } from '../../src/middleware/error-boundary.js';
+import { addressKey } from '../../src/middleware/operator-auth-limiter.js';
 import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
 import { exchangeRaw, formatRaw, sendRaw } from '../support/raw-http.js';
+import { createTestClock, type TestClock } from '../support/test-clock.js';
 
 const ADMIN_TOKEN = 'Qz7hV2mK9pXw4sLc8RbT1nYe6uJa3dFg';
 const METRICS_TOKEN = 'Lp4Xk8Wq2Zm6Tv0Rb9Nc3Hs7Jy5Fd1Ge';
@@ -198,5 +200,144 @@ describe('the last-resort error boundary', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('operator tokens', () => {
+  let clock: TestClock;
+  let billfold: RunningBillfold;
+  beforeAll(async () => {
+    clock = createTestClock();
+    billfold = await startBillfold(
+      {
+        BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
+        ADMIN_PORT: '0',
+        ADMIN_TOKEN,
+        METRICS_PORT: '0',
+        METRICS_TOKEN,
+        TRUST_PROXY: 'loopback',
+        OPERATOR_AUTH_MAX_FAILURES: '5',
+        OPERATOR_AUTH_WINDOW_S: '600',
+      },
+      { clock },
+    );
+  });
+  afterAll(async () => {
+    await billfold.close();
+  });
+
+  const listing = (token: string, forwardedFor?: string) =>
+    fetch(`${billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone`, {
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(forwardedFor !== undefined && { 'x-forwarded-for': forwardedFor }),
+      },
+    });
+  const entries = () => billfold.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
+  const audits = (event: string) => entries().filter((e) => e.audit === true && e.event === event);
+
+  it('refuses a burst of 50 guesses past the limit, the right token too, with Retry-After, until the window ends', async () => {
+    const from = '198.51.100.7';
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        listing(`${ADMIN_TOKEN.slice(0, -2)}${String(i).padStart(2, '0')}`, from),
+      ),
+    );
+    const statuses = answers.map((answer) => answer.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(45);
+    const limited = answers.find((answer) => answer.status === 429)!;
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(500);
+    expect((await limited.json()).error.code).toBe('rate_limited');
+
+    // Every guess past the limit is refused without being checked, so the right one tells nothing.
+    expect((await listing(ADMIN_TOKEN, from)).status).toBe(429);
+    // Another address is not held up by this one.
+    expect((await listing(ADMIN_TOKEN, '198.51.100.8')).status).toBe(200);
+    // The metrics port counts against the same address.
+    const scrape = await fetch(`${billfold.metricsUrl!}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}`, 'x-forwarded-for': from },
+    });
+    expect(scrape.status).toBe(429);
+
+    clock.advance(600_000);
+    expect((await listing(ADMIN_TOKEN, from)).status).toBe(200);
+  });
+
+  it('audits every wrong token with the client address TRUST_PROXY resolves, and never the token', async () => {
+    const before = audits('operator_auth_failed').length;
+    await listing('wrong-token-wrong-token-wrong-token', '203.0.113.50');
+    await fetch(`${billfold.metricsUrl!}/metrics`, { headers: { 'x-forwarded-for': '203.0.113.51' } });
+    const lines = audits('operator_auth_failed').slice(before);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({
+      outcome: 'refused',
+      clientAddress: '203.0.113.50',
+      route: '/admin/sessions',
+    });
+    expect(lines[1]).toMatchObject({ outcome: 'refused', clientAddress: '203.0.113.51', route: '/metrics' });
+    expect(JSON.stringify(entries())).not.toContain('wrong-token-wrong-token');
+    expect(JSON.stringify(entries())).not.toContain(ADMIN_TOKEN);
+  });
+
+  it('audits each successful listing, with the provider and the client address', async () => {
+    const before = audits('admin_sessions_listed').length;
+    expect((await listing(ADMIN_TOKEN, '192.0.2.44')).status).toBe(200);
+    const lines = audits('admin_sessions_listed').slice(before);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      outcome: 'success',
+      provider: 'billingplatform',
+      clientAddress: '192.0.2.44',
+    });
+    // Who was listed is not on the line: usernames appear on no audit line.
+    expect(JSON.stringify(lines[0])).not.toContain('someone');
+  });
+
+  it('names the client address on every request line, as TRUST_PROXY resolves it', async () => {
+    await fetch(`${billfold.url}/healthz`, { headers: { 'x-forwarded-for': '192.0.2.60, 127.0.0.1' } });
+    const line = entries()
+      .filter((e) => e.msg === 'request' && e.path === '/healthz')
+      .at(-1);
+    // The last hop is loopback, trusted; the one before it is the client.
+    expect(line).toMatchObject({ clientAddress: '192.0.2.60' });
+  });
+});
+
+describe('operator tokens without a trusted proxy', () => {
+  it('count against the connecting address whatever X-Forwarded-For claims', async () => {
+    const billfold = await startBillfold({
+      BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
+      ADMIN_PORT: '0',
+      ADMIN_TOKEN,
+      OPERATOR_AUTH_MAX_FAILURES: '3',
+    });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const answer = await fetch(`${billfold.adminUrl!}/admin/sessions?provider=bill&user=x&orgId=o`, {
+          headers: { authorization: 'Bearer nope', 'x-forwarded-for': `203.0.113.${i}` },
+        });
+        statuses.push(answer.status);
+      }
+      expect(statuses).toEqual([401, 401, 401, 429, 429, 429]);
+      const audited = billfold.logs
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((e) => e.event === 'operator_auth_failed');
+      expect(audited.map((e) => e.clientAddress)).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+    } finally {
+      await billfold.close();
+    }
+  });
+});
+
+describe('the unit a client address is counted under', () => {
+  it('is the address for IPv4 (mapped or not), and the /64 for IPv6 however it is written', () => {
+    expect(addressKey('192.0.2.1')).toBe('192.0.2.1');
+    expect(addressKey('::ffff:192.0.2.1')).toBe('192.0.2.1');
+    expect(addressKey('2001:db8:1:2::1')).toBe(addressKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'));
+    expect(addressKey('2001:db8:1:2::1')).not.toBe(addressKey('2001:db8:1:3::1'));
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+    expect(addressKey(undefined)).toBe('unknown');
   });
 });
