@@ -166,7 +166,8 @@ export function createClientErrorHandler(logger: Logger) {
     }
     const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
     const requestId = randomUUID();
-    logger.warn({ requestId, code: error.code }, 'refused a request that is not valid HTTP');
+    const clientAddress = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
+    logger.warn({ requestId, code: error.code, clientAddress }, 'refused a request that is not valid HTTP');
     const body = JSON.stringify({
       error: {
         code: 'invalid_request',

@@ -13,10 +13,11 @@ import { createSecurityHeaders } from './security-headers.js';
  */
 export function guardListener(handler: RequestListener, logger: Logger): RequestListener {
   const fixed = createSecurityHeaders().fixed;
-  const answer = (res: ServerResponse, error: unknown) => {
+  const answer = (req: IncomingMessage, res: ServerResponse, error: unknown) => {
     try {
+      const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
       logger.error(
-        { err: { name: (error as Error | undefined)?.name, message: (error as Error | undefined)?.message } },
+        { name, message, clientAddress: req.socket.remoteAddress },
         'a request handler failed outside every error handler',
       );
     } catch {
@@ -44,9 +45,9 @@ export function guardListener(handler: RequestListener, logger: Logger): Request
   return (req: IncomingMessage, res: ServerResponse) => {
     try {
       const returned = handler(req, res) as unknown;
-      if (returned instanceof Promise) returned.catch((error: unknown) => answer(res, error));
+      if (returned instanceof Promise) returned.catch((error: unknown) => answer(req, res, error));
     } catch (error) {
-      answer(res, error);
+      answer(req, res, error);
     }
   };
 }

@@ -301,6 +301,13 @@ describe('operator tokens', () => {
       .at(-1);
     // The last hop is loopback, trusted; the one before it is the client.
     expect(line).toMatchObject({ clientAddress: '192.0.2.60' });
+    // A request Node's parser refused is logged with the connecting address too.
+    for (const origin of [billfold.url, billfold.adminUrl!]) {
+      await exchangeRaw(origin, 'NOT HTTP AT ALL\r\n\r\n');
+    }
+    const refused = entries().filter((e) => e.msg === 'refused a request that is not valid HTTP');
+    expect(refused.length).toBeGreaterThanOrEqual(2);
+    for (const entry of refused) expect(entry.clientAddress).toBe('127.0.0.1');
   });
 });
 
