@@ -13,6 +13,13 @@ import { createTestClock, type TestClock } from '../support/test-clock.js';
 
 const ADMIN_TOKEN = 'Qz7hV2mK9pXw4sLc8RbT1nYe6uJa3dFg';
 const METRICS_TOKEN = 'Lp4Xk8Wq2Zm6Tv0Rb9Nc3Hs7Jy5Fd1Ge';
+/** A billfold with both operator ports, the metrics one without a token. */
+const OPERATOR_PORTS = {
+  BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
+  ADMIN_PORT: '0',
+  ADMIN_TOKEN,
+  METRICS_PORT: '0',
+};
 const bearer = (token: string) => [['Authorization', `Bearer ${token}`]] as const;
 
 /** Targets URL parsing or routing could choke on: hosts and ports where a path belongs, and worse. */
@@ -35,12 +42,7 @@ describe('a malformed request target on an operator port', () => {
   let billfold: BillfoldProcess;
   let ports: { main: string; admin: string; metrics: string };
   beforeAll(async () => {
-    billfold = await spawnBillfold({
-      BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
-      ADMIN_PORT: '0',
-      ADMIN_TOKEN,
-      METRICS_PORT: '0',
-    });
+    billfold = await spawnBillfold(OPERATOR_PORTS);
     const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
     ports = {
       main: billfold.url,
@@ -96,13 +98,7 @@ describe('a malformed request target on an operator port', () => {
 describe('every listener, against generated request targets', () => {
   let billfold: RunningBillfold;
   beforeAll(async () => {
-    billfold = await startBillfold({
-      BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
-      ADMIN_PORT: '0',
-      ADMIN_TOKEN,
-      METRICS_PORT: '0',
-      METRICS_TOKEN,
-    });
+    billfold = await startBillfold({ ...OPERATOR_PORTS, METRICS_TOKEN });
   });
   afterAll(async () => {
     await billfold.close();
@@ -210,10 +206,7 @@ describe('operator tokens', () => {
     clock = createTestClock();
     billfold = await startBillfold(
       {
-        BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
-        ADMIN_PORT: '0',
-        ADMIN_TOKEN,
-        METRICS_PORT: '0',
+        ...OPERATOR_PORTS,
         METRICS_TOKEN,
         TRUST_PROXY: 'loopback',
         OPERATOR_AUTH_MAX_FAILURES: '5',
