@@ -485,6 +485,17 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     checkStrength('SESSION_SECRETS', codePoints(secret), production, problems, warnings);
   for (const { key } of env.SESSION_ENCRYPTION_KEYS.length > 0 ? encryptionKeys : [])
     checkStrength('SESSION_ENCRYPTION_KEYS', [...key], production, problems, warnings);
+  // A scrape configuration leaks more easily than an admin credential; neither may open the other.
+  if (env.ADMIN_TOKEN !== undefined && env.ADMIN_TOKEN === env.METRICS_TOKEN) {
+    problems.push('ADMIN_TOKEN: must differ from METRICS_TOKEN, so a scraper’s token cannot revoke sessions');
+  }
+  if (
+    [env.ADMIN_TOKEN, env.METRICS_TOKEN].some(
+      (token) => token !== undefined && env.SESSION_SECRETS.includes(token),
+    )
+  ) {
+    problems.push('ADMIN_TOKEN, METRICS_TOKEN: must differ from every SESSION_SECRETS entry');
+  }
   for (const [name, token] of [
     ['ADMIN_TOKEN', env.ADMIN_TOKEN],
     ['METRICS_TOKEN', env.METRICS_TOKEN],

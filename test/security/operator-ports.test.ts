@@ -98,7 +98,8 @@ describe('a malformed request target on an operator port', () => {
 describe('every listener, against generated request targets', () => {
   let billfold: RunningBillfold;
   beforeAll(async () => {
-    billfold = await startBillfold({ ...OPERATOR_PORTS, METRICS_TOKEN });
+    // Trusting loopback, so X-Forwarded-For is read (and its garbage parsed) on every request.
+    billfold = await startBillfold({ ...OPERATOR_PORTS, METRICS_TOKEN, TRUST_PROXY: 'loopback' });
   });
   afterAll(async () => {
     await billfold.close();
@@ -117,16 +118,37 @@ describe('every listener, against generated request targets', () => {
     .map(([head, rest]) => head + rest.join(''))
     .filter((t) => t.length > 0);
 
+  // Address-like text and worse, as a client or a confused proxy might claim it.
+  const forwardedFor = fc.option(
+    fc
+      .array(
+        fc.oneof(
+          fc.ipV4(),
+          fc.ipV6(),
+          fc.constantFrom('', ' ', ',', 'unknown', '::ffff:', '[::1]', '1.2.3.4:80', '999.1.1.1', '%zz'),
+          fc.string({ unit: 'grapheme-ascii', maxLength: 12 }).filter((v) => /^[ -~]*$/.test(v)),
+        ),
+        { minLength: 1, maxLength: 4 },
+      )
+      .map((parts) => parts.join(',')),
+    { nil: undefined },
+  );
+
   it('never answers 500 nor drops the connection unanswered', async () => {
     await fc.assert(
       fc.asyncProperty(
         target,
         fc.constantFrom<'main' | 'admin' | 'metrics'>('main', 'admin', 'metrics'),
-        async (t, port) => {
+        forwardedFor,
+        async (t, port, claimed) => {
           const origin =
             port === 'main' ? billfold.url : port === 'admin' ? billfold.adminUrl! : billfold.metricsUrl!;
           const token = port === 'admin' ? ADMIN_TOKEN : METRICS_TOKEN;
-          const answer = await sendRaw(origin, { target: t, headers: bearer(token) });
+          const headers = [
+            ...bearer(token),
+            ...(claimed === undefined ? [] : [['X-Forwarded-For', claimed] as const]),
+          ];
+          const answer = await sendRaw(origin, { target: t, headers });
           expect(answer.status, `${port} ${t}`).toBeGreaterThanOrEqual(200);
           expect(answer.status, `${port} ${t}`).toBeLessThan(500);
         },

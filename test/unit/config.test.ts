@@ -318,6 +318,19 @@ describe('configuration that fails safe', () => {
     expect(loadConfig({}).config.operatorHost).toBe('127.0.0.1');
   });
 
+  it('refuses one token for both operator ports, or a session secret as a token', () => {
+    expect(problemsOf({ ADMIN_PORT: '9100', ADMIN_TOKEN: TOKEN, METRICS_TOKEN: TOKEN }).join()).toMatch(
+      /ADMIN_TOKEN: must differ from METRICS_TOKEN/,
+    );
+    const secret = TEST_SECRETS.SESSION_SECRETS;
+    for (const env of [{ ADMIN_PORT: '9100', ADMIN_TOKEN: secret }, { METRICS_TOKEN: secret }]) {
+      expect(problemsOf({ ...TEST_SECRETS, ...env }).join()).toMatch(
+        /must differ from every SESSION_SECRETS entry/,
+      );
+    }
+    expect(problemsOf({ ADMIN_PORT: '9100', ADMIN_TOKEN: TOKEN, METRICS_TOKEN: `${TOKEN}x` })).toEqual([]);
+  });
+
   it('recognises loopback listen addresses and nothing else', () => {
     for (const host of [
       '127.0.0.1',
