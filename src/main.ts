@@ -104,24 +104,27 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   // A renewed certificate is taken up on SIGHUP: new connections get it, open ones keep theirs. A file
-  // that does not read or match its key leaves the current certificate in service.
+  // that does not read or match its key leaves the current certificate in service. Without TLS there
+  // is nothing to reload, but a SIGHUP (a log rotation's, a closed terminal's) must not stop billfold.
   const httpsServers: https.Server[] = [];
-  if (config.tls) {
-    const files = config.tls;
-    process.on('SIGHUP', () => {
-      try {
-        const next = readTlsCredentials(files);
-        for (const each of httpsServers) each.setSecureContext(next.options);
-        logger.info({ fingerprint: next.fingerprint, validTo: next.validTo }, 'TLS certificate reloaded');
-      } catch (error) {
-        logger.error(
-          { message: (error as Error).message },
-          'TLS certificate not reloaded; the current one stays in service',
-        );
-      }
-      logger.flush();
-    });
-  }
+  const files = config.tls;
+  process.on('SIGHUP', () => {
+    if (!files) {
+      logger.info('SIGHUP: no TLS certificate to reload');
+      return;
+    }
+    try {
+      const next = readTlsCredentials(files);
+      for (const each of httpsServers) each.setSecureContext(next.options);
+      logger.info({ fingerprint: next.fingerprint, validTo: next.validTo }, 'TLS certificate reloaded');
+    } catch (error) {
+      logger.error(
+        { message: (error as Error).message },
+        'TLS certificate not reloaded; the current one stays in service',
+      );
+    }
+    logger.flush();
+  });
 
   // The operator ports (admin, metrics) are served on OPERATOR_HOST, over TLS when configured.
   const serve = async (handler: RequestListener, listenPort: number, host: string) => {

@@ -95,5 +95,6 @@ describe('the log destination', () => {
       billfold.child.stdout?.resume();
       await billfold.stop();
     }
-  });
+    // A process to start and a thousand requests to answer, on a machine that may be busy.
+  }, 90_000);
 });
