@@ -17,11 +17,24 @@ function refuseToStart(problems: string[]): never {
   process.exit(1);
 }
 
+/** What is wrong with the TLS files the environment names, so one message lists it with the rest. */
+function tlsProblems(env: Record<string, string | undefined>): string[] {
+  const certFile = env.TLS_CERT_FILE?.trim();
+  const keyFile = env.TLS_KEY_FILE?.trim();
+  if (!certFile || !keyFile) return [];
+  try {
+    readTlsCredentials({ certFile, keyFile });
+    return [];
+  } catch (error) {
+    return [(error as Error).message];
+  }
+}
+
 function loadOrRefuse(env: Record<string, string | undefined>): LoadedConfig {
   try {
     return loadConfig(env);
   } catch (error) {
-    if (error instanceof ConfigError) refuseToStart(error.problems);
+    if (error instanceof ConfigError) refuseToStart([...error.problems, ...tlsProblems(env)]);
     throw error;
   }
 }

@@ -224,7 +224,7 @@ describe('billfold serving TLS itself', () => {
 });
 
 describe('TLS files that cannot be used', () => {
-  it('stop start-up with the problem in the one configuration message', async () => {
+  it('stop start-up with the problem in the one configuration message, beside any other', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'billfold-tls-'));
     try {
       const failure = await spawnBillfold({
@@ -239,8 +239,21 @@ describe('TLS files that cannot be used', () => {
       expect(failure).toMatch(
         /Invalid configuration:\n\s+- TLS_CERT_FILE: cannot read .*missing-cert\.pem \(ENOENT\)/,
       );
+      // With other problems, in the same message.
+      const both = await spawnBillfold({
+        BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
+        SESSION_SECRETS: 'short',
+        TLS_CERT_FILE: join(dir, 'missing-cert.pem'),
+        TLS_KEY_FILE: join(dir, 'missing-key.pem'),
+      }).then(
+        () => 'started',
+        (error: Error) => error.message,
+      );
+      expect(both).toMatch(/- SESSION_SECRETS: every secret must be at least 32 characters/);
+      expect(both).toMatch(/- TLS_CERT_FILE: cannot read/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+    // Two processes to start, on a machine that may be busy.
+  }, 60_000);
 });
