@@ -205,11 +205,13 @@ const envSchema = z.object({
   LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('failed-login counting window'),
   RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
   RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
-  METRICS_PORT: optionalPort.describe('serve GET /metrics on this port (on HOST) instead of the main one'),
+  METRICS_PORT: optionalPort.describe(
+    'serve GET /metrics on this port (on OPERATOR_HOST) instead of the main one',
+  ),
   METRICS_TOKEN: bearerToken.describe(
     'bearer token GET /metrics requires (on the main port, it is off without one)',
   ),
-  ADMIN_PORT: optionalPort.describe('serve the operator API on this port (on HOST)'),
+  ADMIN_PORT: optionalPort.describe('serve the operator API on this port (on OPERATOR_HOST)'),
   ADMIN_TOKEN: bearerToken.describe('bearer token the operator API requires'),
   LOG_LEVEL: optionalString
     .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional())
