@@ -576,10 +576,7 @@ function checkProductionTrust(trust: Config['trustProxy'], problems: string[], w
     warnings.push(
       `TRUST_PROXY=${trust} trusts whatever connects to billfold as a proxy; name the proxy's address unless only the proxy can reach billfold`,
     );
-  } else if (
-    Array.isArray(trust) &&
-    trust.some((entry) => entry === 'uniquelocal' || entry === 'linklocal')
-  ) {
+  } else if (entries.some((entry) => entry === 'uniquelocal' || entry === 'linklocal')) {
     warnings.push(
       "TRUST_PROXY trusts a whole private range as proxies; name the proxy's own address instead",
     );
