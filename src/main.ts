@@ -9,6 +9,7 @@ import type { Sandbox } from './sandbox/sandbox.js';
 import { readTlsCredentials, type TlsCredentials } from './tls-credentials.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
+const CERTIFICATE_WARNING_MS = 14 * 86_400_000;
 const EXIT_FLUSH_MS = 2000;
 
 /** Stops the process with every configuration problem in one message. */
@@ -116,6 +117,18 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
+  // An ending certificate is worth a line at start and at each reload, while there is time to renew it.
+  const warnIfEnding = (credentials: TlsCredentials) => {
+    const endsAt = Date.parse(credentials.validTo);
+    if (endsAt - Date.now() < CERTIFICATE_WARNING_MS) {
+      logger.warn(
+        { validTo: credentials.validTo, fingerprint: credentials.fingerprint },
+        endsAt < Date.now() ? 'TLS certificate has expired' : 'TLS certificate expires within 14 days',
+      );
+    }
+  };
+  if (tls) warnIfEnding(tls);
+
   // A renewed certificate is taken up on SIGHUP: new connections get it, open ones keep theirs. A file
   // that does not read or match its key leaves the current certificate in service. Without TLS there
   // is nothing to reload, but a SIGHUP (a log rotation's, a closed terminal's) must not stop billfold.
@@ -130,6 +143,7 @@ async function main(): Promise<void> {
       const next = readTlsCredentials(files);
       for (const each of httpsServers) each.setSecureContext(next.options);
       logger.info({ fingerprint: next.fingerprint, validTo: next.validTo }, 'TLS certificate reloaded');
+      warnIfEnding(next);
     } catch (error) {
       logger.error(
         { message: (error as Error).message },

@@ -181,6 +181,11 @@ describe('billfold serving TLS itself', () => {
     expect(TLS_PROFILE.minVersion).toBe('TLSv1.2');
   });
 
+  it('warns that a certificate ends within 14 days (these last two)', () => {
+    const warning = billfold.lines.find((line) => line.includes('TLS certificate expires within 14 days'));
+    expect(JSON.parse(warning!)).toMatchObject({ level: 'warn', fingerprint: first.fingerprint });
+  });
+
   it('takes up a certificate swapped on disk at SIGHUP: new connections see it, open ones carry on', async () => {
     const open = await openConnection(port);
     expect(open.fingerprint).toBe(first.fingerprint);
