@@ -6,17 +6,21 @@ import { observeAudits, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { guardListener } from './middleware/error-boundary.js';
 import { createOperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
-import { compileTrust } from './middleware/request-guards.js';
+import { compileTrust, createCors } from './middleware/request-guards.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createAdminRoute } from './routes/admin-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
 import { createOperatorListener } from './routes/operator-listener.js';
-import { createMemoryBackend } from './session/memory-backend.js';
+import { sessionCookieOptions } from './middleware/session-middleware.js';
+import { createMemoryBackend, type MemoryBackend } from './session/memory-backend.js';
+import { MemorySessionStore } from './session/memory-session-store.js';
 import { createRedisBackend } from './session/redis-backend.js';
-import type { SessionBackend } from './session/session-backend.js';
+import { createRedisConnection } from './session/redis-connection.js';
+import { RedisSessionStore } from './session/redis-session-store.js';
 import { createSessionCodec } from './session/session-codec.js';
 import { createSessionHandles } from './session/session-inventory.js';
-import { createSessionRepository, type SessionRepository } from './session/session-repository.js';
+import type { SessionRepository } from './session/session-repository.js';
+import type { SessionStore, SessionStoreOptions } from './session/session-store.js';
 import { createAdapters } from './upstream/adapter-registry.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
 
@@ -27,22 +31,39 @@ export interface Billfold {
   adminHandler: RequestListener | undefined;
   /** `GET /metrics`, for `main.ts` to serve on METRICS_PORT; present only when it is set. */
   metricsHandler: RequestListener | undefined;
+  /** The express-session store the /auth routes use; its repository is what the relay reads. */
+  store: SessionStore;
   repository: SessionRepository;
   metrics: Metrics;
   /** Closes the upstream pool and the store connection. */
   close(): Promise<void>;
 }
 
+/** What the session store is built with, besides where its records live. */
+export interface StoreChoice {
+  /** The embedded store's entries, in place of a fresh one (tests pass one that fails on cue). */
+  backend?: MemoryBackend;
+  /** Builds the Redis store, in place of RedisSessionStore itself (tests pass a subclass). */
+  redisStore?: (options: ConstructorParameters<typeof RedisSessionStore>[0]) => RedisSessionStore;
+}
+
 /** Builds the session store the configuration names. */
-export function createBackend(config: Config, clock: Clock, logger: Logger): SessionBackend {
+export function createSessionStore(
+  config: Config,
+  logger: Logger,
+  options: SessionStoreOptions extends infer T ? Omit<T, 'backend'> : never,
+  choice: StoreChoice = {},
+): SessionStore {
   if (config.store.kind === 'memory') {
-    return createMemoryBackend({ clock, maxEntries: config.store.memoryMaxSessions });
+    const backend =
+      choice.backend ??
+      createMemoryBackend({ clock: options.clock, maxEntries: config.store.memoryMaxSessions });
+    return new MemorySessionStore({ ...options, backend });
   }
   let lastWarned = 0;
-  return createRedisBackend({
+  const connection = createRedisConnection({
     url: config.store.redisUrl,
     clusterNodes: config.store.redisClusterNodes,
-    keyPrefix: config.store.keyPrefix,
     timeoutMs: config.store.timeoutMs,
     onError: (error) => {
       // The client retries on its own; one line every few seconds is enough to see an outage.
@@ -55,39 +76,48 @@ export function createBackend(config: Config, clock: Clock, logger: Logger): Ses
       );
     },
   });
+  const { keyPrefix, timeoutMs } = config.store;
+  const backend = createRedisBackend({ connection, keyPrefix, timeoutMs });
+  const build = choice.redisStore ?? ((storeOptions) => new RedisSessionStore(storeOptions));
+  return build({ ...options, backend, connection, keyPrefix });
 }
 
 /** Assembles every part from the configuration; `main.ts` listens, tests call the handler directly. */
 export function createBillfold(
   config: Config,
-  options: { clock: Clock; logger: Logger; backend?: SessionBackend },
+  options: { clock: Clock; logger: Logger } & StoreChoice,
 ): Billfold {
   const { clock } = options;
   const metrics = createMetrics();
   const logger = observeAudits(options.logger, metrics.observeAudit);
-  const backend = options.backend ?? createBackend(config, clock, logger);
-  const repository = createSessionRepository({
-    backend,
-    codec: createSessionCodec(config.session.encryptionKeys),
-    clock,
-    limits: config.session,
-    timeoutMs: config.store.timeoutMs,
-    onStoreError: (error) => {
-      metrics.countStoreError();
-      logger.warn(
-        { message: error instanceof Error ? error.message : String(error) },
-        'session store operation failed',
-      );
+  const store = createSessionStore(
+    config,
+    logger,
+    {
+      codec: createSessionCodec(config.session.encryptionKeys),
+      clock,
+      limits: config.session,
+      timeoutMs: config.store.timeoutMs,
+      cookie: sessionCookieOptions(config),
+      onStoreError: (error) => {
+        metrics.countStoreError();
+        logger.warn(
+          { message: error instanceof Error ? error.message : String(error) },
+          'session store operation failed',
+        );
+      },
+      onStoreCall: metrics.observeStoreCall,
     },
-    onStoreCall: metrics.observeStoreCall,
-  });
+    options,
+  );
+  const { repository } = store;
   metrics.countSessionsWith(() => repository.index.countSessions());
   const client = createUpstreamClient({
     timeoutMs: config.upstreamTimeoutMs,
     onResponse: metrics.observeUpstream,
   });
   const adapters = createAdapters(config, client, clock);
-  const securityHeaders = createSecurityHeaders();
+  const securityHeaders = createSecurityHeaders({ cors: createCors(config.corsOrigins) });
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
   // One count of wrong operator tokens per address, whichever port (or /metrics on the main one) they hit.
   const operatorAuthLimiter = createOperatorAuthLimiter(config.operatorAuth, clock);
@@ -95,6 +125,7 @@ export function createBillfold(
     config,
     clock,
     logger,
+    store,
     repository,
     adapters,
     client,
@@ -105,7 +136,7 @@ export function createBillfold(
   };
   const operatorPort = {
     logger,
-    securityHeaders,
+    securityHeaders: createSecurityHeaders(),
     observe: metrics.observeRequest,
     trust: compileTrust(config.trustProxy),
     limiter: operatorAuthLimiter,
@@ -130,10 +161,11 @@ export function createBillfold(
             }),
             logger,
           ),
+    store,
     repository,
     metrics,
     async close() {
-      await Promise.allSettled([client.close(), backend.close()]);
+      await Promise.allSettled([client.close(), repository.backend.close()]);
     },
   };
 }

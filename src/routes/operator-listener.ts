@@ -19,7 +19,6 @@ export type OperatorRoute = (
 /** What an operator endpoint is served with. */
 export interface OperatorHandlerOptions {
   logger: Logger;
-  securityHeaders: SecurityHeaders;
   /** The bearer token every request must carry; none: the port alone guards it. */
   token: string | undefined;
   /** Counts wrong tokens per client address; an address past its limit is refused (429) until its window ends. */
@@ -28,9 +27,10 @@ export interface OperatorHandlerOptions {
 }
 
 /**
- * An operator endpoint on an existing request context: bearer auth, billfold's headers and error
- * shape. A wrong or missing token is audited and counted against the client's address; past the
- * limit, every request from there is refused, the right token included, so guessing cannot go on.
+ * An operator endpoint on an existing request context (whose listener wrote the headers): bearer auth
+ * and billfold's error shape. A wrong or missing token is audited and counted against the client's
+ * address; past the limit, every request from there is refused, the right token included, so
+ * guessing cannot go on.
  */
 export function createOperatorHandler(
   options: OperatorHandlerOptions,
@@ -38,8 +38,6 @@ export function createOperatorHandler(
   const { logger, route } = options;
   const authorized = options.token === undefined ? () => true : createBearerCheck(options.token);
   return (req, res, context) => {
-    for (const [name, value] of options.securityHeaders.fixed) res.setHeader(name, value);
-    res.setHeader('cache-control', 'no-store');
     const fail = (error: unknown) => sendError(res, error, context, logger);
     if (options.token !== undefined) {
       const blockedMs = options.limiter.blockedFor(context.clientAddress);
@@ -83,13 +81,23 @@ function parseTarget(target: string | undefined): URL | undefined {
   }
 }
 
-/** The same, as the listener of a port of its own (a request id, a log line and metrics per request). */
+/**
+ * The same, as the listener of a port of its own: a request id, a log line and metrics per request,
+ * and the headers every answer carries (without CORS: no browser calls an operator port).
+ */
 export function createOperatorListener(
-  options: OperatorHandlerOptions & { observe?: RequestObserver; trust: TrustFunction },
+  options: OperatorHandlerOptions & {
+    securityHeaders: SecurityHeaders;
+    observe?: RequestObserver;
+    trust: TrustFunction;
+  },
 ): RequestListener {
   const handle = createOperatorHandler(options);
-  return (req, res) =>
-    handle(req, res, beginRequest(req, res, options.logger, options.observe, options.trust));
+  return (req, res) => {
+    const context = beginRequest(req, res, options.logger, options.observe, options.trust);
+    options.securityHeaders.write(req, res);
+    handle(req, res, context);
+  };
 }
 
 /** Writes a JSON answer. */
