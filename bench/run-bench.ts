@@ -19,7 +19,7 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `billfold-bench:${process.pid}:`;
 const SECRETS = {
   SESSION_SECRETS: 'bench-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz',
-  SESSION_ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 9).toString('base64url')}`,
+  SESSION_ENCRYPTION_KEYS: 'k1:Wits2s26MrYyhpz0vjD6d3ofciP43yZy8m8app2n6xQ',
 };
 
 const step = (message: string) => process.stderr.write(`bench: ${message}\n`);

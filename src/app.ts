@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { OperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
 import { createErrorHandler, sendError } from './middleware/error-handler.js';
 import { beginRequest } from './middleware/request-context.js';
 import {
@@ -47,6 +48,8 @@ export interface AppDeps {
   securityHeaders: SecurityHeaders;
   /** The public handle of a session id (the inventory never shows ids). */
   handleOf: (sessionId: string) => string;
+  /** Wrong operator tokens per address, shared by every operator endpoint of this instance. */
+  operatorAuthLimiter: OperatorAuthLimiter;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -68,6 +71,7 @@ export function createApp(deps: AppDeps): RequestListener {
       ? createOperatorHandler({
           logger,
           token: config.metrics.token,
+          limiter: deps.operatorAuthLimiter,
           route: createMetricsRoute(metrics),
         })
       : undefined;
@@ -120,7 +124,7 @@ export function createApp(deps: AppDeps): RequestListener {
   app.use(createErrorHandler(logger));
 
   return (req: IncomingMessage, res: ServerResponse) => {
-    const context = beginRequest(req, res, logger, metrics.observeRequest);
+    const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
     securityHeaders.write(req, res);
     const url = req.url ?? '';
     const fail = (error: unknown) => sendError(res, error, context, logger);
@@ -155,7 +159,8 @@ export function createClientErrorHandler(logger: Logger) {
     }
     const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
     const requestId = randomUUID();
-    logger.warn({ requestId, code: error.code }, 'refused a request that is not valid HTTP');
+    const clientAddress = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
+    logger.warn({ requestId, code: error.code, clientAddress }, 'refused a request that is not valid HTTP');
     const body = JSON.stringify({
       error: {
         code: 'invalid_request',

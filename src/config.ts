@@ -36,6 +36,10 @@ export interface Config {
   readonly nodeEnv: 'development' | 'production' | 'test';
   readonly port: number;
   readonly host: string;
+  /** Where ADMIN_PORT and METRICS_PORT listen. */
+  readonly operatorHost: string;
+  /** Failed operator tokens one client address may present per window before it is refused (429). */
+  readonly operatorAuth: { readonly maxFailures: number; readonly windowMs: number };
   readonly publicOrigin: string;
   readonly corsOrigins: readonly string[];
   readonly trustProxy: boolean | number | readonly string[];
@@ -74,6 +78,8 @@ export interface Config {
   /** The operator API (list and revoke sessions by provider user): on only when its port and token are set. */
   readonly admin: { readonly port: number; readonly token: string } | undefined;
   readonly logLevel: string;
+  /** Bytes of log lines held for a slow stdout; past it, lines are dropped and counted. */
+  readonly logBufferBytes: number;
 }
 
 /** How billfold reaches Redis beyond the URLs: Sentinel, the ACL user, TLS, replica acknowledgement. */
@@ -104,6 +110,17 @@ export class ConfigError extends Error {
 }
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** The largest BODY_LIMIT accepted. */
+export const MAX_BODY_LIMIT_BYTES = 64 * 1024 ** 2;
+
+/** Whether a listen address is reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (bare === 'localhost' || bare === '::1' || bare === '0:0:0:0:0:0:0:1') return true;
+  const v4 = bare.replace(/^::ffff:/, '');
+  return isIP(v4) === 4 && v4.startsWith('127.');
+}
 
 const optionalString = z
   .string()
@@ -155,6 +172,16 @@ const envSchema = z.object({
     .describe('`production` turns on every strict check'),
   PORT: integer(3000, 0, 65535).describe('listen port'),
   HOST: optionalString.transform((v) => v ?? '127.0.0.1').describe('listen address'),
+  ALLOW_DEVELOPMENT_ON_NETWORK: flag.describe(
+    'let development mode (any NODE_ENV but production) listen on a non-loopback HOST',
+  ),
+  OPERATOR_HOST: optionalString.describe(
+    'listen address of ADMIN_PORT and METRICS_PORT (default HOST); production needs TLS or loopback',
+  ),
+  OPERATOR_AUTH_MAX_FAILURES: integer(10, 1, 1_000_000).describe(
+    'wrong operator tokens one client address may send per window before it is refused',
+  ),
+  OPERATOR_AUTH_WINDOW_S: integer(900, 1, 86_400).describe('wrong operator token counting window'),
   PUBLIC_ORIGIN: optionalString.describe("billfold's own origin; required in production"),
   CORS_ORIGINS: list.describe('comma-separated exact origins allowed to call with credentials'),
   TRUST_PROXY: optionalString.describe('Express trust-proxy value: hop count or addresses'),
@@ -194,7 +221,9 @@ const envSchema = z.object({
   SUPABASE_URL: optionalString.describe('Supabase project URL, for Billbora email/password sign-in'),
   SUPABASE_ANON_KEY: optionalString.describe('Supabase anon key'),
   UPSTREAM_TIMEOUT_MS: integer(30_000, 100, 600_000).describe('upstream call timeout'),
-  BODY_LIMIT: optionalString.transform((v) => v ?? '1mb').describe('largest accepted request body'),
+  BODY_LIMIT: optionalString
+    .transform((v) => v ?? '1mb')
+    .describe('largest accepted request body, at most 64mb'),
   ALLOW_INSECURE_UPSTREAMS: flag.describe('allow http:// upstreams on loopback hosts'),
   RELAY_ALLOW_BILLINGPLATFORM: list.describe('relay path patterns allowed for BillingPlatform'),
   RELAY_ALLOW_BILL: list.describe('relay path patterns allowed for BILL'),
@@ -209,16 +238,21 @@ const envSchema = z.object({
   LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('failed-login counting window'),
   RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
   RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
-  METRICS_PORT: optionalPort.describe('serve GET /metrics on this port (on HOST) instead of the main one'),
+  METRICS_PORT: optionalPort.describe(
+    'serve GET /metrics on this port (on OPERATOR_HOST) instead of the main one',
+  ),
   METRICS_TOKEN: bearerToken.describe(
     'bearer token GET /metrics requires (on the main port, it is off without one)',
   ),
-  ADMIN_PORT: optionalPort.describe('serve the operator API on this port (on HOST)'),
+  ADMIN_PORT: optionalPort.describe('serve the operator API on this port (on OPERATOR_HOST)'),
   ADMIN_TOKEN: bearerToken.describe('bearer token the operator API requires'),
   LOG_LEVEL: optionalString
     .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional())
     .transform((v) => v ?? 'info')
     .describe('pino log level'),
+  LOG_BUFFER_BYTES: integer(8 * 1024 ** 2, 64 * 1024, 1024 ** 3).describe(
+    'log bytes held while stdout is slow; past it lines are dropped and counted',
+  ),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -230,6 +264,50 @@ export function parseByteSize(value: string): number | undefined {
   const units: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
   return Math.floor(Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1));
 }
+
+const shannonBits = (symbols: readonly number[]): number => {
+  const counts = new Map<number, number>();
+  for (const symbol of symbols) counts.set(symbol, (counts.get(symbol) ?? 0) + 1);
+  let bits = 0;
+  for (const count of counts.values()) bits -= count * Math.log2(count / symbols.length);
+  return bits;
+};
+
+/**
+ * A rough upper estimate, in bits, of what a secret holds: the lesser of the Shannon entropy of its
+ * symbols and of the steps between neighbours (so `aaaa…`, `abcd…` and `0123…` score near zero), and
+ * a string that repeats a shorter run scores as that run. Random secrets of the documented sizes score
+ * well above 100; it catches the placeholder an operator typed, not a clever weak secret.
+ */
+export function estimateEntropyBits(symbols: readonly number[]): number {
+  for (let unit = 1; unit <= symbols.length / 2; unit++) {
+    if (symbols.length % unit === 0 && symbols.every((symbol, i) => symbol === symbols[i % unit])) {
+      return estimateEntropyBits(symbols.slice(0, unit));
+    }
+  }
+  const steps = symbols.slice(1).map((symbol, i) => symbol - (symbols[i] ?? 0));
+  return Math.min(shannonBits(symbols), shannonBits(steps) + (symbols.length > 0 ? 8 : 0));
+}
+
+/** Below this estimate a key, secret or token is refused in production (and warned about elsewhere). */
+const WEAK_SECRET_BITS = 64;
+
+function checkStrength(
+  name: string,
+  symbols: readonly number[],
+  production: boolean,
+  problems: string[],
+  warnings: string[],
+): void {
+  const allZero = symbols.every((symbol) => symbol === 0);
+  if (!allZero && estimateEntropyBits(symbols) >= WEAK_SECRET_BITS) return;
+  const what = allZero ? 'is all zeros' : 'is low-entropy (one repeated or sequential run)';
+  const message = `${name}: a value ${what}; generate one with node -e "console.log(require('node:crypto').randomBytes(32).toString('base64url'))"`;
+  if (production) problems.push(message);
+  else warnings.push(message);
+}
+
+const codePoints = (text: string) => [...text].map((c) => c.codePointAt(0) ?? 0);
 
 /** Turns a RELAY_ALLOW pattern (`*` matches within a segment, `**` across segments) into a RegExp. */
 export function compileRelayPattern(pattern: string): RegExp {
@@ -500,10 +578,37 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
   const bodyLimitBytes = parseByteSize(env.BODY_LIMIT);
   if (bodyLimitBytes === undefined || bodyLimitBytes < 1)
     problems.push(`BODY_LIMIT: "${env.BODY_LIMIT}" is not a size`);
+  // Infinity (a few hundred digits) lands here too.
+  else if (bodyLimitBytes > MAX_BODY_LIMIT_BYTES)
+    problems.push(`BODY_LIMIT: "${env.BODY_LIMIT}" is over the ceiling of 64mb`);
 
   const providers = parseProviders(env, problems);
   const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems);
+  if (production) checkProductionTrust(trustProxy, problems, warnings);
   const admin = parseOperatorPorts(env, problems);
+  const operatorHost = env.OPERATOR_HOST ?? env.HOST;
+  checkListeners(env, { production, tls: tls !== undefined, operatorHost }, problems);
+  for (const secret of env.SESSION_SECRETS)
+    checkStrength('SESSION_SECRETS', codePoints(secret), production, problems, warnings);
+  for (const { key } of env.SESSION_ENCRYPTION_KEYS.length > 0 ? encryptionKeys : [])
+    checkStrength('SESSION_ENCRYPTION_KEYS', [...key], production, problems, warnings);
+  // A scrape configuration leaks more easily than an admin credential; neither may open the other.
+  if (env.ADMIN_TOKEN !== undefined && env.ADMIN_TOKEN === env.METRICS_TOKEN) {
+    problems.push('ADMIN_TOKEN: must differ from METRICS_TOKEN, so a scraper’s token cannot revoke sessions');
+  }
+  if (
+    [env.ADMIN_TOKEN, env.METRICS_TOKEN].some(
+      (token) => token !== undefined && env.SESSION_SECRETS.includes(token),
+    )
+  ) {
+    problems.push('ADMIN_TOKEN, METRICS_TOKEN: must differ from every SESSION_SECRETS entry');
+  }
+  for (const [name, token] of [
+    ['ADMIN_TOKEN', env.ADMIN_TOKEN],
+    ['METRICS_TOKEN', env.METRICS_TOKEN],
+  ] as const) {
+    if (token !== undefined) checkStrength(name, codePoints(token), production, problems, warnings);
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -517,6 +622,11 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     nodeEnv: env.NODE_ENV,
     port: env.PORT,
     host: env.HOST,
+    operatorHost,
+    operatorAuth: {
+      maxFailures: env.OPERATOR_AUTH_MAX_FAILURES,
+      windowMs: env.OPERATOR_AUTH_WINDOW_S * 1000,
+    },
     publicOrigin: publicOrigin ?? '',
     corsOrigins,
     trustProxy,
@@ -551,8 +661,74 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     metrics: { port: env.METRICS_PORT, token: env.METRICS_TOKEN },
     admin,
     logLevel: env.LOG_LEVEL,
+    logBufferBytes: env.LOG_BUFFER_BYTES,
   };
   return { config: deepFreeze(config), warnings };
+}
+
+/**
+ * Production trusts named proxies only: `true` (or a /0 subnet) would let any peer claim HTTPS and any
+ * client address. Hop counts and whole private ranges trust whatever connects from there; they are
+ * accepted with a warning, since an isolated network can make them right.
+ */
+function checkProductionTrust(trust: Config['trustProxy'], problems: string[], warnings: string[]): void {
+  const entries: readonly string[] = typeof trust === 'object' ? trust : [];
+  const everyone = trust === true || entries.some((entry) => /\/0+$/.test(entry.trim()));
+  if (everyone) {
+    problems.push(
+      "TRUST_PROXY: in production it must name the proxy's own address (e.g. TRUST_PROXY=10.0.0.7); trusting every peer lets any client claim HTTPS and any address",
+    );
+  } else if (typeof trust === 'number' && trust > 0) {
+    warnings.push(
+      `TRUST_PROXY=${trust} trusts whatever connects to billfold as a proxy; name the proxy's address unless only the proxy can reach billfold`,
+    );
+  } else if (entries.some((entry) => entry === 'uniquelocal' || entry === 'linklocal')) {
+    warnings.push(
+      "TRUST_PROXY trusts a whole private range as proxies; name the proxy's own address instead",
+    );
+  }
+}
+
+/**
+ * Where each listener may listen. Development mode stays on loopback unless told otherwise; in
+ * production an operator port carries its bearer token (or serves metrics) over TLS, or listens on
+ * loopback where no network can reach it.
+ */
+function checkListeners(
+  env: Env,
+  where: { production: boolean; tls: boolean; operatorHost: string },
+  problems: string[],
+): void {
+  const operatorPorts = [
+    ...(env.ADMIN_PORT !== undefined ? ['ADMIN_PORT'] : []),
+    ...(env.METRICS_PORT !== undefined ? ['METRICS_PORT'] : []),
+  ];
+  if (!where.production && !env.ALLOW_DEVELOPMENT_ON_NETWORK) {
+    const exposed = [
+      ...(isLoopbackHost(env.HOST) ? [] : [`HOST=${env.HOST}`]),
+      ...(operatorPorts.length > 0 && !isLoopbackHost(where.operatorHost)
+        ? [`OPERATOR_HOST=${where.operatorHost}`]
+        : []),
+    ];
+    if (exposed.length > 0) {
+      problems.push(
+        `HOST: ${exposed.join(' and ')} is reachable from the network, and NODE_ENV=${env.NODE_ENV} is not production (random secrets, a cookie without Secure, no HTTPS rule, the demo page); set NODE_ENV=production, a loopback address, or ALLOW_DEVELOPMENT_ON_NETWORK=true to do it knowingly`,
+      );
+    }
+  }
+  if (!where.production || isLoopbackHost(where.operatorHost)) return;
+  // TLS keeps a token secret, but a scrape port with none would still answer anyone on the network.
+  if (env.METRICS_PORT !== undefined && env.METRICS_TOKEN === undefined) {
+    problems.push(
+      `METRICS_TOKEN: required in production when METRICS_PORT listens on ${where.operatorHost}, a network address`,
+    );
+  }
+  if (where.tls) return;
+  for (const name of operatorPorts) {
+    problems.push(
+      `${name}: in production an operator port needs TLS (TLS_CERT_FILE and TLS_KEY_FILE) or a loopback OPERATOR_HOST; it would listen on ${where.operatorHost} in clear`,
+    );
+  }
 }
 
 function parseOperatorPorts(env: Env, problems: string[]): Config['admin'] {

@@ -31,6 +31,7 @@ export function sendError(
       provider: error.provider,
       sessionId: context.sessionId,
       requestId: context.id,
+      clientAddress: context.clientAddress,
       route: context.route,
     });
   }

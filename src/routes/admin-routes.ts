@@ -1,4 +1,5 @@
 import { AppError } from '../errors.js';
+import { audit } from '../logger.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
 import { billIndexKey, identityIndexKey } from '../session/session-index.js';
 import { isProviderId } from '../upstream/provider-id.js';
@@ -41,6 +42,13 @@ export function createAdminRoute(deps: AdminRouteDeps): OperatorRoute {
     if (provider && isProviderId(provider)) context.provider = provider;
     const sessions = await findSessions(deps.repository, [identityOfQuery(url.searchParams)]);
     if (req.method === 'GET') {
+      audit(deps.logger, {
+        event: 'admin_sessions_listed',
+        outcome: 'success',
+        provider: context.provider,
+        requestId: context.id,
+        clientAddress: context.clientAddress,
+      });
       sendJson(res, 200, {
         sessions: sessions
           .sort((a, b) => b.record.lastSeenAt - a.record.lastSeenAt)
@@ -48,6 +56,8 @@ export function createAdminRoute(deps: AdminRouteDeps): OperatorRoute {
       });
       return;
     }
-    sendJson(res, 200, { revoked: await revokeSessions(deps, sessions, 'operator', context.id) });
+    sendJson(res, 200, {
+      revoked: await revokeSessions(deps, sessions, 'operator', context.id, context.clientAddress),
+    });
   };
 }

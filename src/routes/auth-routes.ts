@@ -81,6 +81,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
         outcome: 'failure',
         provider: adapter.id,
         requestId: context.id,
+        clientAddress: context.clientAddress,
         reason: error instanceof AppError ? error.code : 'internal_error',
       });
       throw error;
@@ -108,6 +109,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       provider: adapter.id,
       sessionId: req.sessionID,
       requestId: context.id,
+      clientAddress: context.clientAddress,
     });
     res.json(view(record));
   });
@@ -131,6 +133,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       provider: adapter.id,
       sessionId: req.sessionID,
       requestId: context.id,
+      clientAddress: context.clientAddress,
     });
     if (!after) {
       forgetSession(req);
@@ -164,7 +167,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (hasStoredSession(req)) {
       const sessionId = req.sessionID;
       const ended = await destroySession(req);
-      audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
+      audit(logger, {
+        event: 'logout',
+        outcome: 'success',
+        sessionId,
+        requestId: context.id,
+        clientAddress: context.clientAddress,
+      });
       await logoutEveryUpstream(adapters, ended?.providers, logger);
     }
     forgetSession(req);

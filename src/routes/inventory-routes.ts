@@ -53,7 +53,7 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
     const sessions = await visibleSessions(req);
     const target = sessions.find((session) => handleOf(session.id) === req.params.id);
     if (!target) throw new AppError('not_found');
-    await revokeSessions(deps, [target], 'user', contextOf(req).id);
+    await revokeSessions(deps, [target], 'user', contextOf(req).id, contextOf(req).clientAddress);
     if (target.id === req.sessionID) {
       forgetSession(req);
       res.clearCookie(config.session.cookieName, cookie);
@@ -69,7 +69,8 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
     }
     const sessions = await visibleSessions(req);
     const others = sessions.filter((session) => session.id !== req.sessionID);
-    res.json({ revoked: await revokeSessions(deps, others, 'user', contextOf(req).id) });
+    const { id, clientAddress } = contextOf(req);
+    res.json({ revoked: await revokeSessions(deps, others, 'user', id, clientAddress) });
   });
 
   return router;

@@ -160,6 +160,7 @@ export function createRelayHandler(deps: RelayDeps) {
         provider: id,
         sessionId,
         requestId: context.id,
+        clientAddress: context.clientAddress,
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }

@@ -53,6 +53,7 @@ export async function revokeSessions(
   sessions: readonly LoadedSession[],
   by: 'user' | 'operator',
   requestId: string,
+  clientAddress?: string,
 ): Promise<number> {
   const ended = await Promise.all(
     sessions.map(async (session) => {
@@ -63,6 +64,7 @@ export async function revokeSessions(
         outcome: 'success',
         sessionId: session.id,
         requestId,
+        clientAddress,
         reason: by,
       });
       await logoutEveryUpstream(deps.adapters, record.providers, deps.logger);
