@@ -9,6 +9,7 @@ import { createRedisBackend } from '../src/session/redis-backend.js';
 import type { SessionBackend } from '../src/session/session-backend.js';
 import { createSessionCodec } from '../src/session/session-codec.js';
 import { createSessionRepository } from '../src/session/session-repository.js';
+import { createStoreKeyNames } from '../src/session/store-key-names.js';
 
 /** Bytes per session in each store, after writing `count` sessions. */
 export async function measureSessionMemory(count: number, redisUrl: string) {
@@ -18,6 +19,7 @@ export async function measureSessionMemory(count: number, redisUrl: string) {
   const codec = createSessionCodec(config.session.encryptionKeys);
   const fill = async (backend: SessionBackend) => {
     const repository = createSessionRepository({
+      keyNames: createStoreKeyNames(['bench-signing-secret-0123456789abcdefghijkl']),
       backend,
       codec,
       clock: systemClock,

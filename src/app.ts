@@ -28,8 +28,10 @@ import { createRelayHandler } from './routes/relay-route.js';
 import { createSessionRouter } from './routes/session-routes.js';
 import { createSessionIdReader } from './session/session-cookie.js';
 import type { SessionRepository } from './session/session-repository.js';
+import type { StoreKeyNames } from './session/store-key-names.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
 import type { AdapterRegistry } from './upstream/provider-adapter.js';
+import { checkQuery } from './upstream/relay-policy.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
 
 /** Everything the app is built from; it reads no environment and opens no port. */
@@ -44,6 +46,8 @@ export interface AppDeps {
   securityHeaders: SecurityHeaders;
   /** The public handle of a session id (the inventory never shows ids). */
   handleOf: (sessionId: string) => string;
+  /** How store keys named after personal values are named (keyed hashes). */
+  keyNames: StoreKeyNames;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -74,11 +78,16 @@ export function createApp(deps: AppDeps): RequestListener {
     securityHeaders,
     renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
     readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
-    relayLimiter: createRelayLimiter(repository.backend, config.rateLimits, deps.clock, (error) =>
-      logger.warn(
-        { message: error instanceof Error ? error.message : String(error) },
-        'relay counter not written',
-      ),
+    relayLimiter: createRelayLimiter(
+      repository.backend,
+      config.rateLimits,
+      deps.clock,
+      (error) =>
+        logger.warn(
+          { message: error instanceof Error ? error.message : String(error) },
+          'relay counter not written',
+        ),
+      deps.keyNames,
     ),
   });
 
@@ -140,6 +149,13 @@ export function createApp(deps: AppDeps): RequestListener {
     if (url.startsWith('/api/') && req.method !== 'OPTIONS') {
       relay(req, res, context).catch(fail);
       return;
+    }
+    // The relay checks its query after its path; every other route checks it here, before anything.
+    const queryAt = url.indexOf('?');
+    try {
+      if (queryAt !== -1) checkQuery(url.slice(queryAt));
+    } catch (error) {
+      return fail(error);
     }
     if (metricsHere && pathname === '/metrics') return metricsHere(req, res, context);
     app(req as express.Request, res as express.Response);

@@ -14,6 +14,7 @@ import type { SessionBackend } from './session/session-backend.js';
 import { createSessionCodec } from './session/session-codec.js';
 import { createSessionHandles } from './session/session-inventory.js';
 import { createSessionRepository, type SessionRepository } from './session/session-repository.js';
+import { createStoreKeyNames } from './session/store-key-names.js';
 import { createAdapters } from './upstream/adapter-registry.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
 
@@ -63,7 +64,9 @@ export function createBillfold(
   const metrics = createMetrics();
   const logger = observeAudits(options.logger, metrics.observeAudit);
   const backend = options.backend ?? createBackend(config, clock, logger);
+  const keyNames = createStoreKeyNames(config.session.secrets);
   const repository = createSessionRepository({
+    keyNames,
     backend,
     codec: createSessionCodec(config.session.encryptionKeys),
     clock,
@@ -86,7 +89,18 @@ export function createBillfold(
   const adapters = createAdapters(config, client, clock);
   const securityHeaders = createSecurityHeaders();
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
-  const deps = { config, clock, logger, repository, adapters, client, metrics, securityHeaders, handleOf };
+  const deps = {
+    config,
+    clock,
+    logger,
+    repository,
+    adapters,
+    client,
+    metrics,
+    securityHeaders,
+    handleOf,
+    keyNames,
+  };
   const operatorPort = { logger, securityHeaders, observe: metrics.observeRequest };
   return {
     handler: createApp(deps),

@@ -14,10 +14,11 @@ import {
 } from '../middleware/session-middleware.js';
 import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
+import type { StoreKeyNames } from '../session/store-key-names.js';
 import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
 import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
-import { logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
+import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
 /** What the auth routes are built from. */
@@ -27,6 +28,7 @@ export interface AuthRouteDeps {
   repository: SessionRepository;
   clock: Clock;
   logger: Logger;
+  keyNames: StoreKeyNames;
 }
 
 /** Validates a JSON body against a schema; the message names the fields, never their values. */
@@ -62,27 +64,57 @@ export function requireJsonBody(req: Request, _res: Response, next: (error?: unk
 /** POST /auth/:provider/login, POST /auth/:provider/logout and POST /auth/logout. */
 export function createAuthRouter(deps: AuthRouteDeps): Router {
   const { config, adapters, repository, clock, logger } = deps;
-  const loginLimiter = createLoginLimiter(repository.backend, config.rateLimits);
+  const loginLimiter = createLoginLimiter(
+    repository.backend,
+    config.rateLimits,
+    deps.keyNames,
+    config.providers.bill?.devKey,
+  );
   const router = express.Router();
   const cookie = sessionCookieOptions(config);
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
   const view = (record: SessionRecord | undefined) => buildSessionView(record, adapters, repository.limits);
+
+  /**
+   * Stores a granted login under a new session id: the credential joins what the session already held,
+   * and the old id dies. Returns the record as stored and the credential it replaced, if any.
+   */
+  const storeLogin = async (req: Request, provider: ProviderId, credential: CredentialOf<ProviderId>) => {
+    const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
+    const now = clock.now();
+    const record: SessionRecord = {
+      createdAt: previous?.record.createdAt ?? now,
+      lastSeenAt: now,
+      providers: { ...previous?.record.providers, [provider]: credential },
+      device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
+    };
+    await saveAsNewSession(req, record);
+    contextOf(req).sessionId = req.sessionID;
+    if (!previous) return { current: record, replaced: undefined };
+    // The old id dies now. Whatever it held at that instant (a renewal that landed meanwhile) moves
+    // to the new id; if it was signed out meanwhile, only the provider just signed in to survives.
+    const latest = await repository.destroy(previous.id, previous);
+    const providers = { ...latest?.providers, [provider]: credential };
+    let current = record;
+    if (JSON.stringify(providers) !== JSON.stringify(record.providers)) {
+      const updated = await repository.update(req.sessionID, (stored) => ({ ...stored, providers }));
+      current = updated?.record ?? current;
+    }
+    return { current, replaced: previous.record.providers[provider] };
+  };
 
   router.post('/:provider/login', async (req, res) => {
     const context = contextOf(req);
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     const input = parseBody(adapter.loginSchema, req.body);
-    const ip = req.ip ?? 'unknown';
-    const username = loginIdentity(input);
-    await loginLimiter.check(ip, adapter.id, username);
+    const attempt = await loginLimiter.begin(req.ip ?? 'unknown', adapter.id, loginIdentity(input));
     let credential: CredentialOf<ProviderId>;
     try {
       credential = await adapter.login(input);
     } catch (error) {
-      if (error instanceof AppError && error.code === 'invalid_credentials') {
-        await loginLimiter.recordFailure(ip, adapter.id, username);
-      }
+      const refused = error instanceof AppError && error.code === 'invalid_credentials';
+      await (refused ? attempt.failed() : attempt.abandoned());
       audit(logger, {
         event: 'login',
         outcome: 'failure',
@@ -93,31 +125,32 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       throw error;
     }
 
-    await loginLimiter.recordSuccess(adapter.id, username);
-    const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
-    const now = clock.now();
-    const record: SessionRecord = {
-      createdAt: previous?.record.createdAt ?? now,
-      lastSeenAt: now,
-      providers: { ...previous?.record.providers, [adapter.id]: credential },
-      device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
-    };
-    await saveAsNewSession(req, record);
-    context.sessionId = req.sessionID;
-
-    let current = record;
-    if (previous) {
-      // The old id dies now. Whatever it held at that instant (a renewal that landed meanwhile) moves
-      // to the new id; if it was signed out meanwhile, only the provider just signed in to survives.
-      const latest = await repository.destroy(previous.id, previous);
-      const providers = { ...latest?.providers, [adapter.id]: credential };
-      if (JSON.stringify(providers) !== JSON.stringify(record.providers)) {
-        const updated = await repository.update(req.sessionID, (stored) => ({ ...stored, providers }));
-        current = updated?.record ?? current;
-      }
-      const replaced = previous.record.providers[adapter.id];
-      if (replaced) void logoutUpstream(adapter, replaced, logger);
+    await attempt.succeeded();
+    let current: SessionRecord;
+    let replaced: CredentialOf<ProviderId> | undefined;
+    const before = hasStoredSession(req) ? req.sessionID : undefined;
+    try {
+      ({ current, replaced } = await storeLogin(req, adapter.id, credential));
+    } catch (error) {
+      // The upstream session is open and billfold keeps it nowhere: close it, and leave no session
+      // (nor cookie) half made.
+      const made = hasStoredSession(req) && req.sessionID !== before ? req.sessionID : undefined;
+      forgetSession(req);
+      if (made !== undefined) void repository.destroy(made).catch(() => undefined);
+      void logoutUpstream(adapter, credential, logger);
+      throw error;
     }
+    if (replaced) void logoutUpstream(adapter, replaced, logger);
+    await enforceSessionCap(
+      deps,
+      current,
+      req.sessionID,
+      config.session.maxSessionsPerIdentity,
+      context.id,
+    ).catch((error: unknown) => {
+      // The cap is enforced again at the identity's next sign-in; this one stands.
+      logger.warn({ code: (error as AppError).code }, 'session cap not enforced');
+    });
     audit(logger, {
       event: 'login',
       outcome: 'success',

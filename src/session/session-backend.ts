@@ -4,6 +4,11 @@ export interface Counter {
   resetInMs: number;
 }
 
+/** What a reservation found: whether it was granted, the count after it, and ms left in the window. */
+export interface Reservation extends Counter {
+  granted: boolean;
+}
+
 /**
  * The raw key-value operations billfold needs from a store. Values are opaque strings (sealed
  * records); every write carries a TTL so nothing outlives its session. Implemented by the embedded
@@ -28,6 +33,13 @@ export interface SessionBackend {
   /** A counter's count and ms left in its window, without changing it (0 when absent). */
   readCounter(key: string): Promise<Counter>;
   /**
+   * Count, compare and refuse in one atomic step: adds one to the counter (its window of `windowMs`
+   * starting at its first hit) only while it holds fewer than `limit`, so no burst passes more.
+   */
+  reserve(key: string, limit: number, windowMs: number): Promise<Reservation>;
+  /** Gives one reserved count back (never below zero; the window keeps its end). */
+  release(key: string): Promise<void>;
+  /**
    * Adds `member` to the sorted index at `key`, scored by `endsAtMs` (when it ends for good), drops the
    * members already ended at `nowMs`, and lets the key expire when its last member ends: an index
    * never outlives what it lists, even when nobody reads it. Times are billfold's clock, not the store's.
@@ -36,6 +48,10 @@ export interface SessionBackend {
   indexRemove(key: string, member: string): Promise<void>;
   /** The members of the index not yet ended at `nowMs` (ended ones are dropped on the way). */
   indexMembers(key: string, nowMs: number): Promise<string[]>;
+  /** The newest `limit` members of the index not yet ended at `nowMs` (the latest to end last). */
+  indexNewest(key: string, limit: number, nowMs: number): Promise<string[]>;
+  /** The members past the newest `keep` (the earliest to end first): what a cap of `keep` must end. */
+  indexOverflow(key: string, keep: number, nowMs: number): Promise<string[]>;
   /** How many members of the index have not ended at `nowMs`, without listing them. */
   indexSize(key: string, nowMs: number): Promise<number>;
   /** Resolves when the store answers. */

@@ -18,6 +18,7 @@ import { createCredentialRenewer } from '../../src/upstream/credential-renewer.j
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 import { createTestClock } from '../support/test-clock.js';
+import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 
 const limits = { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 43_200_000 };
 const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
@@ -66,6 +67,7 @@ async function mustCreate(
 function setup(backend: SessionBackend, adapter: BillboraAdapter) {
   const clock = createTestClock(Date.now());
   const repository = createSessionRepository({
+    keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
     backend,
     codec,
     clock,

@@ -9,6 +9,7 @@ import { createSessionRepository } from '../../src/session/session-repository.js
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 import { createTestClock } from '../support/test-clock.js';
+import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 
 const limits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
 const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
@@ -40,6 +41,7 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
     backend = makeBackend(clock);
     opened.push(backend);
     return createSessionRepository({
+      keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
       backend,
       codec,
       clock,
@@ -161,6 +163,7 @@ describe('session repository when the store fails', () => {
       get: () => new Promise(() => undefined),
     };
     const repository = createSessionRepository({
+      keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
       backend: hanging,
       codec,
       clock: createTestClock(),
@@ -186,6 +189,7 @@ describe('session repository when the store fails', () => {
       onError: () => undefined,
     });
     const repository = createSessionRepository({
+      keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
       backend,
       codec,
       clock,

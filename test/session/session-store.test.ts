@@ -7,6 +7,7 @@ import { createSessionRepository } from '../../src/session/session-repository.js
 import { RepositorySessionStore } from '../../src/session/session-store.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 import { createTestClock } from '../support/test-clock.js';
+import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 
 const call = (run: (done: (error?: unknown) => void) => void) =>
   new Promise<void>((resolve, reject) =>
@@ -20,6 +21,7 @@ const call = (run: (done: (error?: unknown) => void) => void) =>
 function setup() {
   const clock = createTestClock();
   const repository = createSessionRepository({
+    keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
     backend: createMemoryBackend({ clock, maxEntries: 10, sweepIntervalMs: 0 }),
     codec: createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys),
     clock,
