@@ -141,7 +141,10 @@ export function createMemoryBackend(options: MemoryBackendOptions): SessionBacke
     },
     release(key) {
       const entry = readTally(key);
-      if (entry && Number(entry.value) > 0) entry.value = String(Number(entry.value) - 1);
+      const count = entry ? Number(entry.value) - 1 : 0;
+      // A count given back to nothing is dropped: an absent counter reads the same, and takes no room.
+      if (entry && count > 0) entry.value = String(count);
+      else tallies.delete(key);
       return Promise.resolve();
     },
     indexAdd(key, member, endsAtMs, nowMs) {

@@ -38,7 +38,7 @@ const READ_COUNTER = `
 return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('PTTL', KEYS[1])}`;
 
 // Count, compare and refuse in one step. A release never takes a count below zero, nor recreates a
-// counter whose window has ended (which would leave it without a TTL).
+// counter whose window has ended (which would leave it without a TTL); one given back to nothing goes.
 const RESERVE = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= tonumber(ARGV[2]) then return {0, count, redis.call('PTTL', KEYS[1])} end
@@ -48,7 +48,7 @@ return {1, count, redis.call('PTTL', KEYS[1])}`;
 
 const RELEASE = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if count > 0 then redis.call('DECR', KEYS[1]) end
+if count > 1 then redis.call('DECR', KEYS[1]) else redis.call('DEL', KEYS[1]) end
 return 1`;
 
 // Indexes are sorted sets scored by when each member ends. Times come from billfold's clock (ARGV),

@@ -37,7 +37,7 @@ export interface SessionBackend {
    * starting at its first hit) only while it holds fewer than `limit`, so no burst passes more.
    */
   reserve(key: string, limit: number, windowMs: number): Promise<Reservation>;
-  /** Gives one reserved count back (never below zero; the window keeps its end). */
+  /** Gives one reserved count back (never below zero; the window keeps its end; at zero the counter goes). */
   release(key: string): Promise<void>;
   /**
    * Adds `member` to the sorted index at `key`, scored by `endsAtMs` (when it ends for good), drops the
