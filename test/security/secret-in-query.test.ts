@@ -83,7 +83,8 @@ const spelled = (name: string) =>
                 return encodeURIComponent(String.fromCharCode(character.charCodeAt(0) + 0xfee0));
               case 'underscore':
                 return index === 0 ? character : `_${character}`;
-              default:
+              case 'lower':
+              case undefined:
                 return character;
             }
           })
