@@ -158,7 +158,9 @@ const envSchema = z.object({
   SESSION_IDLE_TIMEOUT_S: integer(1800, 60, 86_400 * 30).describe('idle timeout'),
   SESSION_ABSOLUTE_TIMEOUT_S: integer(43_200, 60, 86_400 * 365).describe('absolute timeout'),
   SESSION_STORE: optionalString.pipe(z.enum(['memory', 'redis']).optional()).describe('session store kind'),
-  MEMORY_STORE_MAX_SESSIONS: integer(100_000, 1, 10_000_000).describe('embedded store capacity'),
+  MEMORY_STORE_MAX_SESSIONS: integer(100_000, 1, 10_000_000).describe(
+    'embedded store capacity: sessions, and as many counters and locks kept apart from them',
+  ),
   REDIS_URL: optionalString.describe('redis:// or rediss:// URL'),
   REDIS_CLUSTER_NODES: list.describe('comma-separated Redis Cluster root nodes'),
   REDIS_KEY_PREFIX: optionalString.transform((v) => v ?? 'billfold:').describe('prefix of every Redis key'),

@@ -209,7 +209,7 @@ describe('the embedded store keeps counters and locks where sessions cannot evic
   it('keeps a failed-login count and a renewal lock while far more sessions than it holds are written', async () => {
     const clock = createTestClock();
     const backend = createMemoryBackend({ clock, maxEntries: 10, sweepIntervalMs: 0 });
-    await backend.reserve('rl:login:user-ip:x', 5, 60_000);
+    await backend.increment('rl:login:user-ip:x', 60_000);
     expect(await backend.acquireLock('l:renew:s1:billbora', 'token', 60_000)).toBe(true);
     for (let i = 0; i < 100; i++) await backend.compareAndSet(`s:session-${i}`, null, 'sealed', 60_000);
     expect(backend.size()).toBe(10);
