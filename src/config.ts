@@ -31,6 +31,8 @@ export interface RateLimitConfig {
   loginWindowMs: number;
   /** BILL logins per hour billfold makes with its developer key (BILL refuses past 200). */
   billLoginsPerHour: number;
+  /** The share of that budget one client address may spend per hour. */
+  billLoginsPerIpPerHour: number;
   /** Relayed calls one session may make per window; 0 turns the limit off. */
   relayCallsPerSession: number;
   relayWindowMs: number;
@@ -197,6 +199,9 @@ const envSchema = z.object({
   LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('login counting window (failures and successes)'),
   BILL_LOGINS_PER_HOUR: integer(180, 1, 100_000).describe(
     'BILL logins per hour with BILL_DEV_KEY, answered 429 past it (BILL allows 200)',
+  ),
+  BILL_LOGINS_PER_HOUR_PER_IP: integer(10, 1, 100_000).describe(
+    'BILL logins per hour one client address may make, so a few addresses cannot spend the budget',
   ),
   MAX_SESSIONS_PER_IDENTITY: integer(20, 1, 10_000).describe(
     'live sessions per personal upstream identity; a new one past it ends the oldest',
@@ -471,6 +476,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       loginSuccessesPerIp: env.LOGIN_MAX_SUCCESSES_PER_IP,
       loginWindowMs: env.LOGIN_FAILURE_WINDOW_S * 1000,
       billLoginsPerHour: env.BILL_LOGINS_PER_HOUR,
+      billLoginsPerIpPerHour: env.BILL_LOGINS_PER_HOUR_PER_IP,
       relayCallsPerSession: env.RELAY_RATE_LIMIT,
       relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
     },

@@ -34,7 +34,8 @@ export interface LoginAttempt {
  * burst gets no more attempts than the limit: failures per client address; failures per username
  * from one address (a stranger elsewhere cannot lock the user out); failures per username from all
  * addresses, past which the username is slowed to one attempt per interval rather than walled;
- * successes per client address; and BILL's logins per developer key, refused before BILL refuses.
+ * successes per client address; and BILL's logins per developer key, refused before BILL refuses,
+ * of which one address may spend only a share.
  */
 export interface LoginLimiter {
   /** Reserves every count the attempt needs; throws 429 rate_limited (with Retry-After) when one is spent. */
@@ -112,7 +113,13 @@ export function createLoginLimiter(
         });
       }
       if (provider === 'bill' && billDevKey !== undefined) {
-        // BILL counts every login against the key, granted or not.
+        // BILL counts every login against the key, granted or not; no address may spend much of it.
+        limits.push({
+          key: `rl:login:bill-ip:${names.current('ip', ip)}`,
+          limit: config.billLoginsPerIpPerHour,
+          windowMs: HOUR_MS,
+          keptOn: ALWAYS,
+        });
         limits.push({
           key: `rl:login:bill:${names.current('devkey', billDevKey)}`,
           limit: config.billLoginsPerHour,

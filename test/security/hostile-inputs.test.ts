@@ -245,6 +245,7 @@ describe('the login body schemas, under generated bodies over HTTP', () => {
       LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '1000000',
       LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
       BILL_LOGINS_PER_HOUR: '100000',
+      BILL_LOGINS_PER_HOUR_PER_IP: '100000',
     });
   });
   afterAll(async () => {

@@ -174,6 +174,7 @@ describe('successful logins per client address, and the BILL budget per develope
       TRUST_PROXY: 'loopback',
       LOGIN_MAX_SUCCESSES_PER_IP: '5',
       BILL_LOGINS_PER_HOUR: '8',
+      BILL_LOGINS_PER_HOUR_PER_IP: '3',
     });
   });
   afterAll(async () => {
@@ -202,6 +203,30 @@ describe('successful logins per client address, and the BILL budget per develope
     expect(limited[0]?.body.error).toMatchObject({ code: 'rate_limited', provider: 'bill' });
     expect(Number(limited[0]?.headers.get('retry-after'))).toBeGreaterThan(3000);
     expect(sandbox.bill.requests.filter((request) => request.path.endsWith('Login.json'))).toHaveLength(8);
+  });
+
+  it('lets no single address spend more than its share of the BILL budget', async () => {
+    const fresh = await startBillfold({
+      ...sandbox.env,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      TRUST_PROXY: 'loopback',
+      BILL_LOGINS_PER_HOUR: '100',
+      BILL_LOGINS_PER_HOUR_PER_IP: '3',
+    });
+    try {
+      sandbox.bill.clearRequests();
+      const answers = await burst(20, () =>
+        login(fresh, 'bill', { ...demo.bill, password: 'wrong' }, '203.0.113.77'),
+      );
+      expect(answers.filter((answer) => answer.status === 401)).toHaveLength(3);
+      expect(sandbox.bill.requests.filter((request) => request.path.endsWith('Login.json'))).toHaveLength(3);
+      // Even the right password: the address's share is spent; another address still signs in.
+      expect((await login(fresh, 'bill', demo.bill, '203.0.113.77')).status).toBe(429);
+      expect((await login(fresh, 'bill', demo.bill, '203.0.113.78')).status).toBe(200);
+    } finally {
+      await fresh.close();
+    }
   });
 });
 
