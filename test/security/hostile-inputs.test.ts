@@ -4,6 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createSessionIdReader } from '../../src/session/session-cookie.js';
+import { createAdapters } from '../../src/upstream/adapter-registry.js';
+import { upstreamUrl } from '../../src/upstream/provider-adapter.js';
+import { canonicalRelayPath, checkRelayPath } from '../../src/upstream/relay-policy.js';
+import { createUpstreamClient } from '../../src/upstream/upstream-client.js';
+import { systemClock } from '../../src/clock.js';
+import { testConfig } from '../support/test-config.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { sendRaw } from '../support/raw-http.js';
@@ -157,6 +163,83 @@ describe('the relay path checker, under generated paths over a real socket', () 
     );
     console.log(`relay path property: ${cases} generated cases`);
     expect(cases).toBe(HTTP_RUNS);
+  });
+});
+
+describe('the relay path checker and the auth-endpoint rules, under generated paths', () => {
+  const config = testConfig({
+    BILLINGPLATFORM_BASE_URL: 'https://bp.example/tenant/rest/2.0',
+    BILL_BASE_URL: 'https://bill.example/api/v2',
+    BILL_DEV_KEY: 'dev-key',
+    BILLBORA_BASE_URL: 'https://billbora.example/api/v1',
+  });
+  const client = createUpstreamClient({ timeoutMs: 1000 });
+  const adapters = createAdapters(config, client, systemClock);
+  const AUTH = {
+    billingplatform: (segments: string[]) => ['login', 'logout'].includes(segments[0] ?? ''),
+    bill: (segments: string[]) => ['login.json', 'logout.json'].includes(segments[0] ?? ''),
+    billbora: (segments: string[]) => segments[0] === 'users' && segments[1] === 'auth',
+  } as const;
+  const word = fc.constantFrom(
+    'login',
+    'logout',
+    'Login.json',
+    'LOGOUT.JSON',
+    'users',
+    'auth',
+    'ACCOUNT',
+    'x',
+  );
+  // A word with some of its characters percent-encoded (once or twice), upper-cased or made fullwidth.
+  const disguised = fc
+    .tuple(
+      word,
+      fc.array(fc.constantFrom('as-is', 'upper', 'percent', 'double', 'fullwidth'), {
+        minLength: 12,
+        maxLength: 12,
+      }),
+    )
+    .map(([text, styles]) =>
+      [...text]
+        .map((character, index) => {
+          const style = styles[index % styles.length];
+          if (style === 'upper') return character.toUpperCase();
+          if (style === 'percent') return `%${character.charCodeAt(0).toString(16)}`;
+          if (style === 'double') return `%25${character.charCodeAt(0).toString(16)}`;
+          if (style === 'fullwidth' && /[a-z]/i.test(character))
+            return encodeURIComponent(String.fromCharCode(character.charCodeAt(0) + 0xfee0));
+          return character;
+        })
+        .join(''),
+    );
+  const segment = fc.oneof(disguised, fc.constantFrom('..', '%2e', '', ';x', '%3bx', '%2f', 'a;b'));
+  const path = fc.array(segment, { minLength: 1, maxLength: 4 }).map((segments) => segments.join('/'));
+
+  it(`refuses every accepted path that an upstream reads as its auth endpoint, and keeps every other on its host (${UNIT_RUNS} cases)`, () => {
+    let cases = 0;
+    fc.assert(
+      fc.property(path, fc.constantFrom('billingplatform', 'bill', 'billbora'), (relayPath, provider) => {
+        cases++;
+        let checked: string;
+        try {
+          checked = checkRelayPath(relayPath);
+        } catch (error) {
+          expect((error as { code?: string }).code).toBe('invalid_path');
+          return;
+        }
+        const segments = checked.split('/').map(readAsUpstream);
+        const adapter = adapters[provider]!;
+        if (AUTH[provider](segments)) expect(adapter.isAuthEndpoint(canonicalRelayPath(checked))).toBe(true);
+        const baseUrl = config.providers[provider]!.baseUrl;
+        const target = upstreamUrl(baseUrl, checked);
+        expect(target.host).toBe(baseUrl.host);
+        expect(target.pathname.startsWith(`${baseUrl.pathname}/`)).toBe(true);
+        expect(segments).not.toContain('..');
+      }),
+      { numRuns: UNIT_RUNS },
+    );
+    console.log(`relay path and auth-endpoint property: ${cases} generated cases`);
+    expect(cases).toBe(UNIT_RUNS);
   });
 });
 

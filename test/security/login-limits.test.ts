@@ -106,6 +106,29 @@ describe('login limits reserve before the upstream is called (Redis, a login of 
   });
 });
 
+describe('failed logins per client address, under a burst of usernames', () => {
+  it('lets 50 parallel wrong passwords for 50 usernames from one address reach the upstream 7 times', async () => {
+    const upstream = await startScriptedUpstream();
+    upstream.loginDelayMs = 300;
+    const billfold = await startBillfold({
+      ...upstream.env,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      TRUST_PROXY: 'loopback',
+      LOGIN_MAX_FAILURES_PER_IP: '7',
+    });
+    try {
+      await burst(50, (index) =>
+        login(billfold, 'billingplatform', { username: `user-${index}`, password: 'wrong' }, '203.0.113.5'),
+      );
+      expect(upstream.logins).toHaveLength(7);
+    } finally {
+      await billfold.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('past the username ceiling, the username is slowed, not walled (embedded store, test clock)', () => {
   let upstream: ScriptedUpstream;
   let billfold: RunningBillfold;
