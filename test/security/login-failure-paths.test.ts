@@ -8,16 +8,25 @@ import { startScriptedUpstream, type ScriptedUpstream } from '../support/scripte
 /** The embedded store, with switches that make one kind of call fail. */
 function breakable() {
   const backend = createMemoryBackend({ clock: systemClock, maxEntries: 1000 });
-  const failing = { sessionWrites: false, indexAdds: false };
+  const failing = { sessionWrites: false, indexAdds: false, secondRead: false };
+  let reads = 0;
   const broken = () => Promise.reject(new Error('store went away'));
   const wrapped: SessionBackend = {
     ...backend,
     compareAndSet: (key, expected, value, ttlMs) =>
       failing.sessionWrites ? broken() : backend.compareAndSet(key, expected, value, ttlMs),
+    // With `secondRead`, the session middleware's read passes and the route's own read fails.
+    get: (key) => (failing.secondRead && ++reads === 2 ? broken() : backend.get(key)),
     indexAdd: (key, member, endsAtMs, nowMs) =>
       failing.indexAdds ? broken() : backend.indexAdd(key, member, endsAtMs, nowMs),
   };
-  return { wrapped, failing };
+  return {
+    wrapped,
+    failing,
+    resetReads: () => {
+      reads = 0;
+    },
+  };
 }
 
 describe('upstream logout on every failure after a granted login', () => {
@@ -29,7 +38,8 @@ describe('upstream logout on every failure after a granted login', () => {
     billfold = await startBillfold(upstream.env, { backend: store.wrapped });
   });
   beforeEach(() => {
-    Object.assign(store.failing, { sessionWrites: false, indexAdds: false });
+    Object.assign(store.failing, { sessionWrites: false, indexAdds: false, secondRead: false });
+    store.resetReads();
   });
   afterAll(async () => {
     await billfold.close();
@@ -54,4 +64,20 @@ describe('upstream logout on every failure after a granted login', () => {
       await expect.poll(() => upstream.logouts).toContain(granted);
     },
   );
+
+  it('signs the new upstream session out when the session it joins cannot be read, and leaves that session as it was', async () => {
+    const signedIn = client();
+    expect((await signedIn.post('/auth/billingplatform/login', body())).status).toBe(200);
+    const kept = upstream.granted.at(-1);
+    store.failing.secondRead = true;
+    const answer = await signedIn.post('/auth/billingplatform/login', body());
+    expect(answer.status).toBe(503);
+    expect(answer.setCookies).toEqual([]);
+    const granted = upstream.granted.at(-1);
+    expect(granted).not.toBe(kept);
+    await expect.poll(() => upstream.logouts).toContain(granted);
+    store.failing.secondRead = false;
+    expect(upstream.logouts).not.toContain(kept);
+    expect((await signedIn.get('/auth/session')).body.authenticated).toBe(true);
+  });
 });
