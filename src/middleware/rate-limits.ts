@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RateLimitConfig } from '../config.js';
 import { AppError } from '../errors.js';
@@ -17,6 +18,26 @@ const refuse = (resetInMs: number, provider?: ProviderId) =>
  */
 export function limitedUsername(username: string): string {
   return username.normalize('NFKC').trim().toLowerCase();
+}
+
+/**
+ * The client address as the login limits count it. One IPv6 user is handed a whole /64, so an
+ * address there counts as its /64: otherwise each of its 2^64 addresses would be a new stranger.
+ * IPv4-mapped IPv6 is the IPv4 address.
+ */
+export function limitedAddress(ip: string): string {
+  const address = ip.replace(/%.*$/, '');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped?.[1]) return mapped[1];
+  if (!isIPv6(address)) return address;
+  const [head = '', tail] = address.toLowerCase().split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }
 
 /** One login attempt's reservations, settled by how the upstream answered. */
@@ -84,7 +105,8 @@ export function createLoginLimiter(
   };
 
   return {
-    async begin(ip, provider, username) {
+    async begin(clientIp, provider, username) {
+      const ip = limitedAddress(clientIp);
       const limits: Limit[] = [
         {
           key: `rl:login:ip:${names.current('ip', ip)}`,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { limitedAddress } from '../../src/middleware/rate-limits.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
@@ -122,6 +123,61 @@ describe('failed logins per client address, under a burst of usernames', () => {
         login(billfold, 'billingplatform', { username: `user-${index}`, password: 'wrong' }, '203.0.113.5'),
       );
       expect(upstream.logins).toHaveLength(7);
+    } finally {
+      await billfold.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('client addresses as the limits count them', () => {
+  it.each([
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+    ['2001:db8:1:2::ffff', '2001:db8:1:2::/64'],
+    ['2001:DB8:0001:0002:aaaa::1', '2001:db8:1:2::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['::ffff:192.0.2.1', '192.0.2.1'],
+    ['192.0.2.1', '192.0.2.1'],
+  ])('counts %s as %s', (ip, counted) => {
+    expect(limitedAddress(ip)).toBe(counted);
+  });
+
+  it('counts every address of one IPv6 /64 as one stranger', async () => {
+    const upstream = await startScriptedUpstream();
+    const billfold = await startBillfold({
+      ...upstream.env,
+      TRUST_PROXY: 'loopback',
+      LOGIN_MAX_FAILURES_PER_USER: '3',
+    });
+    try {
+      for (let i = 1; i <= 3; i++) {
+        const answer = await login(
+          billfold,
+          'billingplatform',
+          { username: 'v6', password: 'wrong' },
+          `2001:db8:7:7::${i}`,
+        );
+        expect(answer.status).toBe(401);
+      }
+      const next = await login(
+        billfold,
+        'billingplatform',
+        { username: 'v6', password: 'wrong' },
+        '2001:db8:7:7:ffff::9',
+      );
+      expect(next.status).toBe(429);
+      // Another /64 is someone else.
+      expect(
+        (
+          await login(
+            billfold,
+            'billingplatform',
+            { username: 'v6', password: upstream.password },
+            '2001:db8:7:8::1',
+          )
+        ).status,
+      ).toBe(200);
     } finally {
       await billfold.close();
       await upstream.close();
