@@ -52,7 +52,7 @@ export function createMemoryBackend(options: MemoryBackendOptions): SessionBacke
   };
   const writeTo = (space: Map<string, Entry>, key: string, value: string, ttlMs: number) => {
     space.delete(key);
-    if (space.size >= maxEntries && space === tallies) dropExpired(space, clock.now());
+    // Full: the oldest-written goes (for counters, about the first to expire anyway), in constant time.
     if (space.size >= maxEntries) {
       const oldest = space.keys().next();
       if (!oldest.done) space.delete(oldest.value);
