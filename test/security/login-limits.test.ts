@@ -28,6 +28,7 @@ describe('login limits reserve before the upstream is called (Redis, a login of 
       REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
       TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_FAILURES_PER_USER: '5',
       LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '12',
       LOGIN_MAX_FAILURES_PER_IP: '1000',
@@ -116,6 +117,7 @@ describe('failed logins per client address, under a burst of usernames', () => {
       REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
       TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_FAILURES_PER_IP: '7',
     });
     try {
@@ -148,6 +150,7 @@ describe('client addresses as the limits count them', () => {
     const billfold = await startBillfold({
       ...upstream.env,
       TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_FAILURES_PER_USER: '3',
     });
     try {
@@ -195,6 +198,7 @@ describe('past the username ceiling, the username is slowed, not walled (embedde
       {
         ...upstream.env,
         TRUST_PROXY: 'loopback',
+        STORE_TIMEOUT_MS: '5000',
         LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '4',
         LOGIN_SLOWED_INTERVAL_S: '10',
       },
@@ -251,6 +255,7 @@ describe('successful logins per client address, and the BILL budget per develope
       REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
       TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_SUCCESSES_PER_IP: '5',
       BILL_LOGINS_PER_HOUR: '8',
       BILL_LOGINS_PER_HOUR_PER_IP: '3',
@@ -290,6 +295,7 @@ describe('successful logins per client address, and the BILL budget per develope
       REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
       TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
       BILL_LOGINS_PER_HOUR: '100',
       BILL_LOGINS_PER_HOUR_PER_IP: '3',
     });
@@ -326,6 +332,7 @@ describe('the embedded store keeps counters and locks where sessions cannot evic
     const billfold = await startBillfold({
       ...upstream.env,
       TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
       MEMORY_STORE_MAX_SESSIONS: '10',
       LOGIN_MAX_FAILURES_PER_USER: '3',
       LOGIN_MAX_SUCCESSES_PER_IP: '1000',
