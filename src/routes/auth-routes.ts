@@ -7,6 +7,7 @@ import { audit, type Logger } from '../logger.js';
 import { createLoginLimiter } from '../middleware/rate-limits.js';
 import { contextOf } from '../middleware/request-context.js';
 import {
+  destroySession,
   forgetSession,
   hasStoredSession,
   saveAsNewSession,
@@ -15,9 +16,9 @@ import {
 import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
-import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
+import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
-import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
+import type { ProviderId } from '../upstream/provider-id.js';
 import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
@@ -37,14 +38,6 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.outp
   if (parsed.success) return parsed.data;
   const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || 'body'))];
   throw new AppError('invalid_request', { message: `Invalid or missing fields: ${fields.join(', ')}.` });
-}
-
-/** The adapter for a `:provider` path segment: 404 not_found when unknown, provider_not_configured when off. */
-export function resolveProvider(adapters: AdapterRegistry, name: string | undefined): ProviderAdapter {
-  if (name === undefined || !isProviderId(name)) throw new AppError('not_found');
-  const adapter = adapterFor(adapters, name);
-  if (!adapter) throw new AppError('provider_not_configured', { provider: name });
-  return adapter;
 }
 
 /** The name a login is made under, for the per-username failure limit (token logins have none). */
@@ -75,34 +68,6 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
   const view = (record: SessionRecord | undefined) => buildSessionView(record, adapters, repository.limits);
 
-  /**
-   * Stores a granted login under a new session id: the credential joins what the session already held,
-   * and the old id dies. Returns the record as stored and the credential it replaced, if any.
-   */
-  const storeLogin = async (req: Request, provider: ProviderId, credential: CredentialOf<ProviderId>) => {
-    const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
-    const now = clock.now();
-    const record: SessionRecord = {
-      createdAt: previous?.record.createdAt ?? now,
-      lastSeenAt: now,
-      providers: { ...previous?.record.providers, [provider]: credential },
-      device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
-    };
-    await saveAsNewSession(req, record);
-    contextOf(req).sessionId = req.sessionID;
-    if (!previous) return { current: record, replaced: undefined };
-    // The old id dies now. Whatever it held at that instant (a renewal that landed meanwhile) moves
-    // to the new id; if it was signed out meanwhile, only the provider just signed in to survives.
-    const latest = await repository.destroy(previous.id, previous);
-    const providers = { ...latest?.providers, [provider]: credential };
-    let current = record;
-    if (JSON.stringify(providers) !== JSON.stringify(record.providers)) {
-      const updated = await repository.update(req.sessionID, (stored) => ({ ...stored, providers }));
-      current = updated?.record ?? current;
-    }
-    return { current, replaced: previous.record.providers[provider] };
-  };
-
   router.post('/:provider/login', async (req, res) => {
     const context = contextOf(req);
     const adapter = resolveProvider(adapters, req.params.provider);
@@ -126,24 +91,35 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     }
 
     await attempt.succeeded();
-    let current: SessionRecord;
-    let replaced: CredentialOf<ProviderId> | undefined;
-    const before = hasStoredSession(req) ? req.sessionID : undefined;
+    // The old id ends before the new one exists. What the old session held at that instant (a
+    // renewal that landed meanwhile included) moves to the new id; express-session's regenerate then
+    // finds it already gone.
+    let latest: SessionRecord | undefined;
+    let record: SessionRecord;
     try {
-      ({ current, replaced } = await storeLogin(req, adapter.id, credential));
+      latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
+      const now = clock.now();
+      record = {
+        createdAt: latest?.createdAt ?? now,
+        lastSeenAt: now,
+        providers: { ...latest?.providers, [adapter.id]: credential },
+        device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
+      };
+      await saveAsNewSession(req, record);
     } catch (error) {
-      // The upstream session is open and billfold keeps it nowhere: close it, and leave no session
-      // (nor cookie) half made.
-      const made = hasStoredSession(req) && req.sessionID !== before ? req.sessionID : undefined;
+      // The upstream session just granted is kept nowhere, nor (once the old id has ended) what the
+      // old session held: sign them all out upstream, and leave no session or cookie behind.
       forgetSession(req);
-      if (made !== undefined) void repository.destroy(made).catch(() => undefined);
       void logoutUpstream(adapter, credential, logger);
+      void logoutEveryUpstream(adapters, latest?.providers, logger);
       throw error;
     }
+    context.sessionId = req.sessionID;
+    const replaced = latest?.providers[adapter.id];
     if (replaced) void logoutUpstream(adapter, replaced, logger);
     await enforceSessionCap(
       deps,
-      current,
+      record,
       req.sessionID,
       config.session.maxSessionsPerIdentity,
       context.id,
@@ -158,7 +134,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       sessionId: req.sessionID,
       requestId: context.id,
     });
-    res.json(view(current));
+    res.json(view(record));
   });
 
   router.post('/:provider/logout', async (req, res) => {
@@ -212,7 +188,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const context = contextOf(req);
     if (hasStoredSession(req)) {
       const sessionId = req.sessionID;
-      const ended = await repository.destroy(sessionId);
+      const ended = await destroySession(req);
       audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
       await logoutEveryUpstream(adapters, ended?.providers, logger);
     }

@@ -2,9 +2,8 @@ import express, { type Request, type Router } from 'express';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { contextOf } from '../middleware/request-context.js';
-import { forgetSession, hasStoredSession, sessionCookieOptions } from '../middleware/session-middleware.js';
+import { forgetSession, sessionCookieOptions, sessionRecordOf } from '../middleware/session-middleware.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
-import type { SessionRecord } from '../session/session-record.js';
 import type { LoadedSession } from '../session/session-repository.js';
 import { revokeSessions, type RevocationDeps } from '../upstream/session-revocation.js';
 
@@ -26,8 +25,8 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
 
   /** The caller's sessions, their own current one first, then by last use. */
   const visibleSessions = async (req: Request): Promise<LoadedSession[]> => {
-    if (!hasStoredSession(req)) throw new AppError('unauthenticated');
-    const record = req.session as unknown as SessionRecord;
+    const record = sessionRecordOf(req);
+    if (!record) throw new AppError('unauthenticated');
     const sessions = await findSessions(
       repository,
       repository.index.keysOf(record),

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
+import { createMemoryBackend, type MemoryBackend } from '../../src/session/memory-backend.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../support/scripted-upstream.js';
 
@@ -11,7 +10,7 @@ function breakable() {
   const failing = { sessionWrites: false, indexAdds: false, secondRead: false };
   let reads = 0;
   const broken = () => Promise.reject(new Error('store went away'));
-  const wrapped: SessionBackend = {
+  const wrapped: MemoryBackend = {
     ...backend,
     compareAndSet: (key, expected, value, ttlMs) =>
       failing.sessionWrites ? broken() : backend.compareAndSet(key, expected, value, ttlMs),

@@ -1,20 +1,20 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createRedisBackend } from '../../src/session/redis-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
-import { createSessionCodec } from '../../src/session/session-codec.js';
 import { ALL_SESSIONS_INDEX, identityIndexKeys } from '../../src/session/session-index.js';
+import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 import { findSessions } from '../../src/session/session-inventory.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
-import { createSessionRepository } from '../../src/session/session-repository.js';
-import { createStoreKeyNames } from '../../src/session/store-key-names.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { connectRedis, uniquePrefix } from '../support/redis.js';
+import {
+  createTestMemoryStore,
+  createTestRedisStore,
+  TEST_LIMITS as limits,
+  type TestStore,
+} from '../support/session-stores.js';
 import { createTestClock, type TestClock } from '../support/test-clock.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 
-const limits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
-const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
+// As the test stores name them (test/support/session-stores.ts).
 const keyNames = createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]);
 const DEMO = identityIndexKeys(keyNames, 'billingplatform', 'demo')[0]!;
 const BILL_USER = identityIndexKeys(keyNames, 'bill', 'ORG1\ndemo@example.com')[0]!;
@@ -26,18 +26,13 @@ interface RawIndex {
 }
 
 interface Subject {
-  backend: SessionBackend;
+  store: TestStore;
   raw: RawIndex;
 }
 
-const redisSubject = (): Subject => {
+const redisSubject = (clock: TestClock): Subject => {
   const prefix = uniquePrefix();
-  const backend = createRedisBackend({
-    url: REDIS_URL,
-    keyPrefix: prefix,
-    timeoutMs: 1000,
-    onError: () => undefined,
-  });
+  const store = createTestRedisStore({ clock, prefix });
   const read = async <T>(use: (redis: Awaited<ReturnType<typeof connectRedis>>) => Promise<T>) => {
     const redis = await connectRedis();
     try {
@@ -47,7 +42,7 @@ const redisSubject = (): Subject => {
     }
   };
   return {
-    backend,
+    store,
     raw: {
       members: (indexKey) => read((redis) => redis.zRange(prefix + indexKey, 0, -1)),
       ttlMs: (indexKey) => read((redis) => redis.pTTL(prefix + indexKey)),
@@ -59,7 +54,7 @@ const memorySubject = (clock: TestClock): Subject => {
   const backend = createMemoryBackend({ clock, maxEntries: 1000, sweepIntervalMs: 0 });
   // The embedded store has no raw read: the tests also count everything it holds (indexedMembers).
   return {
-    backend,
+    store: createTestMemoryStore({ clock, backend }),
     raw: {
       members: (indexKey) => backend.indexMembers(indexKey, clock.now()),
       ttlMs: () => Promise.resolve(-1),
@@ -69,26 +64,18 @@ const memorySubject = (clock: TestClock): Subject => {
 
 describe.each([
   ['the embedded store', memorySubject],
-  ['Redis', () => redisSubject()],
+  ['Redis', redisSubject],
 ] as const)('the identity indexes on %s', (name, makeSubject) => {
-  const opened: SessionBackend[] = [];
+  const opened: TestStore[] = [];
   afterAll(async () => {
-    await Promise.all(opened.map((backend) => backend.close()));
+    await Promise.all(opened.map((store) => store.close()));
   });
 
   const setUp = () => {
     const clock = createTestClock();
     const subject = makeSubject(clock);
-    opened.push(subject.backend);
-    const repository = createSessionRepository({
-      backend: subject.backend,
-      codec,
-      clock,
-      limits,
-      timeoutMs: 1000,
-      keyNames,
-      onStoreError: () => undefined,
-    });
+    opened.push(subject.store);
+    const { repository } = subject.store;
     const record = (providers: SessionRecord['providers'] = {}): SessionRecord => ({
       createdAt: clock.now(),
       lastSeenAt: clock.now(),
@@ -120,7 +107,9 @@ describe.each([
       expect(ttl).toBeLessThanOrEqual(limits.absoluteTimeoutMs);
     } else {
       // One member in the user's index and one in the index of every session: nothing else is held.
-      expect((subject.backend as ReturnType<typeof createMemoryBackend>).indexedMembers()).toBe(2);
+      expect(
+        (subject.store.repository.backend as ReturnType<typeof createMemoryBackend>).indexedMembers(),
+      ).toBe(2);
     }
     expect(await repository.index.countSessions()).toBe(1);
   });
