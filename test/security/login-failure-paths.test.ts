@@ -7,25 +7,18 @@ import { startScriptedUpstream, type ScriptedUpstream } from '../support/scripte
 /** The embedded store, with switches that make one kind of call fail. */
 function breakable() {
   const backend = createMemoryBackend({ clock: systemClock, maxEntries: 1000 });
-  const failing = { sessionWrites: false, indexAdds: false, secondRead: false };
-  let reads = 0;
+  const failing = { sessionWrites: false, indexAdds: false, oldSessionEnd: false };
   const broken = () => Promise.reject(new Error('store went away'));
   const wrapped: MemoryBackend = {
     ...backend,
     compareAndSet: (key, expected, value, ttlMs) =>
       failing.sessionWrites ? broken() : backend.compareAndSet(key, expected, value, ttlMs),
-    // With `secondRead`, the session middleware's read passes and the route's own read fails.
-    get: (key) => (failing.secondRead && ++reads === 2 ? broken() : backend.get(key)),
+    // Ending the session the login joins (its atomic read-and-delete) fails.
+    take: (key) => (failing.oldSessionEnd ? broken() : backend.take(key)),
     indexAdd: (key, member, endsAtMs, nowMs) =>
       failing.indexAdds ? broken() : backend.indexAdd(key, member, endsAtMs, nowMs),
   };
-  return {
-    wrapped,
-    failing,
-    resetReads: () => {
-      reads = 0;
-    },
-  };
+  return { wrapped, failing };
 }
 
 describe('upstream logout on every failure after a granted login', () => {
@@ -37,8 +30,7 @@ describe('upstream logout on every failure after a granted login', () => {
     billfold = await startBillfold(upstream.env, { backend: store.wrapped });
   });
   beforeEach(() => {
-    Object.assign(store.failing, { sessionWrites: false, indexAdds: false, secondRead: false });
-    store.resetReads();
+    Object.assign(store.failing, { sessionWrites: false, indexAdds: false, oldSessionEnd: false });
   });
   afterAll(async () => {
     await billfold.close();
@@ -64,19 +56,31 @@ describe('upstream logout on every failure after a granted login', () => {
     },
   );
 
-  it('signs the new upstream session out when the session it joins cannot be read, and leaves that session as it was', async () => {
+  it('signs the new upstream session out when the session it joins cannot be ended, and leaves that session as it was', async () => {
     const signedIn = client();
     expect((await signedIn.post('/auth/billingplatform/login', body())).status).toBe(200);
     const kept = upstream.granted.at(-1);
-    store.failing.secondRead = true;
+    store.failing.oldSessionEnd = true;
     const answer = await signedIn.post('/auth/billingplatform/login', body());
     expect(answer.status).toBe(503);
     expect(answer.setCookies).toEqual([]);
     const granted = upstream.granted.at(-1);
     expect(granted).not.toBe(kept);
     await expect.poll(() => upstream.logouts).toContain(granted);
-    store.failing.secondRead = false;
+    store.failing.oldSessionEnd = false;
     expect(upstream.logouts).not.toContain(kept);
     expect((await signedIn.get('/auth/session')).body.authenticated).toBe(true);
+  });
+
+  it('signs out both the new upstream session and the ended one’s when the session joined was ended and the new one cannot be saved', async () => {
+    const signedIn = client();
+    expect((await signedIn.post('/auth/billingplatform/login', body())).status).toBe(200);
+    const old = upstream.granted.at(-1);
+    store.failing.sessionWrites = true;
+    const answer = await signedIn.post('/auth/billingplatform/login', body());
+    expect(answer.status).toBe(503);
+    const granted = upstream.granted.at(-1);
+    await expect.poll(() => upstream.logouts).toContain(granted);
+    await expect.poll(() => upstream.logouts).toContain(old);
   });
 });
