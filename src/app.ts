@@ -30,8 +30,10 @@ import { createSessionRouter } from './routes/session-routes.js';
 import { createSessionIdReader } from './session/session-cookie.js';
 import type { SessionRepository } from './session/session-repository.js';
 import type { SessionStore } from './session/session-store.js';
+import type { StoreKeyNames } from './session/store-key-names.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
 import type { AdapterRegistry } from './upstream/provider-adapter.js';
+import { checkQuery } from './upstream/relay-policy.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
 
 /** Everything the app is built from; it reads no environment and opens no port. */
@@ -50,6 +52,8 @@ export interface AppDeps {
   handleOf: (sessionId: string) => string;
   /** Wrong operator tokens per address, shared by every operator endpoint of this instance. */
   operatorAuthLimiter: OperatorAuthLimiter;
+  /** How store keys named after personal values are named (keyed hashes). */
+  keyNames: StoreKeyNames;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -80,11 +84,16 @@ export function createApp(deps: AppDeps): RequestListener {
     policy,
     renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
     readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
-    relayLimiter: createRelayLimiter(repository.backend, config.rateLimits, deps.clock, (error) =>
-      logger.warn(
-        { message: error instanceof Error ? error.message : String(error) },
-        'relay counter not written',
-      ),
+    relayLimiter: createRelayLimiter(
+      repository.backend,
+      config.rateLimits,
+      deps.clock,
+      (error) =>
+        logger.warn(
+          { message: error instanceof Error ? error.message : String(error) },
+          'relay counter not written',
+        ),
+      deps.keyNames,
     ),
   });
 
@@ -137,6 +146,13 @@ export function createApp(deps: AppDeps): RequestListener {
     if (url.startsWith('/api/') && req.method !== 'OPTIONS') {
       relay(req, res, context).catch(fail);
       return;
+    }
+    // The relay checks its query after its path; every other route checks it here, before anything.
+    const queryAt = url.indexOf('?');
+    try {
+      if (queryAt !== -1) checkQuery(url.slice(queryAt));
+    } catch (error) {
+      return fail(error);
     }
     if (metricsHere && pathname === '/metrics') return metricsHere(req, res, context);
     app(req as express.Request, res as express.Response);

@@ -21,6 +21,7 @@ import { createSessionCodec } from './session/session-codec.js';
 import { createSessionHandles } from './session/session-inventory.js';
 import type { SessionRepository } from './session/session-repository.js';
 import type { SessionStore, SessionStoreOptions } from './session/session-store.js';
+import { createStoreKeyNames } from './session/store-key-names.js';
 import { createAdapters } from './upstream/adapter-registry.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
 
@@ -91,10 +92,12 @@ export function createBillfold(
   const { clock } = options;
   const metrics = createMetrics();
   const logger = observeAudits(options.logger, metrics.observeAudit);
+  const keyNames = createStoreKeyNames(config.session.secrets);
   const store = createSessionStore(
     config,
     logger,
     {
+      keyNames,
       codec: createSessionCodec(config.session.encryptionKeys),
       clock,
       limits: config.session,
@@ -134,6 +137,7 @@ export function createBillfold(
     securityHeaders,
     handleOf,
     operatorAuthLimiter,
+    keyNames,
   };
   const operatorPort = {
     logger,

@@ -22,9 +22,19 @@ export interface ProviderConfig {
 export interface RateLimitConfig {
   /** Failed logins one client address may make per window, across providers. */
   loginFailuresPerIp: number;
-  /** Failed logins one username may have per provider per window. */
+  /** Failed logins one username may have per provider per window from one client address. */
   loginFailuresPerUser: number;
+  /** Failed logins one username may have per provider per window from every address together. */
+  loginFailuresPerUserAllAddresses: number;
+  /** Past that ceiling the username is slowed, not walled: one attempt per this interval. */
+  loginSlowedIntervalMs: number;
+  /** Successful logins one client address may make per window, across providers. */
+  loginSuccessesPerIp: number;
   loginWindowMs: number;
+  /** BILL logins per hour billfold makes with its developer key (BILL refuses past 200). */
+  billLoginsPerHour: number;
+  /** The share of that budget one client address may spend per hour. */
+  billLoginsPerIpPerHour: number;
   /** Relayed calls one session may make per window; 0 turns the limit off. */
   relayCallsPerSession: number;
   relayWindowMs: number;
@@ -51,6 +61,8 @@ export interface Config {
     readonly absoluteTimeoutMs: number;
     readonly cookieName: string;
     readonly cookieSecure: boolean;
+    /** Live sessions one personal identity may hold; a new one past it ends the oldest. */
+    readonly maxSessionsPerIdentity: number;
   };
   readonly store: {
     readonly kind: 'memory' | 'redis';
@@ -192,7 +204,9 @@ const envSchema = z.object({
   SESSION_IDLE_TIMEOUT_S: integer(1800, 60, 86_400 * 30).describe('idle timeout'),
   SESSION_ABSOLUTE_TIMEOUT_S: integer(43_200, 60, 86_400 * 365).describe('absolute timeout'),
   SESSION_STORE: optionalString.pipe(z.enum(['memory', 'redis']).optional()).describe('session store kind'),
-  MEMORY_STORE_MAX_SESSIONS: integer(100_000, 1, 10_000_000).describe('embedded store capacity'),
+  MEMORY_STORE_MAX_SESSIONS: integer(100_000, 1, 10_000_000).describe(
+    'embedded store capacity: sessions, and as many counters and locks kept apart from them',
+  ),
   REDIS_URL: optionalString.describe('redis:// or rediss:// URL'),
   REDIS_CLUSTER_NODES: list.describe('comma-separated Redis Cluster root nodes'),
   REDIS_SENTINEL_NODES: list.describe('comma-separated Redis Sentinel addresses as host:port'),
@@ -233,9 +247,27 @@ const envSchema = z.object({
     'failed logins per client address per window',
   ),
   LOGIN_MAX_FAILURES_PER_USER: integer(5, 1, 1_000_000).describe(
-    'failed logins per username per provider per window',
+    'failed logins per username per provider per window from one client address',
   ),
-  LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('failed-login counting window'),
+  LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: integer(100, 1, 1_000_000).describe(
+    'failed logins per username per provider per window from all addresses; past it, slowed',
+  ),
+  LOGIN_SLOWED_INTERVAL_S: integer(10, 1, 3600).describe(
+    'one login attempt per this interval for a username past its all-addresses ceiling',
+  ),
+  LOGIN_MAX_SUCCESSES_PER_IP: integer(30, 1, 1_000_000).describe(
+    'successful logins per client address per window, across providers',
+  ),
+  LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('login counting window (failures and successes)'),
+  BILL_LOGINS_PER_HOUR: integer(180, 1, 100_000).describe(
+    'BILL logins per hour with BILL_DEV_KEY, answered 429 past it (BILL allows 200)',
+  ),
+  BILL_LOGINS_PER_HOUR_PER_IP: integer(10, 1, 100_000).describe(
+    'BILL logins per hour one client address may make, so a few addresses cannot spend the budget',
+  ),
+  MAX_SESSIONS_PER_IDENTITY: integer(20, 1, 10_000).describe(
+    'live sessions per personal upstream identity; a new one past it ends the oldest',
+  ),
   RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
   RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
   METRICS_PORT: optionalPort.describe(
@@ -638,6 +670,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       absoluteTimeoutMs: env.SESSION_ABSOLUTE_TIMEOUT_S * 1000,
       cookieName: cookieSecure ? '__Host-billfold' : 'billfold',
       cookieSecure,
+      maxSessionsPerIdentity: env.MAX_SESSIONS_PER_IDENTITY,
     },
     store: {
       kind: storeKind,
@@ -654,7 +687,12 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     rateLimits: {
       loginFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
       loginFailuresPerUser: env.LOGIN_MAX_FAILURES_PER_USER,
+      loginFailuresPerUserAllAddresses: env.LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES,
+      loginSlowedIntervalMs: env.LOGIN_SLOWED_INTERVAL_S * 1000,
+      loginSuccessesPerIp: env.LOGIN_MAX_SUCCESSES_PER_IP,
       loginWindowMs: env.LOGIN_FAILURE_WINDOW_S * 1000,
+      billLoginsPerHour: env.BILL_LOGINS_PER_HOUR,
+      billLoginsPerIpPerHour: env.BILL_LOGINS_PER_HOUR_PER_IP,
       relayCallsPerSession: env.RELAY_RATE_LIMIT,
       relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
     },

@@ -15,10 +15,11 @@ import {
 } from '../middleware/session-middleware.js';
 import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
+import type { StoreKeyNames } from '../session/store-key-names.js';
 import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
 import type { ProviderId } from '../upstream/provider-id.js';
-import { logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
+import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
 /** What the auth routes are built from. */
@@ -28,6 +29,7 @@ export interface AuthRouteDeps {
   repository: SessionRepository;
   clock: Clock;
   logger: Logger;
+  keyNames: StoreKeyNames;
 }
 
 /** Validates a JSON body against a schema; the message names the fields, never their values. */
@@ -55,7 +57,12 @@ export function requireJsonBody(req: Request, _res: Response, next: (error?: unk
 /** POST /auth/:provider/login, POST /auth/:provider/logout and POST /auth/logout. */
 export function createAuthRouter(deps: AuthRouteDeps): Router {
   const { config, adapters, repository, clock, logger } = deps;
-  const loginLimiter = createLoginLimiter(repository.backend, config.rateLimits);
+  const loginLimiter = createLoginLimiter(
+    repository.backend,
+    config.rateLimits,
+    deps.keyNames,
+    config.providers.bill?.devKey,
+  );
   const router = express.Router();
   const cookie = sessionCookieOptions(config);
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
@@ -66,16 +73,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     const input = parseBody(adapter.loginSchema, req.body);
-    const ip = req.ip ?? 'unknown';
-    const username = loginIdentity(input);
-    await loginLimiter.check(ip, adapter.id, username);
+    const attempt = await loginLimiter.begin(req.ip ?? 'unknown', adapter.id, loginIdentity(input));
     let credential: CredentialOf<ProviderId>;
     try {
       credential = await adapter.login(input);
     } catch (error) {
-      if (error instanceof AppError && error.code === 'invalid_credentials') {
-        await loginLimiter.recordFailure(ip, adapter.id, username);
-      }
+      const refused = error instanceof AppError && error.code === 'invalid_credentials';
+      await (refused ? attempt.failed() : attempt.abandoned());
       audit(logger, {
         event: 'login',
         outcome: 'failure',
@@ -87,22 +91,43 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       throw error;
     }
 
-    await loginLimiter.recordSuccess(adapter.id, username);
+    await attempt.succeeded();
     // The old id ends before the new one exists. What the old session held at that instant (a
     // renewal that landed meanwhile included) moves to the new id; express-session's regenerate then
     // finds it already gone.
-    const latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
-    const now = clock.now();
-    const record: SessionRecord = {
-      createdAt: latest?.createdAt ?? now,
-      lastSeenAt: now,
-      providers: { ...latest?.providers, [adapter.id]: credential },
-      device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
-    };
-    await saveAsNewSession(req, record);
+    let latest: SessionRecord | undefined;
+    let record: SessionRecord;
+    try {
+      latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
+      const now = clock.now();
+      record = {
+        createdAt: latest?.createdAt ?? now,
+        lastSeenAt: now,
+        providers: { ...latest?.providers, [adapter.id]: credential },
+        device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
+      };
+      await saveAsNewSession(req, record);
+    } catch (error) {
+      // The upstream session just granted is kept nowhere, nor (once the old id has ended) what the
+      // old session held: sign them all out upstream, and leave no session or cookie behind.
+      forgetSession(req);
+      void logoutUpstream(adapter, credential, logger);
+      void logoutEveryUpstream(adapters, latest?.providers, logger);
+      throw error;
+    }
     context.sessionId = req.sessionID;
     const replaced = latest?.providers[adapter.id];
     if (replaced) void logoutUpstream(adapter, replaced, logger);
+    await enforceSessionCap(
+      deps,
+      record,
+      req.sessionID,
+      config.session.maxSessionsPerIdentity,
+      context.id,
+    ).catch((error: unknown) => {
+      // The cap is enforced again at the identity's next sign-in; this one stands.
+      logger.warn({ code: (error as AppError).code }, 'session cap not enforced');
+    });
     audit(logger, {
       event: 'login',
       outcome: 'success',

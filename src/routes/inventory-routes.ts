@@ -3,7 +3,6 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { contextOf } from '../middleware/request-context.js';
 import { forgetSession, sessionCookieOptions, sessionRecordOf } from '../middleware/session-middleware.js';
-import { identityKeysOf } from '../session/session-index.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
 import type { LoadedSession } from '../session/session-repository.js';
 import { revokeSessions, type RevocationDeps } from '../upstream/session-revocation.js';
@@ -28,7 +27,11 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
   const visibleSessions = async (req: Request): Promise<LoadedSession[]> => {
     const record = sessionRecordOf(req);
     if (!record) throw new AppError('unauthenticated');
-    const sessions = await findSessions(repository, identityKeysOf(record));
+    const sessions = await findSessions(
+      repository,
+      repository.index.keysOf(record),
+      config.session.maxSessionsPerIdentity,
+    );
     // The caller's own session is listed even if an index missed it (one written before indexes existed).
     if (!sessions.some((session) => session.id === req.sessionID)) {
       const current = await repository.load(req.sessionID);

@@ -4,6 +4,8 @@ import type { ProviderId } from '../upstream/provider-id.js';
 export interface BillingPlatformCredential {
   sessionId: string;
   user: string;
+  /** The personal upstream identity, canonicalised by the adapter (what the identity indexes use). */
+  identity?: string;
   connectedAt: number;
 }
 
@@ -12,6 +14,8 @@ export interface BillCredential {
   sessionId: string;
   user: string;
   orgId: string;
+  /** The personal upstream identity, canonicalised by the adapter (what the identity indexes use). */
+  identity?: string;
   connectedAt: number;
   lastUsedAt: number;
 }
@@ -33,6 +37,8 @@ export interface BillboraJwtCredential {
   supabaseRefresh?: string;
   organization: { id: string; name: string };
   user: string;
+  /** The Supabase user id (`sub`): the identity indexes use it, and an organization switch must match it. */
+  identity?: string;
   connectedAt: number;
 }
 

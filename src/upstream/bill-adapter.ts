@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BillCredential } from '../session/session-record.js';
+import { canonicalEmail } from './identity-names.js';
 import { loginFailure } from './login-failure.js';
 import { firstSegment, upstreamUrl, type ProviderAdapter, type RelayCall } from './provider-adapter.js';
 import type { UpstreamClient } from './upstream-client.js';
@@ -45,6 +46,9 @@ export function createBillAdapter(deps: {
   const { config, client, clock } = deps;
   const provider = 'bill';
   const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+  // A BILL user is an email address within one organization; the same address elsewhere is another user.
+  const personalIdentity = ({ user, orgId }: { user: string; orgId?: string }) =>
+    orgId === undefined || orgId.trim() === '' ? undefined : `${orgId.trim()}\n${canonicalEmail(user)}`;
 
   return {
     id: provider,
@@ -67,7 +71,15 @@ export function createBillAdapter(deps: {
         data.sessionId
       ) {
         const now = clock.now();
-        return { sessionId: data.sessionId, user: userName, orgId, connectedAt: now, lastUsedAt: now };
+        const identity = personalIdentity({ user: userName, orgId });
+        return {
+          sessionId: data.sessionId,
+          user: userName,
+          orgId,
+          ...(identity !== undefined && { identity }),
+          connectedAt: now,
+          lastUsedAt: now,
+        };
       }
       switch (billErrorCode(response.json)) {
         case 'BDC_1144':
@@ -126,6 +138,8 @@ export function createBillAdapter(deps: {
       now - credential.lastUsedAt >= LAST_USE_RESOLUTION_MS ? { ...credential, lastUsedAt: now } : undefined,
 
     secretsOf: (credential) => [credential.sessionId, config.devKey],
+
+    personalIdentity,
 
     view: (credential) => ({
       connected: true,

@@ -117,7 +117,7 @@ export function createBillboraAdapter(deps: {
   const exchange = async (
     supabaseToken: string,
     organization: string | undefined,
-    user: string,
+    person: { user: string; identity: string | undefined },
     supabaseRefresh?: string,
   ) => {
     const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/exchange/'), {
@@ -136,21 +136,32 @@ export function createBillboraAdapter(deps: {
       refresh: parsed.data.refresh,
       accessExpiresAt: expiryOf(parsed.data.access),
       organization: parsed.data.organization,
-      user,
+      user: person.user,
       connectedAt: clock.now(),
     };
+    if (person.identity !== undefined) credential.identity = person.identity;
     if (supabaseRefresh !== undefined) credential.supabaseRefresh = supabaseRefresh;
     return credential;
   };
 
-  const emailOf = (token: string) => {
+  // Who a Supabase token names: its `sub` (Supabase's stable user id) is the identity; the email is
+  // only what the session view shows, and phone or anonymous users have none. Read unverified: the
+  // exchange that follows is Billbora's verification, and nothing is stored unless it succeeds.
+  const personOf = (token: string) => {
     try {
-      const { email } = decodeJwt(token);
-      return typeof email === 'string' ? email : 'unknown';
+      const { email, sub } = decodeJwt(token);
+      return {
+        user: typeof email === 'string' && email !== '' ? email : 'unknown',
+        identity: typeof sub === 'string' && sub.trim() !== '' ? sub.trim() : undefined,
+      };
     } catch {
       throw new AppError('invalid_credentials', { provider });
     }
   };
+  const personOfCredential = (credential: BillboraJwtCredential) => ({
+    user: credential.user,
+    identity: credential.identity,
+  });
 
   const adapter: BillboraAdapter = {
     id: provider,
@@ -175,9 +186,15 @@ export function createBillboraAdapter(deps: {
       }
       if ('email' in body) {
         const session = await supabaseGrant('password', { email: body.email, password: body.password });
-        return exchange(session.access_token, body.organizationId, body.email, session.refresh_token);
+        const { identity } = personOf(session.access_token);
+        return exchange(
+          session.access_token,
+          body.organizationId,
+          { user: body.email, identity },
+          session.refresh_token,
+        );
       }
-      return exchange(body.supabaseToken, body.organizationId, emailOf(body.supabaseToken));
+      return exchange(body.supabaseToken, body.organizationId, personOf(body.supabaseToken));
     },
 
     async logout(credential) {
@@ -221,7 +238,7 @@ export function createBillboraAdapter(deps: {
       return exchange(
         session.access_token,
         credential.organization.id,
-        credential.user,
+        personOfCredential(credential),
         session.refresh_token,
       );
     },
@@ -236,8 +253,14 @@ export function createBillboraAdapter(deps: {
           provider,
         });
       }
-      if (supabaseToken !== undefined)
-        return exchange(supabaseToken, organization, emailOf(supabaseToken), credential.supabaseRefresh);
+      if (supabaseToken !== undefined) {
+        // Only the same Supabase user may move this credential: another user's token would leave one
+        // credential holding two users (their tokens, this one's Supabase refresh token).
+        const person = personOf(supabaseToken);
+        if (credential.identity === undefined || person.identity !== credential.identity)
+          throw new AppError('organization_access_denied', { provider });
+        return exchange(supabaseToken, organization, person, credential.supabaseRefresh);
+      }
       if (!credential.supabaseRefresh) {
         throw new AppError('invalid_request', {
           message: 'supabaseToken is required to switch organization.',
@@ -245,7 +268,12 @@ export function createBillboraAdapter(deps: {
         });
       }
       const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
-      return exchange(session.access_token, organization, credential.user, session.refresh_token);
+      return exchange(
+        session.access_token,
+        organization,
+        personOfCredential(credential),
+        session.refresh_token,
+      );
     },
 
     secretsOf: (credential) =>
@@ -256,6 +284,9 @@ export function createBillboraAdapter(deps: {
             ...(credential.supabaseRefresh ? [credential.supabaseRefresh] : []),
           ]
         : [credential.apiKey],
+
+    // An API key is the organization's, shared by whoever holds it; a person is their Supabase `sub`.
+    personalIdentity: ({ user }) => (user.trim() === '' ? undefined : user.trim()),
 
     view: (credential) =>
       credential.mode === 'jwt'

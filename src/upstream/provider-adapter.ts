@@ -56,6 +56,12 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   secretsOf(credential: CredentialOf<P>): string[];
   /** The provider's entry in the session view. */
   view(credential: CredentialOf<P>): ProviderView;
+  /**
+   * The personal identity an operator's `user` (and BILL's `orgId`) names, canonicalised as the
+   * upstream compares it and as `login` records it on the credential; undefined where the
+   * provider's credentials are shared, not personal.
+   */
+  personalIdentity(name: { user: string; orgId?: string }): string | undefined;
 }
 
 /** The configured adapters by provider. */

@@ -102,12 +102,56 @@ export function isCredentialName(name: string): boolean {
   return SECRET_NAMES.has(normalized) || SECRET_SUFFIXES.some((suffix) => normalized.endsWith(suffix));
 }
 
-/** Refuses a query string that carries a credential-like parameter. */
+// Latin look-alikes from other scripts, folded so `pаssword` (a Cyrillic а) is still a password.
+const CONFUSABLES: Record<string, string> = {
+  а: 'a',
+  е: 'e',
+  о: 'o',
+  р: 'p',
+  с: 'c',
+  у: 'y',
+  х: 'x',
+  і: 'i',
+  ј: 'j',
+  ѕ: 's',
+  ԁ: 'd',
+  ԛ: 'q',
+  ԝ: 'w',
+  һ: 'h',
+  к: 'k',
+  т: 't',
+  м: 'm',
+  в: 'b',
+  н: 'h',
+  α: 'a',
+  ο: 'o',
+  ρ: 'p',
+  ν: 'v',
+  ι: 'i',
+  κ: 'k',
+  τ: 't',
+  υ: 'u',
+  ε: 'e',
+  ѡ: 'w',
+  ı: 'i',
+};
+const foldConfusables = (name: string) =>
+  [...name.toLowerCase()].map((character) => CONFUSABLES[character] ?? character).join('');
+
+/**
+ * Refuses a query string that carries a credential-like parameter, on every route. Each name is read
+ * as any server might read it: split on `&` or `;`, `+` as a space, percent-decoded until stable,
+ * NFKC-normalised, look-alike letters folded; a name that would not decode is judged as sent.
+ */
 export function checkQuery(search: string): void {
   if (search === '' || search === '?') return;
   if (CONTROL_CHARACTERS.test(search)) throw new AppError('invalid_path');
-  for (const name of new URLSearchParams(search).keys()) {
-    if (isCredentialName(name)) throw new AppError('secret_in_query');
+  const query = search.startsWith('?') ? search.slice(1) : search;
+  for (const pair of query.split(/[&;]/)) {
+    const raw = (pair.split('=', 1)[0] ?? '').replaceAll('+', ' ');
+    const read = readSegmentAsUpstream(raw) ?? raw.normalize('NFKC');
+    if (isCredentialName(foldConfusables(read)) || isCredentialName(foldConfusables(raw)))
+      throw new AppError('secret_in_query');
   }
 }
 
