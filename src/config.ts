@@ -26,6 +26,8 @@ export interface RateLimitConfig {
   /** Relayed calls one session may make per window; 0 turns the limit off. */
   relayCallsPerSession: number;
   relayWindowMs: number;
+  /** Relayed calls one session, and one upstream identity, may have open at once per provider; 0 is off. */
+  relayConcurrentPerSession: number;
 }
 
 /** Everything billfold reads from its environment, parsed once and frozen. */
@@ -176,6 +178,9 @@ const envSchema = z.object({
   LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('failed-login counting window'),
   RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
   RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
+  RELAY_MAX_CONCURRENT_PER_SESSION: integer(16, 0, 256).describe(
+    'relayed calls one session (and one upstream identity) may have open at once per provider, per instance; 0 is off',
+  ),
   METRICS_PORT: optionalPort.describe('serve GET /metrics on this port (on HOST) instead of the main one'),
   METRICS_TOKEN: bearerToken.describe(
     'bearer token GET /metrics requires (on the main port, it is off without one)',
@@ -441,6 +446,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       loginWindowMs: env.LOGIN_FAILURE_WINDOW_S * 1000,
       relayCallsPerSession: env.RELAY_RATE_LIMIT,
       relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
+      relayConcurrentPerSession: env.RELAY_MAX_CONCURRENT_PER_SESSION,
     },
     metrics: { port: env.METRICS_PORT, token: env.METRICS_TOKEN },
     admin,

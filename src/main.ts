@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import http, { type RequestListener, type Server } from 'node:http';
 import https from 'node:https';
-import { createClientErrorHandler } from './app.js';
+import { serveBillfold } from './app.js';
 import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -84,9 +84,9 @@ async function main(): Promise<void> {
 
   // The operator ports (admin, metrics) are served like the main one: on HOST, over TLS when configured.
   const serve = async (handler: RequestListener, listenPort: number) => {
-    const created = tls ? https.createServer(tls, handler) : http.createServer(handler);
+    const created = tls ? https.createServer(tls) : http.createServer();
     servers.push(created);
-    created.on('clientError', createClientErrorHandler(logger));
+    serveBillfold(created, handler, logger);
     created.keepAliveTimeout = 65_000;
     created.headersTimeout = 66_000;
     created.requestTimeout = config.upstreamTimeoutMs + 30_000;

@@ -68,7 +68,7 @@ export function createRequestPolicy(config: Config): RequestPolicy {
         'access-control-allow-credentials': 'true',
         // Not CORS-safelisted, yet a listed SPA needs them: to wait out a 429, to tell billfold's own
         // errors from relayed ones and quote them, and to send If-Match on a relayed update.
-        'access-control-expose-headers': 'retry-after, x-request-id, etag',
+        'access-control-expose-headers': 'retry-after, x-request-id, etag, x-billfold-error',
       };
     },
   };

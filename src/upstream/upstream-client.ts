@@ -10,6 +10,8 @@ export interface UpstreamRequest {
   url: URL;
   headers: Record<string, string>;
   body?: string | Buffer | Readable | undefined;
+  /** Cancels the call at any stage (queued, sending, or reading the answer) and frees its connection. */
+  signal?: AbortSignal | undefined;
 }
 
 /** An upstream answer whose body is still a stream. */
@@ -36,7 +38,25 @@ export interface UpstreamClient {
     upstreamRequest: UpstreamRequest,
     maxBytes?: number,
   ): Promise<UpstreamJsonResponse>;
+  /** Each provider's pool as undici counts it; `exhausted` when every connection is busy and calls queue. */
+  poolStatus(): Partial<Record<ProviderId, PoolStatus>>;
   close(): Promise<void>;
+}
+
+/** One provider's connection pool. */
+export interface PoolStatus {
+  running: number;
+  queued: number;
+  connections: number;
+  exhausted: boolean;
+}
+
+/** Connections per upstream origin: the pool every session of an instance shares. */
+export const UPSTREAM_CONNECTIONS = 256;
+
+/** Whether an upstream status is a redirect billfold refuses; 304 Not Modified is not one. */
+export function isRedirect(status: number): boolean {
+  return status >= 300 && status < 400 && status !== 304;
 }
 
 /** What the client needs. */
@@ -61,30 +81,34 @@ export function toUpstreamError(provider: ProviderId, error: unknown): AppError 
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
   const agent = new Agent({
-    connections: 256,
+    connections: UPSTREAM_CONNECTIONS,
     keepAliveTimeout: 30_000,
     headersTimeout: options.timeoutMs,
     bodyTimeout: options.timeoutMs,
     connect: { timeout: Math.min(options.timeoutMs, 10_000) },
   });
 
+  const origins = new Map<ProviderId, string>();
+
   const client: UpstreamClient = {
     async send(provider, upstreamRequest) {
       const started = performance.now();
-      // undici's headersTimeout starts only once the body is sent, so a client trickling a streamed
-      // body could hold a pooled upstream connection for ever: such an exchange gets the timeout
-      // from its start to the answer's headers. (Bodiless and buffered calls need no extra timer.)
-      const streamed = upstreamRequest.body instanceof Readable;
-      const deadline = streamed ? new AbortController() : undefined;
-      const timer =
-        deadline && setTimeout(() => deadline.abort(new AnswerDeadlineError()), options.timeoutMs);
+      origins.set(provider, upstreamRequest.url.origin);
+      // One deadline from the start of the call to the answer's headers, whatever holds it up: a wait
+      // for a pooled connection (undici's own timers start only once a request is dispatched), or a
+      // client trickling a streamed body (headersTimeout starts only once the body is sent).
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(new AnswerDeadlineError()), options.timeoutMs);
+      const signal = upstreamRequest.signal
+        ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
+        : deadline.signal;
       try {
         const response = await request(upstreamRequest.url, {
           dispatcher: agent,
           method: upstreamRequest.method as 'GET',
           headers: upstreamRequest.headers,
           body: upstreamRequest.body ?? null,
-          ...(deadline && { signal: deadline.signal }),
+          signal,
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
         return { status: response.statusCode, headers: response.headers, body: response.body };
@@ -99,7 +123,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
     async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {
       const response = await client.send(provider, upstreamRequest);
-      if (response.status >= 300 && response.status < 400) {
+      if (isRedirect(response.status) || response.status === 304) {
         await response.body.dump();
         throw new AppError('upstream_unavailable', {
           provider,
@@ -139,6 +163,23 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           cause: error,
         });
       }
+    },
+
+    poolStatus() {
+      const stats = agent.stats;
+      const status: Partial<Record<ProviderId, PoolStatus>> = {};
+      for (const [provider, origin] of origins) {
+        const pool = stats[origin] as { running?: number; queued?: number } | undefined;
+        const running = pool?.running ?? 0;
+        const queued = pool?.queued ?? 0;
+        status[provider] = {
+          running,
+          queued,
+          connections: UPSTREAM_CONNECTIONS,
+          exhausted: queued > 0 || running >= UPSTREAM_CONNECTIONS,
+        };
+      }
+      return status;
     },
 
     close: () => agent.close(),
