@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Agent, errors, request } from 'undici';
 import { AppError } from '../errors.js';
 import type { ProviderId } from './provider-id.js';
