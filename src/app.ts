@@ -76,11 +76,19 @@ export function createApp(deps: AppDeps): RequestListener {
           route: createMetricsRoute(metrics),
         })
       : undefined;
+  // One renewer for the relay and the organization switch, so both take the same lock. The lock
+  // outlives one upstream call and is extended while its holder works; a renewal (Billbora's makes up
+  // to three calls in a row) is cancelled past three upstream timeouts.
+  const renewer = createCredentialRenewer({
+    ...deps,
+    lockTtlMs: config.upstreamTimeoutMs,
+    renewalDeadlineMs: 3 * config.upstreamTimeoutMs,
+  });
   const relay = createRelayHandler({
     ...deps,
     policy,
     securityHeaders,
-    renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
+    renewer,
     concurrency: createRelayConcurrency(config.rateLimits.relayConcurrentPerSession),
     readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
     relayLimiter: createRelayLimiter(repository.backend, config.rateLimits, deps.clock, (error) =>
@@ -123,7 +131,7 @@ export function createApp(deps: AppDeps): RequestListener {
     createSessionMiddleware(config, repository),
     createSessionRouter(deps),
     createInventoryRouter(deps),
-    createAuthRouter(deps),
+    createAuthRouter({ ...deps, renewer }),
   );
   if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
   app.use(() => {

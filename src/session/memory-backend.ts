@@ -93,6 +93,11 @@ export function createMemoryBackend(options: MemoryBackendOptions): SessionBacke
       if (read(key)?.value === token) entries.delete(key);
       return Promise.resolve();
     },
+    extendLock(key, token, ttlMs) {
+      if (read(key)?.value !== token) return Promise.resolve(false);
+      write(key, token, ttlMs);
+      return Promise.resolve(true);
+    },
     increment(key, windowMs, by = 1) {
       const entry = read(key);
       if (!entry) {

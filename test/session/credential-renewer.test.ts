@@ -79,6 +79,7 @@ function setup(backend: SessionBackend, adapter: BillboraAdapter) {
     clock,
     logger,
     lockTtlMs: 5000,
+    renewalDeadlineMs: 15_000,
     pollMs: 5,
   });
   return { clock, repository, renewer };
