@@ -131,7 +131,10 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
         throw cancel.signal.reason;
       }
     };
-    const heartbeat = setInterval(() => confirm().catch(() => undefined), Math.max(1, deps.lockTtlMs / 3));
+    const heartbeat = setInterval(
+      () => void confirm().catch(() => undefined),
+      Math.max(1, deps.lockTtlMs / 3),
+    );
     let kept: Credential | undefined;
     let current: Credential | undefined;
     try {
