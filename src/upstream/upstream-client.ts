@@ -71,6 +71,14 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 /** Why a request was aborted when its answer's headers had not arrived within the timeout. */
 class AnswerDeadlineError extends Error {}
 
+/** Rejects with the signal's reason once it aborts. */
+function whenAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason as Error);
+    else signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+  });
+}
+
 /** Turns a network-level failure into the AppError the client sees. */
 export function toUpstreamError(provider: ProviderId, error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -103,12 +111,18 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
         : deadline.signal;
       try {
-        const response = await request(upstreamRequest.url, {
+        const sent = request(upstreamRequest.url, {
           dispatcher: agent,
           method: upstreamRequest.method as 'GET',
           headers: upstreamRequest.headers,
           body: upstreamRequest.body ?? null,
           signal,
+        });
+        // undici acts on an abort only once the request is dispatched, so a call still queued for a
+        // connection is given up here (undici drops it the moment a connection would take it).
+        const response = await Promise.race([sent, whenAborted(signal)]).catch((error: unknown) => {
+          sent.then((late) => late.body.destroy(), () => undefined);
+          throw error;
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
         return { status: response.statusCode, headers: response.headers, body: response.body };
