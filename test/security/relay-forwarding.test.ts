@@ -92,14 +92,15 @@ describe('a client that goes away', () => {
   });
 
   it('cancels the upstream call before its answer starts, and no upstream socket is left behind', async () => {
-    upstream.answer = () => ({ delayMs: 400, body: Buffer.alloc(MIB / 2, 'a') });
+    // Larger than what the socket buffers absorb: an answer nobody reads cannot finish upstream.
+    upstream.answer = () => ({ delayMs: 400, body: Buffer.alloc(4 * MIB, 'a') });
     await Promise.all(Array.from({ length: 8 }, () => sendAndLeave(billfold.url, relayGet(cookie), 50)));
     await waitUntil(() => upstream.requests.length === 8);
     // Well before UPSTREAM_TIMEOUT_MS (10 s): the cancellation, not a timer, closes them.
     await waitUntil(() => upstream.inFlight() === 0, 3000);
   });
 
-  it('cancels while the answer streams: a client that closes mid-body frees the upstream connection', async () => {
+  it('cancels while the answer streams: a client that closes mid-body frees the upstream connection (the control: so it was before)', async () => {
     upstream.answer = () => ({ body: Buffer.alloc(2000, 'b'), trickleMs: 5 });
     const { hostname, port } = new URL(billfold.url);
     await new Promise<void>((resolve) => {
@@ -532,8 +533,12 @@ describe('relayed answers', () => {
       res.writeHead(200, { 'content-type': 'application/json' }); // chunked: no length declared
       res.write(head);
       // The rest comes only once the client holds the first 4 MiB, so billfold must not wait for the end.
-      await waitUntil(() => clientHasBytes, 8000).catch(() => undefined);
-      res.end(tail);
+      const held = await waitUntil(() => clientHasBytes, 8000).then(
+        () => true,
+        () => false,
+      );
+      if (held) res.end(tail);
+      else res.destroy();
       return true;
     };
     const response = await fetch(`${billfold.url}/api/bill/GetSessionInfo.json`, {
