@@ -33,7 +33,7 @@ describe('an abort burst: a few hundred relays of a large, slow answer, each cli
   afterAll(() => upstream.close());
 
   // One shared buffer: larger than the socket buffers, so an answer nobody reads cannot finish upstream.
-  const large = Buffer.alloc(2 * MIB, 'z');
+  const large = Buffer.alloc(4 * MIB, 'z');
 
   /** Another user's call, timed; `count` in a row, sequentially. */
   const timeCalls = async (url: string, cookie: string, count: number) => {
