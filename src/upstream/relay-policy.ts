@@ -121,9 +121,11 @@ const FORWARDED_REQUEST_HEADERS = [
   'idempotency-key',
 ] as const;
 
+// A repeated header reaches billfold as an array (undici keeps an upstream's repeats apart).
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
-  const value = headers.connection;
-  return new Set(value ? value.split(',').map((token) => token.trim().toLowerCase()) : []);
+  const value: unknown = headers.connection;
+  const lines = Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : [];
+  return new Set(lines.flatMap((line) => line.split(',').map((token) => token.trim().toLowerCase())));
 }
 
 /** The allow-listed client headers, minus any the client declared hop-by-hop in `Connection`. */

@@ -457,6 +457,17 @@ describe('relayed answers', () => {
     expect(answer.header('etag')).toBe('"e1"');
   });
 
+  it('survive an upstream that repeats Connection: still 200, and every header it names is dropped', async () => {
+    upstream.answer = () => ({
+      headers: { connection: ['keep-alive', 'x-total-count'], 'x-total-count': '3', 'x-page': '1' },
+      body: '{}',
+    });
+    const answer = await sendRaw(billfold.url, relayGet(client.cookie!));
+    expect(answer.status).toBe(200);
+    expect(answer.header('x-total-count')).toBeUndefined();
+    expect(answer.header('x-page')).toBe('1');
+  });
+
   it('pass a 304 with its validators; other 3xx stay 502', async () => {
     upstream.answer = (request) =>
       request.headers['if-none-match'] === '"v7"'

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   checkQuery,
@@ -334,5 +335,49 @@ describe('response headers returned to the client', () => {
       etag: '"v2"',
       'last-modified': 'x',
     });
+  });
+});
+
+describe('response headers under hostile upstreams (property)', () => {
+  const PASSED = new Set(
+    HEADER_FATES.filter(({ fate }) => fate === 'passes').flatMap(({ headers }) => Object.keys(headers)),
+  );
+  const base = { 'strict-transport-security': 'max-age=31536000', vary: 'Origin', 'x-request-id': 'ours' };
+  const headerName = fc.oneof(
+    fc.constantFrom(
+      ...HEADER_FATES.flatMap(({ headers }) => Object.keys(headers)),
+      'vary',
+      'x-billfold-error',
+    ),
+    fc.stringMatching(/^[a-z0-9!#$%&'*+.^_`|~-]{1,20}$/),
+  );
+  const headerValue = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.constant('upstream-secret'),
+    fc.constant('*'),
+  );
+
+  it('never passes an unlisted header, a credential echo or a forged mark, and never loses billfold’s own', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(headerName, fc.oneof(headerValue, fc.array(headerValue, { maxLength: 3 }))),
+        fc.constantFrom(200, 204, 304, 404, 500),
+        (upstream, status) => {
+          const out = relayedResponseHeaders(status, upstream, ['upstream-secret'], base);
+          for (const [name, value] of Object.entries(out)) {
+            const ours = name in base || name in RELAY_RESPONSE_HEADERS;
+            expect(ours || PASSED.has(name), name).toBe(true);
+            if (!ours) expect(String(value)).not.toContain('upstream-secret');
+          }
+          expect(out['x-billfold-error']).toBeUndefined();
+          expect(out['x-request-id']).toBe('ours');
+          expect(out['strict-transport-security']).toBe('max-age=31536000');
+          expect(out['content-security-policy']).toBe(RELAY_RESPONSE_HEADERS['content-security-policy']);
+          expect(String(out.vary)).toMatch(/^(\*|Origin(, .+)?)$/);
+          if (status !== 304) expect(out['cache-control']).toBe('no-store');
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
