@@ -364,7 +364,7 @@ describe('pipelining and Expect', () => {
       `${slowGet('/api/billingplatform/ACCOUNT/1')}${slowGet('/api/billingplatform/ACCOUNT/2')}GET /\x01 HTTP/1.1\r\n\r\n`,
     );
     expect(answers.map((answer) => answer.status)).toEqual([200, 200, 400]);
-    expect(answers.map((answer) => answer.body)).toEqual([
+    expect(answers.map((answer): unknown => answer.body)).toEqual([
       '/bp/ACCOUNT/1',
       '/bp/ACCOUNT/2',
       expect.anything(),
