@@ -30,7 +30,12 @@ import {
   relayedResponseHeaders,
   RELAY_METHODS,
 } from '../upstream/relay-policy.js';
-import { isRedirect, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
+import {
+  isRedirect,
+  toUpstreamError,
+  type UpstreamClient,
+  type UpstreamResponse,
+} from '../upstream/upstream-client.js';
 import { continueIfExpected } from '../middleware/expectations.js';
 import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
 
@@ -94,7 +99,9 @@ export function createRelayHandler(deps: RelayDeps) {
     ) {
       return { verdict: adapter.judge(response.status, undefined), read: undefined, complete: false };
     }
-    const { chunks, ended } = await readUpTo(response.body, JUDGED_BODY_LIMIT);
+    const { chunks, ended } = await readUpTo(response.body, JUDGED_BODY_LIMIT).catch((error: unknown) => {
+      throw toUpstreamError(adapter.id, error);
+    });
     // Past the bound the answer is not judged: it passes through, the bytes read so far first.
     if (!ended) return { verdict: 'ok', read: chunks, complete: false };
     const bytes = Buffer.concat(chunks);
@@ -158,7 +165,13 @@ export function createRelayHandler(deps: RelayDeps) {
     };
     res.once('close', onClose);
     try {
-      await relayFor(req, res, context, { id, adapter, providerConfig, path, search, sessionId }, cancel);
+      await relayFor(
+        req,
+        res,
+        context,
+        { id, adapter, providerConfig, path, search, sessionId, hasBody },
+        cancel,
+      );
     } catch (error) {
       // Nobody is left to answer; the error is the cancellation itself, not a failure to report.
       if (cancel.signal.aborted) {
@@ -180,10 +193,11 @@ export function createRelayHandler(deps: RelayDeps) {
       path: string;
       search: string;
       sessionId: string;
+      hasBody: boolean;
     },
     cancel: AbortController,
   ): Promise<void> {
-    const { id, adapter, providerConfig, path, search, sessionId } = target;
+    const { id, adapter, providerConfig, path, search, sessionId, hasBody } = target;
     const { signal } = cancel;
     let session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
@@ -205,8 +219,6 @@ export function createRelayHandler(deps: RelayDeps) {
       headers: forwardRequestHeaders(req.headers, context.id),
       body: undefined,
     };
-    const hasBody =
-      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     // Every refusal is behind us: a client that sent `Expect: 100-continue` may send its body now.
     if (hasBody) continueIfExpected(req, res);
     if (hasBody && adapter.buffersRequestBody(credential, call)) {

@@ -121,7 +121,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         // undici acts on an abort only once the request is dispatched, so a call still queued for a
         // connection is given up here (undici drops it the moment a connection would take it).
         const response = await Promise.race([sent, whenAborted(signal)]).catch((error: unknown) => {
-          sent.then((late) => late.body.destroy(), () => undefined);
+          sent.then(
+            (late) => late.body.destroy(),
+            () => undefined,
+          );
           throw error;
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);

@@ -561,6 +561,22 @@ describe('relayed answers', () => {
     expect(Buffer.concat(chunks).equals(Buffer.concat([head, tail]))).toBe(true);
   });
 
+  it('answer 502 when a judged answer breaks off while billfold reads it, never a 500', async () => {
+    bill.respond = async (request, forward, res) => {
+      if (!request.url.endsWith('/GetSessionInfo.json')) return false;
+      await forward();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+      res.write('{"response_status":0,');
+      setTimeout(() => res.destroy(), 50);
+      return true;
+    };
+    const answer = await client.request('POST', '/api/bill/GetSessionInfo.json', {
+      body: '',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expectDocumentedError(answer, 502, 'upstream_unavailable');
+  });
+
   it('still judge a small BILL answer without Content-Length: BDC_1109 signs the provider out (the control)', async () => {
     const own = await signIn(billfold, 'demo', ['bill']);
     bill.respond = async (request, forward, res) => {
