@@ -91,7 +91,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const agent = new Agent({
     connections: UPSTREAM_CONNECTIONS,
     keepAliveTimeout: 30_000,
-    headersTimeout: options.timeoutMs,
+    // The call's own deadline (in `send`) bounds the wait for headers exactly; undici's timer, which
+    // can fire early under load, is only a backstop behind it.
+    headersTimeout: options.timeoutMs + 1000,
     bodyTimeout: options.timeoutMs,
     connect: { timeout: Math.min(options.timeoutMs, 10_000) },
   });
@@ -106,7 +108,13 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       // for a pooled connection (undici's own timers start only once a request is dispatched), or a
       // client trickling a streamed body (headersTimeout starts only once the body is sent).
       const deadline = new AbortController();
-      const timer = setTimeout(() => deadline.abort(new AnswerDeadlineError()), options.timeoutMs);
+      // A timer can fire early by the event loop's lag; the deadline is never shorter than the timeout.
+      const expire = () => {
+        const left = options.timeoutMs - (performance.now() - started);
+        if (left > 0) timer = setTimeout(expire, left);
+        else deadline.abort(new AnswerDeadlineError());
+      };
+      let timer = setTimeout(expire, options.timeoutMs);
       const signal = upstreamRequest.signal
         ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
         : deadline.signal;
