@@ -7,13 +7,12 @@ import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
 import type { RelayLimiter } from '../middleware/rate-limits.js';
 import type { RequestContext } from '../middleware/request-context.js';
-import type { RequestPolicy } from '../middleware/request-guards.js';
-import type { SecurityHeaders } from '../middleware/security-headers.js';
+import { refuseOversizedBody, type RequestPolicy } from '../middleware/request-guards.js';
 import type { CredentialOf } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
-  adapterFor,
   isSameCredential,
+  resolveProvider,
   upstreamUrl,
   type AdapterRegistry,
   type ProviderAdapter,
@@ -30,12 +29,7 @@ import {
   relayedResponseHeaders,
   RELAY_METHODS,
 } from '../upstream/relay-policy.js';
-import {
-  isRedirect,
-  toUpstreamError,
-  type UpstreamClient,
-  type UpstreamResponse,
-} from '../upstream/upstream-client.js';
+import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
 import { continueIfExpected } from '../middleware/expectations.js';
 import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
 
@@ -49,7 +43,6 @@ export interface RelayDeps {
   clock: Clock;
   logger: Logger;
   policy: RequestPolicy;
-  securityHeaders: SecurityHeaders;
   readSessionId: (cookieHeader: string | undefined) => string | undefined;
   relayLimiter: RelayLimiter;
   concurrency: RelayConcurrency;
@@ -73,7 +66,6 @@ class ClientGoneError extends Error {}
  */
 export function createRelayHandler(deps: RelayDeps) {
   const { config, repository, client, clock, logger } = deps;
-  const edgeHeaders = Object.fromEntries(deps.securityHeaders.fixed);
 
   const send = (
     id: ProviderId,
@@ -130,12 +122,11 @@ export function createRelayHandler(deps: RelayDeps) {
 
     if (!RELAY_METHODS.has(req.method ?? '')) throw new AppError('method_not_allowed');
     deps.policy.check(req);
-    if (!isProviderId(providerName)) throw new AppError('not_found');
-    const id = providerName;
-    context.provider = id;
-    const adapter = adapterFor(deps.adapters, id);
+    if (isProviderId(providerName)) context.provider = providerName;
+    const adapter = resolveProvider(deps.adapters, providerName);
+    const { id } = adapter;
     const providerConfig = config.providers[id];
-    if (!adapter || !providerConfig) throw new AppError('provider_not_configured', { provider: id });
+    if (!providerConfig) throw new AppError('provider_not_configured', { provider: id });
     checkQuery(search);
     if (adapter.isAuthEndpoint(canonicalRelayPath(path)))
       throw new AppError('forbidden_upstream_path', { provider: id });
@@ -151,7 +142,7 @@ export function createRelayHandler(deps: RelayDeps) {
     if (hasBody && (req.method === 'GET' || req.method === 'HEAD')) {
       throw new AppError('invalid_request', { message: 'GET and HEAD requests carry no body.' });
     }
-    if (declaredLength > config.bodyLimitBytes) throw new AppError('payload_too_large');
+    refuseOversizedBody(req, config.bodyLimitBytes);
 
     const sessionId = deps.readSessionId(req.headers.cookie);
     if (!sessionId) throw new AppError('unauthenticated');
@@ -247,21 +238,16 @@ export function createRelayHandler(deps: RelayDeps) {
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }
-    if (isRedirect(response.status)) {
-      await response.body.dump();
-      throw new AppError('upstream_unavailable', {
-        provider: id,
-        message: 'The provider answered with a redirect.',
-      });
-    }
-
+    // billfold's own headers are already on the answer; an upstream Vary joins its Vary: Origin.
+    const vary = res.getHeader('vary');
     res.writeHead(
       response.status,
-      relayedResponseHeaders(response.status, response.headers, adapter.secretsOf(credential), {
-        ...edgeHeaders,
-        ...deps.policy.corsHeaders(req.headers),
-        vary: 'Origin',
-      }),
+      relayedResponseHeaders(
+        response.status,
+        response.headers,
+        adapter.secretsOf(credential),
+        typeof vary === 'string' ? { vary } : {},
+      ),
     );
     recordUse(session, id, adapter, credential);
     if (judged.complete) res.end(judged.read?.[0]);

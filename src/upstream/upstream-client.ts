@@ -118,6 +118,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       const signal = upstreamRequest.signal
         ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
         : deadline.signal;
+      let response: Awaited<ReturnType<typeof request>>;
       try {
         const sent = request(upstreamRequest.url, {
           dispatcher: agent,
@@ -128,7 +129,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         });
         // undici acts on an abort only once the request is dispatched, so a call still queued for a
         // connection is given up here (undici drops it the moment a connection would take it).
-        const response = await Promise.race([sent, whenAborted(signal)]).catch((error: unknown) => {
+        response = await Promise.race([sent, whenAborted(signal)]).catch((error: unknown) => {
           sent.then(
             (late) => late.body.destroy(),
             () => undefined,
@@ -136,7 +137,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           throw error;
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
-        return { status: response.statusCode, headers: response.headers, body: response.body };
       } catch (error) {
         const failure = toUpstreamError(provider, error);
         options.onResponse?.(provider, 'error', performance.now() - started, failure);
@@ -144,15 +144,26 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       } finally {
         clearTimeout(timer);
       }
-    },
-
-    async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {
-      const response = await client.send(provider, upstreamRequest);
-      if (isRedirect(response.status) || response.status === 304) {
+      // Redirects are never followed, nor passed on: a redirect could send the client, or a retry
+      // carrying a credential, to somewhere billfold was not configured to call. A 304 is no redirect.
+      if (isRedirect(response.statusCode)) {
         await response.body.dump();
         throw new AppError('upstream_unavailable', {
           provider,
           message: 'The provider answered with a redirect.',
+        });
+      }
+      return { status: response.statusCode, headers: response.headers, body: response.body };
+    },
+
+    async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {
+      const response = await client.send(provider, upstreamRequest);
+      // billfold's own calls send no validators, so a 304 here is an answer without the JSON asked for.
+      if (response.status === 304) {
+        await response.body.dump();
+        throw new AppError('upstream_unavailable', {
+          provider,
+          message: 'The provider answer was malformed.',
         });
       }
       const declared = Number(response.headers['content-length'] ?? 0);
