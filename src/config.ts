@@ -38,6 +38,8 @@ export interface RateLimitConfig {
   /** Relayed calls one session may make per window; 0 turns the limit off. */
   relayCallsPerSession: number;
   relayWindowMs: number;
+  /** Relayed calls one session, and one upstream identity, may have open at once per provider; 0 is off. */
+  relayConcurrentPerSession: number;
 }
 
 /** Everything billfold reads from its environment, parsed once and frozen. */
@@ -270,6 +272,9 @@ const envSchema = z.object({
   ),
   RELAY_RATE_LIMIT: integer(1200, 0, 100_000_000).describe('relayed calls per session per window; 0 is off'),
   RELAY_RATE_WINDOW_S: integer(60, 1, 86_400).describe('relay counting window'),
+  RELAY_MAX_CONCURRENT_PER_SESSION: integer(16, 0, 256).describe(
+    'relayed calls one session (and one upstream identity) may have open at once per provider, per instance; 0 is off',
+  ),
   METRICS_PORT: optionalPort.describe(
     'serve GET /metrics on this port (on OPERATOR_HOST) instead of the main one',
   ),
@@ -695,6 +700,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       billLoginsPerIpPerHour: env.BILL_LOGINS_PER_HOUR_PER_IP,
       relayCallsPerSession: env.RELAY_RATE_LIMIT,
       relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
+      relayConcurrentPerSession: env.RELAY_MAX_CONCURRENT_PER_SESSION,
     },
     metrics: { port: env.METRICS_PORT, token: env.METRICS_TOKEN },
     admin,

@@ -1,6 +1,6 @@
 import http, { type RequestListener, type Server } from 'node:http';
 import https from 'node:https';
-import { createClientErrorHandler } from './app.js';
+import { serveBillfold } from './app.js';
 import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type LoadedConfig } from './config.js';
@@ -157,14 +157,14 @@ async function main(): Promise<void> {
   const serve = async (handler: RequestListener, listenPort: number, host: string) => {
     let created: Server;
     if (tls) {
-      const secure = https.createServer(tls.options, handler);
+      const secure = https.createServer(tls.options);
       httpsServers.push(secure);
       created = secure;
     } else {
-      created = http.createServer(handler);
+      created = http.createServer();
     }
     servers.push(created);
-    created.on('clientError', createClientErrorHandler(logger));
+    serveBillfold(created, handler, logger);
     created.keepAliveTimeout = 65_000;
     created.headersTimeout = 66_000;
     created.requestTimeout = config.upstreamTimeoutMs + 30_000;

@@ -18,6 +18,7 @@ import type { SessionRepository } from '../session/session-repository.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
 import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
+import type { CredentialRenewer } from '../upstream/credential-renewer.js';
 import type { ProviderId } from '../upstream/provider-id.js';
 import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
@@ -30,6 +31,8 @@ export interface AuthRouteDeps {
   clock: Clock;
   logger: Logger;
   keyNames: StoreKeyNames;
+  /** The organization switch runs under the renewal lock, so it never presents a token a renewal spent. */
+  renewer: CredentialRenewer;
 }
 
 /** Validates a JSON body against a schema; the message names the fields, never their values. */
@@ -174,17 +177,30 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (!adapter) throw new AppError('provider_not_configured', { provider: 'billbora' });
     if (!hasStoredSession(req)) throw new AppError('unauthenticated');
     const body = parseBody(organizationSwitchSchema, req.body);
-    const current = (await repository.load(req.sessionID))?.record.providers.billbora;
-    if (!current) throw new AppError('provider_not_connected', { provider: 'billbora' });
-    const switched = await adapter.switchOrganization(current, body.organizationId, body.supabaseToken);
-    const after = await repository.update(req.sessionID, (record) => {
-      // Signed out of Billbora meanwhile: the switch does not sign it back in.
-      if (!record.providers.billbora) return undefined;
-      return { ...record, providers: { ...record.providers, billbora: switched } };
-    });
-    if (!after?.record.providers.billbora)
+    const session = await repository.load(req.sessionID);
+    if (!session?.record.providers.billbora)
       throw new AppError('provider_not_connected', { provider: 'billbora' });
-    res.json(view(after.record));
+    const after = await deps.renewer
+      .replace(session, 'billbora', (current, renewal) =>
+        adapter.switchOrganization(
+          current as CredentialOf<'billbora'>,
+          body.organizationId,
+          body.supabaseToken,
+          renewal,
+        ),
+      )
+      .catch((error: unknown) => {
+        // Signed out of Billbora meanwhile: the switch does not sign it back in.
+        if (
+          error instanceof AppError &&
+          (error.code === 'upstream_session_expired' || error.code === 'unauthenticated')
+        )
+          throw new AppError('provider_not_connected', { provider: 'billbora' });
+        throw error;
+      });
+    if (!after.session.record.providers.billbora)
+      throw new AppError('provider_not_connected', { provider: 'billbora' });
+    res.json(view(after.session.record));
   });
 
   router.post('/logout', async (req, res) => {

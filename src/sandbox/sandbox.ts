@@ -62,6 +62,8 @@ export interface SandboxOptions {
   port?: number;
   /** How many requests each emulator's log keeps (default 1000). */
   requestLogLimit?: number;
+  /** How long (real time) a Supabase refresh waits for a concurrent one of its session before a 409 (default 5 s). */
+  supabaseConcurrentRefreshWaitMs?: number;
 }
 
 /** Starts the sandbox upstreams on one loopback server. */
@@ -90,7 +92,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const bill = createBillEmulator({ clock, limits, apiEndPoint: `${url}/bill/api` });
   const billogram = createBillogramEmulator({ clock, limits });
   const billbora = createBillboraEmulator({ clock, limits, supabaseJwtSecret });
-  const supabase = createSupabaseEmulator({ clock, limits, jwtSecret: supabaseJwtSecret });
+  const supabase = createSupabaseEmulator({
+    clock,
+    limits,
+    jwtSecret: supabaseJwtSecret,
+    ...(options.supabaseConcurrentRefreshWaitMs !== undefined && {
+      concurrentRefreshWaitMs: options.supabaseConcurrentRefreshWaitMs,
+    }),
+  });
   const mounts: [string, Emulator<EmulatorControl>][] = [
     [SANDBOX_MOUNTS.billingplatform, billingplatform],
     [SANDBOX_MOUNTS.bill, bill],

@@ -129,6 +129,11 @@ export function createMemoryBackend(options: MemoryBackendOptions): MemoryBacken
       if (readTally(key)?.value === token) tallies.delete(key);
       return Promise.resolve();
     },
+    extendLock(key, token, ttlMs) {
+      if (read(key)?.value !== token) return Promise.resolve(false);
+      write(key, token, ttlMs);
+      return Promise.resolve(true);
+    },
     increment(key, windowMs, by = 1) {
       const entry = readTally(key);
       if (!entry) {

@@ -15,6 +15,10 @@ const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+const EXTEND_LOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 const INCREMENT_WINDOW = `
 local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -103,6 +107,10 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       within(async () => {
         await evaluate(RELEASE_LOCK, name, [token]);
       }),
+    extendLock: (name, token, ttlMs) =>
+      within(
+        async () => (await evaluate(EXTEND_LOCK, name, [token, String(Math.max(1, Math.ceil(ttlMs)))])) === 1,
+      ),
     increment: (name, windowMs, by = 1) =>
       within(async () =>
         toCounter(

@@ -22,6 +22,8 @@ export interface SessionBackend {
   acquireLock(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Deletes `key` only while it still holds `token`. */
   releaseLock(key: string, token: string): Promise<void>;
+  /** Gives a lock still holding `token` another `ttlMs`; false when it has lapsed or changed hands. */
+  extendLock(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Adds `by` to a counter whose window of `windowMs` starts at its first hit; the new count and ms left. */
   increment(key: string, windowMs: number, by?: number): Promise<Counter>;
   /** A counter's count and ms left in its window, without changing it (0 when absent). */

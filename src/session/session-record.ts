@@ -35,6 +35,11 @@ export interface BillboraJwtCredential {
   accessExpiresAt: number;
   /** Present when billfold signed in to Supabase itself (email and password). */
   supabaseRefresh?: string;
+  /**
+   * Set once `refresh` was refused, or presented without an answer (so possibly spent): it is never
+   * presented again, and the next renewal starts from the Supabase session.
+   */
+  refreshSpent?: true;
   organization: { id: string; name: string };
   user: string;
   /** The Supabase user id (`sub`): the identity indexes use it, and an organization switch must match it. */

@@ -136,7 +136,11 @@ describe.each(FIXTURES)('the $id adapter keeps the adapter contract', (fixture) 
     fixture.expire(sandbox);
     const answer = await callWith(credential);
     if (adapter.renew && answer.verdict === 'renew') {
-      const renewed = await adapter.renew(credential);
+      const renewed = await adapter.renew(credential, {
+        signal: new AbortController().signal,
+        fence: () => Promise.resolve(),
+        keep: () => undefined,
+      });
       expect(adapter.secretsOf(renewed)[0]).not.toBe(adapter.secretsOf(credential)[0]);
       expect((await callWith(renewed)).verdict).toBe('ok');
     } else {
