@@ -240,7 +240,7 @@ export function createClientErrorHandler(logger: Logger) {
     });
     socket.end(
       `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n${headers}` +
-        `content-type: application/json; charset=utf-8\r\nx-request-id: ${requestId}\r\n` +
+        `vary: Origin\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${requestId}\r\n` +
         `${BILLFOLD_ERROR_HEADER}: invalid_request\r\n` +
         `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );

@@ -386,6 +386,9 @@ describe('HSTS on every response', () => {
       expect({ name, status: answer.status }).toEqual({ name, status });
       expect(answer.header('strict-transport-security')).toBe(HSTS);
       expect(answer.header('connection')).toBe('close');
+      // Like every other answer: a shared cache must not hand this one to another origin.
+      expect(answer.header('vary')).toBe('Origin');
+      expect(answer.header('cache-control')).toBe('no-store');
       expect(answer.body.error).toMatchObject({
         code: 'invalid_request',
         requestId: answer.header('x-request-id'),
