@@ -130,8 +130,8 @@ export function createMemoryBackend(options: MemoryBackendOptions): MemoryBacken
       return Promise.resolve();
     },
     extendLock(key, token, ttlMs) {
-      if (read(key)?.value !== token) return Promise.resolve(false);
-      write(key, token, ttlMs);
+      if (readTally(key)?.value !== token) return Promise.resolve(false);
+      writeTo(tallies, key, token, ttlMs);
       return Promise.resolve(true);
     },
     increment(key, windowMs, by = 1) {

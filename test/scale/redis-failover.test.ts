@@ -71,7 +71,7 @@ async function failover(options: {
     REDIS_MIN_REPLICAS_ACK: String(options.minReplicasAck),
     RELAY_RATE_LIMIT: '0',
     LOGIN_MAX_FAILURES_PER_IP: '1000000',
-    MAX_SESSIONS_PER_IDENTITY: '100000',
+    MAX_SESSIONS_PER_IDENTITY: '10000',
   });
   const client = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
   try {

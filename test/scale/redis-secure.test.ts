@@ -55,7 +55,12 @@ describe('Redis Cluster over TLS behind an ACL user, three masters with replicas
     [cluster, sandbox] = await Promise.all([startOwnSecureCluster(), startSandbox()]);
     // One root node only, its credentials in the URL: every other node is discovered, and gets the
     // ACL user, the CA and the client certificate all the same.
-    billfold = await startBillfold({ ...sandbox.env, ...cluster.env, REDIS_KEY_PREFIX: PREFIX });
+    billfold = await startBillfold({
+      ...sandbox.env,
+      ...cluster.env,
+      REDIS_KEY_PREFIX: PREFIX,
+      MAX_SESSIONS_PER_IDENTITY: '100',
+    });
   }, 60_000);
   afterAll(async () => {
     await billfold?.close();
@@ -96,7 +101,12 @@ describe('Redis Sentinel over TLS behind an ACL user, and the wrong secrets', ()
   });
 
   it('Sentinel with the ACL user and TLS for sentinels and the master they name: the full flow', async () => {
-    const billfold = await startBillfold({ ...sandbox.env, ...sentinel.env, REDIS_KEY_PREFIX: PREFIX });
+    const billfold = await startBillfold({
+      ...sandbox.env,
+      ...sentinel.env,
+      REDIS_KEY_PREFIX: PREFIX,
+      MAX_SESSIONS_PER_IDENTITY: '100',
+    });
     try {
       await fullFlow(billfold, sandbox);
     } finally {
