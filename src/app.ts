@@ -20,6 +20,7 @@ import { createRelayLimiter } from './middleware/rate-limits.js';
 import { createSecurityHeaders, type SecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
 import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
+import { createBillMfaRouter } from './routes/bill-mfa-routes.js';
 import { createHealthRouter } from './routes/health-routes.js';
 import { createInventoryRouter } from './routes/inventory-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
@@ -113,6 +114,7 @@ export function createApp(deps: AppDeps): RequestListener {
     createSessionMiddleware(config, repository),
     createSessionRouter(deps),
     createInventoryRouter(deps),
+    createBillMfaRouter(deps),
     createAuthRouter(deps),
   );
   if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));

@@ -24,6 +24,8 @@ const REDACTED_FIELDS = [
   'basic',
   'supabaseToken',
   'supabaseRefresh',
+  'rememberMeId',
+  'tokenValue',
   'set-cookie',
 ];
 
@@ -61,7 +63,8 @@ export type AuditEvent =
   | 'https_refused'
   | 'rate_limited'
   | 'store_unavailable'
-  | 'session_revoked';
+  | 'session_revoked'
+  | 'mfa_step_up';
 
 /** One audit line: what happened, to which provider and session, and how it ended. */
 export interface AuditEntry {

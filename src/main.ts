@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   if ((env.NODE_ENV ?? 'development') !== 'production' && !UPSTREAM_VARIABLES.some((name) => env[name])) {
     // Loaded only here, so a production start never touches the emulators.
     const { formatSandboxBanner, startSandbox } = await import('./sandbox/sandbox.js');
-    sandbox = await startSandbox();
+    sandbox = await startSandbox({ billApiVersion: env.BILL_API_VERSION === 'v3' ? 'v3' : 'v2' });
     banner = formatSandboxBanner(sandbox);
     Object.assign(env, sandbox.env);
   }

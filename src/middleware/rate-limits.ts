@@ -14,6 +14,15 @@ const refuse = (resetInMs: number, provider?: ProviderId) =>
     ...(provider && { provider }),
   });
 
+// A counter the store cannot read or write is an outage, never a pass.
+const guard = async <T>(operation: () => Promise<T>) => {
+  try {
+    return await operation();
+  } catch (error) {
+    throw new AppError('session_store_unavailable', { cause: error });
+  }
+};
+
 /** Failed-login limits per client address and per username per provider, shared through the store. */
 export interface LoginLimiter {
   /** Throws 429 rate_limited (with Retry-After) when either limit is already reached. */
@@ -27,13 +36,6 @@ export function createLoginLimiter(backend: SessionBackend, config: RateLimitCon
   const ipKey = (ip: string) => `rl:login:ip:${digest(ip)}`;
   const userKey = (provider: ProviderId, username: string) =>
     `rl:login:user:${provider}:${digest(username.trim().toLowerCase())}`;
-  const guard = async <T>(operation: () => Promise<T>) => {
-    try {
-      return await operation();
-    } catch (error) {
-      throw new AppError('session_store_unavailable', { cause: error });
-    }
-  };
 
   return {
     async check(ip, provider, username) {
@@ -58,6 +60,33 @@ export function createLoginLimiter(backend: SessionBackend, config: RateLimitCon
     },
     async recordSuccess(provider, username) {
       if (username !== undefined) await guard(() => backend.delete(userKey(provider, username)));
+    },
+  };
+}
+
+/**
+ * Attempts at a guessable secret (BILL's MFA codes), limited per key. Each attempt is counted before
+ * it is made, so a parallel burst cannot get more than `limit` guesses through.
+ */
+export interface AttemptLimiter {
+  /** Counts one attempt; throws 429 rate_limited (with Retry-After) past the limit. */
+  take(key: string): Promise<void>;
+  /** A success clears the count. */
+  clear(key: string): Promise<void>;
+}
+
+export function createAttemptLimiter(
+  backend: SessionBackend,
+  options: { name: string; limit: number; windowMs: number; provider: ProviderId },
+): AttemptLimiter {
+  const keyOf = (key: string) => `rl:${options.name}:${digest(key)}`;
+  return {
+    async take(key) {
+      const counter = await guard(() => backend.increment(keyOf(key), options.windowMs));
+      if (counter.count > options.limit) throw refuse(counter.resetInMs, options.provider);
+    },
+    async clear(key) {
+      await guard(() => backend.delete(keyOf(key)));
     },
   };
 }

@@ -12,7 +12,12 @@ import {
   saveAsNewSession,
   sessionCookieOptions,
 } from '../middleware/session-middleware.js';
-import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
+import {
+  forgetTrustedDevice,
+  hasProviders,
+  type CredentialOf,
+  type SessionRecord,
+} from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
 import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
@@ -48,8 +53,13 @@ export function resolveProvider(adapters: AdapterRegistry, name: string | undefi
 /** The name a login is made under, for the per-username failure limit (token logins have none). */
 function loginIdentity(input: unknown): string | undefined {
   const body = input as Record<string, unknown>;
-  const name = body.username ?? body.userName ?? body.apiUserId ?? body.email;
+  const name = body.username ?? body.userName ?? body.tokenName ?? body.apiUserId ?? body.email;
   return typeof name === 'string' ? name : undefined;
+}
+
+/** The session record express-session loaded for this request, when it has a stored one. */
+function storedRecord(req: Request): SessionRecord | undefined {
+  return hasStoredSession(req) ? (req.session as unknown as SessionRecord) : undefined;
 }
 
 /** Auth routes take JSON bodies only; a body of any other type is a 415 (body-less POSTs are fine). */
@@ -78,7 +88,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     await loginLimiter.check(ip, adapter.id, username);
     let credential: CredentialOf<ProviderId>;
     try {
-      credential = await adapter.login(input);
+      credential = await adapter.login(input, storedRecord(req));
     } catch (error) {
       if (error instanceof AppError && error.code === 'invalid_credentials') {
         await loginLimiter.recordFailure(ip, adapter.id, username);
@@ -97,6 +107,8 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
     const now = clock.now();
     const record: SessionRecord = {
+      // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.
+      ...previous?.record,
       createdAt: previous?.record.createdAt ?? now,
       lastSeenAt: now,
       providers: { ...previous?.record.providers, [adapter.id]: credential },
@@ -138,6 +150,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       removed = record.providers[adapter.id];
       if (!removed) return undefined;
       delete record.providers[adapter.id];
+      forgetTrustedDevice(record, adapter.id);
       return hasProviders(record) ? record : null;
     });
     if (removed) await logoutUpstream(adapter, removed, logger);

@@ -154,6 +154,11 @@ export function createRelayHandler(deps: RelayDeps) {
       response = await send(id, adapter, call, credential, undefined);
       judged = await judge(adapter, response);
     }
+    if (judged.verdict === 'untrusted') {
+      // The credential is fine; the call needs a stepped-up session (BILL's MFA), then a retry.
+      await response.body.dump();
+      throw new AppError('mfa_required', { provider: id });
+    }
     if (judged.verdict !== 'ok') {
       await response.body.dump();
       await disconnectProvider(repository, session.id, adapter, credential);

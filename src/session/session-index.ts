@@ -24,7 +24,10 @@ function identityOf(provider: ProviderId, providers: ProviderCredentials): strin
     case 'billingplatform':
       return providers.billingplatform && identityIndexKey(provider, providers.billingplatform.user);
     case 'bill':
-      return providers.bill && billIndexKey(providers.bill.user, providers.bill.orgId);
+      // A sync token is an integration's credential, not a person.
+      return providers.bill?.mode === 'sync-token'
+        ? undefined
+        : providers.bill && billIndexKey(providers.bill.user, providers.bill.orgId);
     case 'billogram':
       return providers.billogram && identityIndexKey(provider, providers.billogram.user);
     case 'billbora': {
