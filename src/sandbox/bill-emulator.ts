@@ -187,6 +187,6 @@ export function createBillEmulator(options: {
       return isRefusal(signedIn) ? refused(signedIn) : operation(fields, signedIn);
     },
     control: realm.control,
-    resetSwitches: realm.resetSwitches,
+    resetSwitches: () => realm.resetSwitches(),
   });
 }

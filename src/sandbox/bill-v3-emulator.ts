@@ -205,6 +205,6 @@ export function createBillV3Emulator(options: {
       return match.handler(signedIn, body, query, match.params);
     },
     control: realm.control,
-    resetSwitches: realm.resetSwitches,
+    resetSwitches: () => realm.resetSwitches(),
   });
 }

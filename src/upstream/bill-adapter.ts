@@ -70,6 +70,7 @@ export function billLoginRefusal(code: string | undefined, status: number, under
         provider,
         message: 'The provider refused billfold’s developer key.',
       });
+    case undefined:
     default:
       return loginFailure(provider, status, understood);
   }
