@@ -120,6 +120,7 @@ export interface BillRealm {
   endSession(sessionId: string): void;
   vendorsOf(orgId: string): Map<string, Vendor>;
   newVendorId(): string;
+  newPaymentId(): string;
   /** Sends the code to the user's phone; answers the challenge's id. */
   challenge(signedIn: BillSignedIn): { challengeId: string } | BillRefusal;
   /** Checks the code; trusts the session, and issues a rememberMeId when asked. */
@@ -188,6 +189,7 @@ export function createBillRealm(options: {
     ],
   ]);
   let nextVendor = 3;
+  let nextPayment = 1;
   const challenges = new Map<
     string,
     { sessionId: string; userId: string; expiresAt: number; attempts: number }
@@ -269,6 +271,7 @@ export function createBillRealm(options: {
       return table;
     },
     newVendorId: () => `00901SBXVEND${String(nextVendor++).padStart(2, '0')}`,
+    newPaymentId: () => `00p01SBXPAY${String(nextPayment++).padStart(3, '0')}`,
 
     challenge({ sessionId, session }) {
       if (session.kind === 'sync-token') return syncTokenRefused;

@@ -155,7 +155,7 @@ export function createBillV3Emulator(options: {
       const id = realm.newVendorId();
       const vendor: Vendor = { ...body, entity: 'Vendor', id, isActive: '1', name: body.name };
       realm.vendorsOf(session.orgId).set(id, vendor);
-      return jsonReply(201, vendorView(vendor));
+      return jsonReply(200, vendorView(vendor));
     },
     'POST /payments': ({ session }, body) => {
       const refusal = realm.requireTrusted(session);
@@ -165,8 +165,8 @@ export function createBillV3Emulator(options: {
         return errorReply(400, BILL_CODES.badJson, 'amount must be a positive number.');
       if (!realm.vendorsOf(session.orgId).has(body.vendorId))
         return errorReply(404, 'BDC_1120', 'No vendor with that id.');
-      return jsonReply(201, {
-        id: `00p01SBXPAY${Date.now().toString(36)}`,
+      return jsonReply(200, {
+        id: realm.newPaymentId(),
         vendorId: body.vendorId,
         amount: body.amount,
         status: 'SCHEDULED',
