@@ -329,7 +329,10 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   });
 
   it('refuses a wrong sync token with invalid_credentials', async () => {
-    const answer = await newClient().post('/auth/bill/login', { ...demo.billSyncToken, tokenValue: 'nope-nope' });
+    const answer = await newClient().post('/auth/bill/login', {
+      ...demo.billSyncToken,
+      tokenValue: 'nope-nope',
+    });
     expect(answer.status).toBe(401);
     expect(answer.body.error).toMatchObject({ code: 'invalid_credentials', provider: 'bill' });
   });

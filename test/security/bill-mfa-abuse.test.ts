@@ -1,0 +1,135 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createSecretLedger } from '../support/secret-ledger.js';
+import { expectDocumentedError } from '../support/security-expect.js';
+
+const demo = SANDBOX_DEMO_CREDENTIALS;
+const ledger = createSecretLedger();
+
+describe('the BILL v3 step-up under attack, on Redis', () => {
+  let sandbox: Sandbox;
+  /** Default limits: 5 code attempts per BILL user per window. */
+  let strict: RunningBillfold;
+  /** Limits out of the way, so generated inputs meet the validation and BILL, not the limiter. */
+  let lenient: RunningBillfold;
+  const validations = () => sandbox.billV3.requests.filter((r) => r.path === '/mfa/challenge/validate');
+
+  beforeAll(async () => {
+    sandbox = await startSandbox({ billApiVersion: 'v3' });
+    strict = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
+    lenient = await startBillfold({
+      ...sandbox.env,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      LOGIN_MAX_FAILURES_PER_IP: '1000000',
+      LOGIN_MAX_FAILURES_PER_USER: '1000000',
+    });
+  });
+  afterAll(async () => {
+    ledger.collect(sandbox);
+    expect(ledger.leaks([...strict.logs, ...lenient.logs])).toEqual([]);
+    await strict.close();
+    await lenient.close();
+    await sandbox.close();
+  });
+
+  it('lets at most 5 of 50 parallel guesses reach BILL, and answers the rest 429 with Retry-After', async () => {
+    const client = createCookieClient(strict.url, strict.config.session.cookieName);
+    await client.post('/auth/bill/login', demo.bill);
+    const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
+    sandbox.billV3.clearRequests();
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, index) =>
+        client.post('/auth/bill/mfa/validate', { challengeId, token: String(100000 + index) }),
+      ),
+    );
+    const statuses = answers.map((answer) => answer.status);
+    expect(statuses.filter((status) => status === 401).length).toBeLessThanOrEqual(5);
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(45);
+    expect(statuses.every((status) => status === 401 || status === 429)).toBe(true);
+    expect(validations().length).toBeLessThanOrEqual(5);
+    const limited = answers.find((answer) => answer.status === 429)!;
+    expectDocumentedError(limited, 429, 'rate_limited');
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Even the right code waits now: the count is the user's, not the challenge's.
+    const right = await client.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
+    expect(right.status).toBe(429);
+  });
+
+  it('will not step a session up with another session’s challenge, even with the right code', async () => {
+    const owner = createCookieClient(lenient.url, lenient.config.session.cookieName);
+    const intruder = createCookieClient(lenient.url, lenient.config.session.cookieName);
+    await owner.post('/auth/bill/login', demo.bill);
+    await intruder.post('/auth/bill/login', demo.bill);
+    const { challengeId } = (await owner.post('/auth/bill/mfa/challenge')).body;
+    const stolen = await intruder.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
+    expectDocumentedError(stolen, 401, 'invalid_credentials');
+    expect((await intruder.get('/auth/session')).body.providers.bill.trusted).toBe(false);
+    const own = await owner.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
+    expect(own.body.providers.bill.trusted).toBe(true);
+  });
+
+  it('answers any validate body with a documented 400 or 401, never a 500, never echoing it', async () => {
+    const client = createCookieClient(lenient.url, lenient.config.session.cookieName);
+    await client.post('/auth/bill/login', demo.bill);
+    const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body as { challengeId: string };
+    const token = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.string({ unit: 'grapheme', maxLength: 12 }),
+      // The right code in other spellings: fullwidth digits, padding, Arabic-Indic digits.
+      fc.constantFrom(
+        demo.billMfaCode.replace(/\d/g, (d) => String.fromCharCode(0xff10 + Number(d))),
+        ` ${demo.billMfaCode}`,
+        demo.billMfaCode.replace(/\d/g, (d) => String.fromCharCode(0x0660 + Number(d))),
+      ),
+    );
+    const body = fc.oneof(
+      fc.record({ challengeId: fc.constant(challengeId), token }, { requiredKeys: [] }),
+      fc.record({ challengeId: fc.string({ maxLength: 2000 }), token, rememberMe: fc.anything() }),
+      fc.anything(),
+    );
+    await fc.assert(
+      fc.asyncProperty(body, async (input) => {
+        const answer = await client.request('POST', '/auth/bill/mfa/validate', {
+          body: JSON.stringify(input) ?? 'null',
+          headers: { 'content-type': 'application/json' },
+        });
+        expect([400, 401]).toContain(answer.status);
+        expectDocumentedError(answer, answer.status, answer.body.error.code);
+        if (typeof (input as { token?: unknown } | null)?.token === 'string') {
+          const sent = (input as { token: string }).token;
+          if (sent.length >= 4) expect(answer.text).not.toContain(JSON.stringify(sent).slice(1, -1));
+        }
+      }),
+      { numRuns: 60 },
+    );
+    expect((await client.get('/auth/session')).body.providers.bill.trusted).toBe(false);
+  });
+
+  it('signs in with a sync token only as it is spelled: other cases and Unicode forms are refused', async () => {
+    const { tokenName, tokenValue, orgId } = demo.billSyncToken;
+    const variant = fc.constantFrom(
+      (text: string) => text.toUpperCase(),
+      (text: string) => text.normalize('NFKC').replace(/-/g, '\u2010'),
+      (text: string) => text.replace(/o/g, '\u043e'),
+      (text: string) => `${text} `,
+      (text: string) => text.replace(/-/g, '\uff0d'),
+    );
+    await fc.assert(
+      fc.asyncProperty(variant, fc.boolean(), async (change, onName) => {
+        const client = createCookieClient(lenient.url, lenient.config.session.cookieName);
+        const body = onName
+          ? { tokenName: change(tokenName), tokenValue, orgId }
+          : { tokenName, tokenValue: change(tokenValue), orgId };
+        const answer = await client.post('/auth/bill/login', body);
+        expectDocumentedError(answer, 401, 'invalid_credentials');
+        expect(answer.setCookies).toEqual([]);
+      }),
+      { numRuns: 20 },
+    );
+  });
+});
