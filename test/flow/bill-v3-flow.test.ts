@@ -9,6 +9,7 @@ import {
   startBillfold,
   type RunningBillfold,
 } from '../support/billfold-harness.js';
+import { spawnBillfold } from '../support/billfold-process.js';
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { createTestClock } from '../support/test-clock.js';
@@ -356,5 +357,28 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
         expect({ secret: secret.slice(0, 6), found }).toEqual({ secret: secret.slice(0, 6), found: [] });
       }
     });
+  });
+});
+
+describe('BILL_API_VERSION=v3 npm start with nothing else configured', () => {
+  it('points BILL at the sandbox’s v3 emulator and prints how to use it', async () => {
+    const started = await spawnBillfold({ NODE_ENV: 'development', BILL_API_VERSION: 'v3' });
+    try {
+      const client = createCookieClient(started.url, 'billfold');
+      const login = await client.post('/auth/bill/login', demo.bill);
+      expect(login.status).toBe(200);
+      expect(login.body.providers.bill).toMatchObject({ apiVersion: 'v3', trusted: false });
+      expect((await client.request('POST', '/api/bill/payments', { json: payment })).body.error.code).toBe(
+        'mfa_required',
+      );
+      const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
+      const validate = await client.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
+      expect(validate.body.providers.bill.trusted).toBe(true);
+      const banner = started.lines.join('\n');
+      expect(banner).toMatch(/export BILL_BASE_URL=http:\/\/127\.0\.0\.1:\d+\/bill\/connect\/v3/);
+      expect(banner).toContain(`v3 MFA code ${demo.billMfaCode}`);
+    } finally {
+      await started.stop();
+    }
   });
 });
