@@ -16,19 +16,34 @@ const LAST_USE_RESOLUTION_MS = 60_000;
 
 const FORM = 'application/x-www-form-urlencoded';
 
-/** The client-facing BILL login, the same on both API versions: a user's password, or a sync token. */
-export const billLoginSchema = z.union([
-  z.strictObject({
-    userName: z.string().min(1).max(256),
-    password: z.string().min(1).max(1024),
+/**
+ * The client-facing BILL login, the same on both API versions: `{userName, password, orgId}`, or a
+ * sync token's `{tokenName, tokenValue, orgId}`. One object schema (not a union), so a refusal names
+ * the fields that are wrong or missing.
+ */
+export const billLoginSchema = z
+  .strictObject({
+    userName: z.string().min(1).max(256).optional(),
+    password: z.string().min(1).max(1024).optional(),
+    tokenName: z.string().min(1).max(256).optional(),
+    tokenValue: z.string().min(1).max(1024).optional(),
     orgId: z.string().min(1).max(64),
-  }),
-  z.strictObject({
-    tokenName: z.string().min(1).max(256),
-    tokenValue: z.string().min(1).max(1024),
-    orgId: z.string().min(1).max(64),
-  }),
-]);
+  })
+  .superRefine((body, context) => {
+    const byToken = body.tokenName !== undefined || body.tokenValue !== undefined;
+    const byPassword = body.userName !== undefined || body.password !== undefined;
+    const fields =
+      byToken && !byPassword ? (['tokenName', 'tokenValue'] as const) : (['userName', 'password'] as const);
+    for (const name of fields) {
+      if (body[name] === undefined) context.addIssue({ code: 'custom', path: [name], message: 'required' });
+    }
+    if (byToken && byPassword)
+      context.addIssue({
+        code: 'custom',
+        path: ['tokenName'],
+        message: 'a password or a sync token, not both',
+      });
+  });
 
 /** A login as BILL takes it: a sync token signs in with its name as the user name and its value as the password. */
 export interface BillLogin {
@@ -40,10 +55,10 @@ export interface BillLogin {
 
 /** Reads a login body (already validated by the route) into BILL's fields. */
 export function toBillLogin(input: unknown): BillLogin {
-  const body = billLoginSchema.parse(input);
-  return 'tokenName' in body
-    ? { userName: body.tokenName, password: body.tokenValue, orgId: body.orgId, mode: 'sync-token' }
-    : { userName: body.userName, password: body.password, orgId: body.orgId, mode: 'password' };
+  const { userName, password, tokenName, tokenValue, orgId } = billLoginSchema.parse(input);
+  return tokenName !== undefined && tokenValue !== undefined
+    ? { userName: tokenName, password: tokenValue, orgId, mode: 'sync-token' }
+    : { userName: userName ?? '', password: password ?? '', orgId, mode: 'password' };
 }
 
 /** What billfold stores for a new BILL session. */
