@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { startGatedProxy } from '../support/gated-proxy.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
 
@@ -71,6 +72,46 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
     expect((await intruder.get('/auth/session')).body.providers.bill.trusted).toBe(false);
     const own = await owner.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
     expect(own.body.providers.bill.trusted).toBe(true);
+  });
+
+  it('never signs BILL back in or trusts it when the step-up is answered after the user signed out of BILL', async () => {
+    const proxy = await startGatedProxy(sandbox.url);
+    const gated = await startBillfold({
+      ...sandbox.env,
+      BILL_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billV3}`,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+    });
+    try {
+      const client = createCookieClient(gated.url, gated.config.session.cookieName);
+      await client.post('/auth/bill/login', demo.bill);
+      await client.post('/auth/billogram/login', demo.billogram);
+      const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
+      proxy.close();
+      const validating = client.post('/auth/bill/mfa/validate', {
+        challengeId,
+        token: demo.billMfaCode,
+        rememberMe: true,
+      });
+      await proxy.arrived();
+      const signingOut = client.post('/auth/bill/logout');
+      // Billfold forgets BILL before it asks BILL to log out: wait for that call at the gate too.
+      while (proxy.waiting() < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+      proxy.open();
+      const [validated, signedOut] = await Promise.all([validating, signingOut]);
+      expect(signedOut.status).toBe(200);
+      expect(validated.status).toBe(401);
+      expect(['provider_not_connected', 'upstream_session_expired']).toContain(validated.body.error.code);
+      const view = await client.get('/auth/session');
+      expect(view.body.providers.bill).toEqual({ connected: false });
+      expect(view.body.providers.billogram.connected).toBe(true);
+      // Nor is the trust kept for a later sign-in.
+      const again = await client.post('/auth/bill/login', demo.bill);
+      expect(again.body.providers.bill.trusted).toBe(false);
+    } finally {
+      await gated.close();
+      await proxy.stop();
+    }
   });
 
   it('answers any validate body with a documented 400 or 401, never a 500, never echoing it', async () => {
