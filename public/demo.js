@@ -215,17 +215,7 @@ let pendingBillCall;
 function buildBill(card, spec) {
   const sync = document.createElement('form');
   sync.className = 'login-sync';
-  for (const [name, value] of Object.entries(spec.syncToken)) {
-    const label = document.createElement('label');
-    label.textContent = name;
-    const input = document.createElement('input');
-    input.name = name;
-    input.value = value;
-    input.type = name === 'tokenValue' ? 'password' : 'text';
-    input.autocomplete = 'off';
-    label.append(input);
-    sync.append(label);
-  }
+  for (const [name, value] of Object.entries(spec.syncToken)) sync.append(loginField(name, value));
   const useToken = document.createElement('button');
   useToken.type = 'submit';
   useToken.textContent = 'Use the sync token';
@@ -352,6 +342,19 @@ function runAuth(method, path, options) {
   });
 }
 
+/** A labelled login input, prefilled with the sandbox's demo value; secrets are masked. */
+function loginField(name, value) {
+  const label = document.createElement('label');
+  label.textContent = name;
+  const input = document.createElement('input');
+  input.name = name;
+  input.value = value;
+  input.type = /password|tokenValue/i.test(name) ? 'password' : 'text';
+  input.autocomplete = 'off';
+  label.append(input);
+  return label;
+}
+
 function buildCards() {
   const template = $('#provider-card');
   for (const [id, spec] of Object.entries(PROVIDERS)) {
@@ -359,17 +362,7 @@ function buildCards() {
     card.dataset.provider = id;
     $('.name', card).textContent = spec.title;
     const fields = $('.fields', card);
-    for (const [name, value] of Object.entries(spec.fields)) {
-      const label = document.createElement('label');
-      label.textContent = name;
-      const input = document.createElement('input');
-      input.name = name;
-      input.value = value;
-      input.type = /password/i.test(name) ? 'password' : 'text';
-      input.autocomplete = 'off';
-      label.append(input);
-      fields.append(label);
-    }
+    for (const [name, value] of Object.entries(spec.fields)) fields.append(loginField(name, value));
     $('.login', card).addEventListener('submit', (event) => {
       event.preventDefault();
       void runAuth('POST', `/auth/${id}/login`, { json: Object.fromEntries(new FormData(event.target)) });

@@ -125,6 +125,13 @@ export interface BillMfa {
   ): Promise<{ rememberMeId: string | undefined }>;
 }
 
+/** What either version's factory is handed: BILL's config slice (with the devKey), the HTTP client, the clock. */
+export interface BillAdapterDeps {
+  config: ProviderConfig & { devKey: string };
+  client: UpstreamClient;
+  clock: Clock;
+}
+
 /** BILL's adapter on either API version; the MFA step-up exists on v3 only. */
 export interface BillAdapter extends ProviderAdapter<'bill'> {
   readonly apiVersion: BillApiVersion;
@@ -148,11 +155,7 @@ function billErrorCode(body: unknown): string | undefined {
  * BILL API v2: every call is a form POST carrying `devKey` and `sessionId` fields. The devKey comes
  * from billfold's configuration, never from a client, and neither ever goes into a URL.
  */
-export function createBillAdapter(deps: {
-  config: ProviderConfig & { devKey: string };
-  client: UpstreamClient;
-  clock: Clock;
-}): BillAdapter {
+export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
   const { config, client, clock } = deps;
   const provider = 'bill';
   const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();

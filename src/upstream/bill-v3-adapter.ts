@@ -1,6 +1,4 @@
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
-import type { ProviderConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BillCredential, SessionRecord } from '../session/session-record.js';
 import {
@@ -11,9 +9,10 @@ import {
   newBillCredential,
   toBillLogin,
   type BillAdapter,
+  type BillAdapterDeps,
 } from './bill-adapter.js';
 import { firstSegment, upstreamUrl } from './provider-adapter.js';
-import type { UpstreamClient, UpstreamJsonResponse } from './upstream-client.js';
+import type { UpstreamJsonResponse } from './upstream-client.js';
 
 /** How long BILL honours a rememberMeId: 30 days. */
 export const BILL_REMEMBER_ME_MS = 30 * 86_400_000;
@@ -40,11 +39,7 @@ function errorCodes(body: unknown): string[] {
  * later sign-ins trusted without a new code. Calls BILL refuses for an untrusted session (403
  * `BDC_1361`) become `mfa_required`.
  */
-export function createBillV3Adapter(deps: {
-  config: ProviderConfig & { devKey: string };
-  client: UpstreamClient;
-  clock: Clock;
-}): BillAdapter {
+export function createBillV3Adapter(deps: BillAdapterDeps): BillAdapter {
   const { config, client, clock } = deps;
   const provider = 'bill';
   const common = billCommon('v3');
