@@ -121,7 +121,18 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   it('refuses BILL’s own login, logout and MFA endpoints through the relay, in any case', async () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo.bill);
-    for (const path of ['login', 'LOGIN/session', 'logout', 'mfa/challenge', 'Mfa/Challenge/Validate']) {
+    for (const path of [
+      'login',
+      'LOGIN/session',
+      '%6cogin',
+      'login;x',
+      'logout',
+      'Logout/',
+      'mfa/challenge',
+      'Mfa/Challenge/Validate',
+      'm%66a/step-up',
+      '%256dfa/challenge',
+    ]) {
       const answer = await client.request('POST', `/api/bill/${path}`, { json: {} });
       expect({ path, code: answer.body.error?.code }).toEqual({ path, code: 'forbidden_upstream_path' });
     }
