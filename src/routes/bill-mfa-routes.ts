@@ -37,13 +37,18 @@ interface StepUp {
 export function createBillMfaRouter(deps: AuthRouteDeps): Router {
   const { config, adapters, repository, clock, logger } = deps;
   const router = express.Router();
-  // Codes are short: every guess counts before BILL sees it, per BILL user, like failed logins.
-  const attempts = createAttemptLimiter(repository.backend, {
-    name: 'mfa:bill',
-    limit: config.rateLimits.loginFailuresPerUser,
-    windowMs: config.rateLimits.loginWindowMs,
-    provider: 'bill',
-  });
+  // Codes are short: every guess counts before BILL sees it, per BILL user, like failed logins. Each
+  // challenge texts the user's phone, so asking for codes is limited the same way.
+  const limitOf = (name: string) =>
+    createAttemptLimiter(repository.backend, {
+      name,
+      limit: config.rateLimits.loginFailuresPerUser,
+      windowMs: config.rateLimits.loginWindowMs,
+      provider: 'bill',
+    });
+  const attempts = limitOf('mfa:bill');
+  const challenges = limitOf('mfa-challenge:bill');
+  const identityOf = (credential: BillCredential) => `${credential.orgId}\n${credential.user}`;
 
   const stepUpOf = (req: Request): StepUp => {
     contextOf(req).provider = 'bill';
@@ -90,6 +95,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
   router.post('/bill/mfa/challenge', async (req, res) => {
     const stepUp = stepUpOf(req);
     parseBody(challengeSchema, req.body ?? {});
+    await challenges.take(identityOf(stepUp.credential));
     const challengeId = await upstream(req, stepUp, () => stepUp.mfa.challenge(stepUp.credential));
     res.json({ challengeId });
   });
@@ -98,7 +104,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
     const stepUp = stepUpOf(req);
     const { adapter, record, credential } = stepUp;
     const body = parseBody(validateSchema, req.body);
-    const identity = `${credential.orgId}\n${credential.user}`;
+    const identity = identityOf(credential);
     await attempts.take(identity);
     const rememberMe = body.rememberMe === true;
     // One device name per billfold session, so BILL's list of trusted devices shows one entry for it.
@@ -127,7 +133,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
       outcome('failure', error instanceof AppError ? error.code : 'internal_error');
       throw error;
     }
-    await attempts.clear(identity);
+    await Promise.all([attempts.clear(identity), challenges.clear(identity)]);
 
     const now = clock.now();
     const after = await repository.update(req.sessionID, (stored) => {

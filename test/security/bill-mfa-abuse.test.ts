@@ -61,6 +61,19 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
     expect(right.status).toBe(429);
   });
 
+  it('asks BILL to text a code at most 5 times per window, of 50 parallel requests, per BILL user', async () => {
+    const other = createCookieClient(strict.url, strict.config.session.cookieName);
+    await other.post('/auth/bill/login', demo.bill);
+    sandbox.billV3.clearRequests();
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () => other.post('/auth/bill/mfa/challenge')),
+    );
+    const challenged = sandbox.billV3.requests.filter((r) => r.path === '/mfa/challenge');
+    expect(challenged.length).toBeLessThanOrEqual(5);
+    expect(answers.filter((answer) => answer.status === 200).length).toBe(challenged.length);
+    expect(answers.filter((answer) => answer.status === 429).length).toBeGreaterThanOrEqual(45);
+  });
+
   it('will not step a session up with another session’s challenge, even with the right code', async () => {
     const owner = createCookieClient(lenient.url, lenient.config.session.cookieName);
     const intruder = createCookieClient(lenient.url, lenient.config.session.cookieName);
