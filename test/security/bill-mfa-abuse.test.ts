@@ -2,9 +2,12 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { systemClock } from '../../src/clock.js';
+import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { startGatedProxy } from '../support/gated-proxy.js';
+import { startHostileUpstream } from '../support/hostile-upstream.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
 
@@ -185,5 +188,98 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
       }),
       { numRuns: 20 },
     );
+  });
+});
+
+describe('the BILL v3 step-up when BILL or the store misbehave', () => {
+  const odd = [
+    { status: 200, body: 'not json' },
+    { status: 200, body: '[]' },
+    { status: 200, body: 'null' },
+    { status: 200, body: '{"challengeId": 7, "rememberMeId": {"a": 1}}' },
+    { status: 500, body: '{}' },
+    { status: 401, body: '[{"code": "BDC_1109"}]' },
+    { status: 401, body: 'garbage' },
+    { status: 403, body: '[]' },
+    { status: 429, body: '[{"code": "BDC_1322"}]' },
+    { status: 302, body: '', headers: { location: 'https://elsewhere.example/' } },
+  ];
+
+  it.each(odd)(
+    'answers BILL’s odd MFA answer $status $body with a documented error, never a 500',
+    async (answer) => {
+      const upstream = await startHostileUpstream();
+      upstream.login = () => ({ body: JSON.stringify({ sessionId: upstream.sessionId, trusted: false }) });
+      upstream.answer = () => answer;
+      const billfold = await startBillfold({
+        BILL_BASE_URL: upstream.baseUrl,
+        BILL_API_VERSION: 'v3',
+        BILL_DEV_KEY: demo.billDevKey,
+        BILLOGRAM_BASE_URL: `${upstream.url}/billogram`,
+        ALLOW_INSECURE_UPSTREAMS: 'true',
+      });
+      try {
+        const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+        expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
+        for (const [path, body] of [
+          ['/auth/bill/mfa/challenge', undefined],
+          ['/auth/bill/mfa/validate', { challengeId: 'c', token: '123456', rememberMe: true }],
+        ] as const) {
+          const result = await client.post(path, body);
+          expect([400, 401, 429, 502]).toContain(result.status);
+          expectDocumentedError(result, result.status, result.body.error.code);
+          expect(result.text).not.toContain('elsewhere');
+          if (result.status === 401 && result.body.error.code === 'upstream_session_expired') break;
+        }
+        expect(upstream.requests.some((r) => r.url.startsWith('/bp/mfa/'))).toBe(true);
+        const view = await client.get('/auth/session');
+        // Only a real BDC_1109 signs BILL out; nothing odd makes the session trusted.
+        if (answer.status === 401 && answer.body.includes('BDC_1109'))
+          expect(view.body.authenticated).toBe(false);
+        else expect(view.body.providers.bill).toMatchObject({ connected: true, trusted: false });
+      } finally {
+        await billfold.close();
+        await upstream.close();
+      }
+    },
+  );
+
+  it('answers 503 and loses nothing when the store fails as the step-up is saved; a new step-up then works', async () => {
+    const sandbox = await startSandbox({ billApiVersion: 'v3' });
+    let failWrites = false;
+    const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
+    const billfold = await startBillfold(sandbox.env, {
+      backend: {
+        ...memory,
+        compareAndSet: (...args) =>
+          failWrites ? Promise.reject(new Error('store down')) : memory.compareAndSet(...args),
+      },
+    });
+    try {
+      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+      await client.post('/auth/bill/login', demo.bill);
+      const first = (await client.post('/auth/bill/mfa/challenge')).body.challengeId as string;
+      failWrites = true;
+      const failed = await client.post('/auth/bill/mfa/validate', {
+        challengeId: first,
+        token: demo.billMfaCode,
+        rememberMe: true,
+      });
+      expectDocumentedError(failed, 503, 'session_store_unavailable');
+      expect(failed.setCookies).toEqual([]);
+      failWrites = false;
+      const view = await client.get('/auth/session');
+      expect(view.body.providers.bill).toMatchObject({ connected: true, trusted: false });
+      const second = (await client.post('/auth/bill/mfa/challenge')).body.challengeId as string;
+      const retried = await client.post('/auth/bill/mfa/validate', {
+        challengeId: second,
+        token: demo.billMfaCode,
+        rememberMe: true,
+      });
+      expect(retried.body.providers.bill.trusted).toBe(true);
+    } finally {
+      await billfold.close();
+      await sandbox.close();
+    }
   });
 });
