@@ -340,6 +340,21 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     expect(login.text).not.toContain(demo.billSyncToken.tokenValue);
   });
 
+  it('puts sync-token sessions in no identity index: they never list each other or a user’s sessions', async () => {
+    const person = newClient();
+    await person.post('/auth/bill/login', demo.bill);
+    const integration = newClient();
+    await integration.post('/auth/bill/login', demo.billSyncToken);
+    const theirs = await integration.get('/auth/sessions');
+    expect(theirs.body.sessions).toHaveLength(1);
+    const mine = await person.get('/auth/sessions');
+    expect(mine.status).toBe(200);
+    const handles = (mine.body.sessions as { id: string }[]).map((session) => session.id);
+    expect(handles).not.toContain(theirs.body.sessions[0].id);
+    await person.request('DELETE', '/auth/sessions?others=true');
+    expect((await integration.get('/auth/session')).body.authenticated).toBe(true);
+  });
+
   it('refuses a wrong sync token with invalid_credentials', async () => {
     const answer = await newClient().post('/auth/bill/login', {
       ...demo.billSyncToken,
