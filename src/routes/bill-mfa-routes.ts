@@ -14,8 +14,10 @@ import { isSameCredential } from '../upstream/provider-adapter.js';
 import { parseBody, type AuthRouteDeps } from './auth-routes.js';
 import { buildSessionView } from './session-view.js';
 
-const challengeSchema = z.strictObject({});
-const validateSchema = z.strictObject({
+/** The body of `POST /auth/bill/mfa/challenge`: none, or an empty object. */
+export const billMfaChallengeSchema = z.strictObject({});
+/** The body of `POST /auth/bill/mfa/validate`. */
+export const billMfaValidateSchema = z.strictObject({
   challengeId: z.string().min(1).max(1024),
   token: z.string().min(1).max(64),
   rememberMe: z.boolean().optional(),
@@ -94,7 +96,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
 
   router.post('/bill/mfa/challenge', async (req, res) => {
     const stepUp = stepUpOf(req);
-    parseBody(challengeSchema, req.body ?? {});
+    parseBody(billMfaChallengeSchema, req.body ?? {});
     await challenges.take(identityOf(stepUp.credential));
     const challengeId = await upstream(req, stepUp, () => stepUp.mfa.challenge(stepUp.credential));
     res.json({ challengeId });
@@ -103,7 +105,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
   router.post('/bill/mfa/validate', async (req, res) => {
     const stepUp = stepUpOf(req);
     const { adapter, record, credential } = stepUp;
-    const body = parseBody(validateSchema, req.body);
+    const body = parseBody(billMfaValidateSchema, req.body);
     const identity = identityOf(credential);
     await attempts.take(identity);
     const rememberMe = body.rememberMe === true;
