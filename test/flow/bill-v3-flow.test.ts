@@ -152,6 +152,25 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     expect(view.body.providers.billogram.connected).toBe(true);
   });
 
+  it('runs one session through login, relay, BDC_1109 expiry, a new login and logout observed upstream', async () => {
+    const client = newClient();
+    expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
+    await client.post('/auth/billogram/login', demo.billogram);
+    expect((await client.get('/api/bill/vendors?max=2')).status).toBe(200);
+    upstreamClock.advance(36 * 60_000);
+    const expired = await client.get('/api/bill/vendors?max=2');
+    expect(expired.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'bill' });
+    expect((await client.get('/api/bill/vendors?max=2')).body.error.code).toBe('provider_not_connected');
+    expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
+    const sessionId = sandbox.billV3.sessions().at(-1)!;
+    expect((await client.get('/api/bill/vendors?max=2')).status).toBe(200);
+    sandbox.billV3.clearRequests();
+    expect((await client.post('/auth/bill/logout')).body.providers.bill).toEqual({ connected: false });
+    expect(v3Requests('/logout').map((r) => r.headers.sessionid)).toEqual([sessionId]);
+    expect(sandbox.billV3.sessions()).not.toContain(sessionId);
+    expect((await client.get('/api/bill/vendors')).body.error.code).toBe('provider_not_connected');
+  });
+
   it('signs out upstream with POST /logout carrying the session’s headers', async () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo.bill);
