@@ -25,6 +25,8 @@ export interface BillControl extends EmulatorControl {
   expireAllSessions(): void;
   /** Whether BILL trusts the session for MFA-protected operations (v3). */
   isTrusted(sessionId: string): boolean;
+  /** Takes a session's MFA trust away, as BILL may on its own. */
+  distrustSession(sessionId: string): void;
   /** Makes every rememberMeId issued so far worthless, as their 30 days running out would. */
   forgetRememberedDevices(): void;
   /** Past `perHour` logins per devKey in one clock hour, `BDC_1144` (BILL's figure is 200); null turns it off. */
@@ -358,6 +360,10 @@ export function createBillRealm(options: {
       expireAllSessions: () => sessions.clear(),
       isTrusted: (sessionId: string) => sessions.peek(sessionId)?.trusted === true,
       forgetRememberedDevices: () => remembered.clear(),
+      distrustSession(sessionId: string) {
+        const session = sessions.peek(sessionId);
+        if (session) session.trusted = false;
+      },
       setLoginLimit(perHour: number | null) {
         loginLimit = perHour;
       },

@@ -129,6 +129,11 @@ export function createBillV3Adapter(deps: BillAdapterDeps): BillAdapter {
     },
 
     afterUse: common.afterUse,
+    afterUntrusted(credential) {
+      if (!credential.trusted) return undefined;
+      const { trustedUntil: _until, ...rest } = credential;
+      return { ...rest, trusted: false };
+    },
     secretsOf: (credential) => [credential.sessionId, config.devKey],
 
     view(credential) {

@@ -57,6 +57,8 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   renew?(credential: CredentialOf<P>): Promise<CredentialOf<P>>;
   /** Whether the credential should be renewed before use (shortly before it expires). */
   needsRenewal?(credential: CredentialOf<P>, now: number): boolean;
+  /** The credential to store once the upstream answered `untrusted` (BILL's view of its MFA trust is stale). */
+  afterUntrusted?(credential: CredentialOf<P>): CredentialOf<P> | undefined;
   /** The credential to store after a successful call, when the adapter tracks use (BILL's idle timer). */
   afterUse?(credential: CredentialOf<P>, now: number): CredentialOf<P> | undefined;
   /** The secret values in a credential, so no upstream answer header can echo one back to the client. */

@@ -257,6 +257,20 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     expect((await client.post('/auth/bill/login', demo.bill)).body.providers.bill.trusted).toBe(false);
   });
 
+  it('shows the session untrusted again once BILL answers BDC_1361 for a session billfold thought trusted', async () => {
+    const client = newClient();
+    await client.post('/auth/bill/login', demo.bill);
+    const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
+    await client.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
+    expect((await client.get('/auth/session')).body.providers.bill.trusted).toBe(true);
+    sandbox.billV3.distrustSession(sandbox.billV3.sessions().at(-1)!);
+    const refused = await client.request('POST', '/api/bill/payments', { json: payment });
+    expect(refused.body.error.code).toBe('mfa_required');
+    const view = await client.get('/auth/session');
+    expect(view.body.providers.bill).toMatchObject({ connected: true, trusted: false });
+    expect(view.body.providers.bill.trustedUntil).toBeUndefined();
+  });
+
   it('keeps the trust for the upstream session only when rememberMe is not asked for', async () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo.bill);
