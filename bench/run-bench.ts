@@ -90,7 +90,7 @@ async function load(
   };
 }
 
-async function commandCount(redis: ReturnType<typeof createClient>): Promise<number> {
+async function commandCount(redis: { info(section: string): Promise<string> }): Promise<number> {
   const info = await redis.info('commandstats');
   return [...info.matchAll(/calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
 }

@@ -14,7 +14,7 @@ import {
   compileTrust,
   createRequestPolicy,
   isSecureRequest,
-  PREFLIGHT_HEADERS,
+  refuseOversizedBody,
 } from './middleware/request-guards.js';
 import { createRelayLimiter } from './middleware/rate-limits.js';
 import { createSecurityHeaders, type SecurityHeaders } from './middleware/security-headers.js';
@@ -29,6 +29,7 @@ import { createRelayHandler } from './routes/relay-route.js';
 import { createSessionRouter } from './routes/session-routes.js';
 import { createSessionIdReader } from './session/session-cookie.js';
 import type { SessionRepository } from './session/session-repository.js';
+import type { SessionStore } from './session/session-store.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
 import type { AdapterRegistry } from './upstream/provider-adapter.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
@@ -38,6 +39,8 @@ export interface AppDeps {
   config: Config;
   clock: Clock;
   logger: Logger;
+  /** The express-session store of the /auth routes; its repository is the one below. */
+  store: SessionStore;
   repository: SessionRepository;
   adapters: AdapterRegistry;
   client: UpstreamClient;
@@ -51,9 +54,10 @@ const PROBES = new Set(['/healthz', '/readyz']);
 const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
 
 /**
- * The request listener. Relayed calls (`/api/*`) take the lean road straight to the relay; everything
- * else goes through Express. Both roads share the request context, the HTTPS rule, helmet's headers,
- * the CSRF/origin policy and the error writer.
+ * The request listener. Every request first gets its context and the headers every answer carries
+ * (`securityHeaders`: helmet's, no-store, Vary, CORS) and passes the HTTPS rule; then relayed calls
+ * (`/api/*`) take the lean road straight to the relay, and everything else goes through Express. Both
+ * roads share the CSRF/origin policy, the body-size rule and the error writer.
  */
 export function createApp(deps: AppDeps): RequestListener {
   const { config, logger, repository, metrics, securityHeaders } = deps;
@@ -64,7 +68,6 @@ export function createApp(deps: AppDeps): RequestListener {
     config.metrics.port === undefined && config.metrics.token !== undefined
       ? createOperatorHandler({
           logger,
-          securityHeaders,
           token: config.metrics.token,
           route: createMetricsRoute(metrics),
         })
@@ -72,7 +75,6 @@ export function createApp(deps: AppDeps): RequestListener {
   const relay = createRelayHandler({
     ...deps,
     policy,
-    securityHeaders,
     renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
     readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
     relayLimiter: createRelayLimiter(repository.backend, config.rateLimits, deps.clock, (error) =>
@@ -87,13 +89,6 @@ export function createApp(deps: AppDeps): RequestListener {
   app.disable('x-powered-by');
   app.set('trust proxy', trust);
   app.set('query parser', 'simple');
-  app.use(securityHeaders.middleware);
-  app.use((req, res, next) => {
-    res.setHeader('cache-control', 'no-store');
-    for (const [name, value] of Object.entries(policy.corsHeaders(req.headers))) res.setHeader(name, value);
-    res.vary('Origin');
-    next();
-  });
   app.use(createHealthRouter(repository));
   app.use(['/auth', '/api'], (req, res, next) => {
     if (req.method !== 'OPTIONS') {
@@ -101,17 +96,20 @@ export function createApp(deps: AppDeps): RequestListener {
       next();
       return;
     }
-    // Preflight: only listed origins get CORS headers; anyone else is refused without them.
-    if (req.headers.origin !== undefined && Object.keys(policy.corsHeaders(req.headers)).length === 0) {
-      throw new AppError('origin_not_allowed');
-    }
-    res.set(PREFLIGHT_HEADERS).status(204).end();
+    // Preflight: `cors` gave a listed origin its headers; anyone else is refused without them.
+    policy.checkPreflight(req);
+    res.status(204).end();
   });
   app.use(
     '/auth',
+    (req, _res, next) => {
+      refuseOversizedBody(req, config.bodyLimitBytes);
+      next();
+    },
     requireJsonBody,
+    // The same limit, counted while reading a body whose length was not declared.
     express.json({ limit: config.bodyLimitBytes, strict: true }),
-    createSessionMiddleware(config, repository),
+    createSessionMiddleware(config, deps.store),
     createSessionRouter(deps),
     createInventoryRouter(deps),
     createBillMfaRouter(deps),
@@ -123,16 +121,11 @@ export function createApp(deps: AppDeps): RequestListener {
   });
   app.use(createErrorHandler(logger));
 
-  const edgeHeaders = Object.fromEntries(securityHeaders.fixed);
   return (req: IncomingMessage, res: ServerResponse) => {
     const context = beginRequest(req, res, logger, metrics.observeRequest);
+    securityHeaders.write(req, res);
     const url = req.url ?? '';
-    const fail = (error: unknown) =>
-      sendError(res, error, context, logger, {
-        ...edgeHeaders,
-        ...policy.corsHeaders(req.headers),
-        vary: 'Origin',
-      });
+    const fail = (error: unknown) => sendError(res, error, context, logger);
     // An absolute-form request line (`GET http://host/...`) names no path of billfold's.
     if (!url.startsWith('/')) return fail(new AppError('invalid_path'));
     const pathname = url.split('?', 1)[0] ?? '';
@@ -174,7 +167,7 @@ export function createClientErrorHandler(logger: Logger) {
     });
     socket.end(
       `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n${headers}` +
-        `content-type: application/json; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
+        `content-type: application/json; charset=utf-8\r\nx-request-id: ${requestId}\r\n` +
         `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   };

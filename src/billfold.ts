@@ -4,16 +4,21 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { observeAudits, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createCors } from './middleware/request-guards.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createAdminRoute } from './routes/admin-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
 import { createOperatorListener } from './routes/operator-listener.js';
-import { createMemoryBackend } from './session/memory-backend.js';
+import { sessionCookieOptions } from './middleware/session-middleware.js';
+import { createMemoryBackend, type MemoryBackend } from './session/memory-backend.js';
+import { MemorySessionStore } from './session/memory-session-store.js';
 import { createRedisBackend } from './session/redis-backend.js';
-import type { SessionBackend } from './session/session-backend.js';
+import { createRedisConnection } from './session/redis-connection.js';
+import { RedisSessionStore } from './session/redis-session-store.js';
 import { createSessionCodec } from './session/session-codec.js';
 import { createSessionHandles } from './session/session-inventory.js';
-import { createSessionRepository, type SessionRepository } from './session/session-repository.js';
+import type { SessionRepository } from './session/session-repository.js';
+import type { SessionStore, SessionStoreOptions } from './session/session-store.js';
 import { createAdapters } from './upstream/adapter-registry.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
 
@@ -24,22 +29,39 @@ export interface Billfold {
   adminHandler: RequestListener | undefined;
   /** `GET /metrics`, for `main.ts` to serve on METRICS_PORT; present only when it is set. */
   metricsHandler: RequestListener | undefined;
+  /** The express-session store the /auth routes use; its repository is what the relay reads. */
+  store: SessionStore;
   repository: SessionRepository;
   metrics: Metrics;
   /** Closes the upstream pool and the store connection. */
   close(): Promise<void>;
 }
 
+/** What the session store is built with, besides where its records live. */
+export interface StoreChoice {
+  /** The embedded store's entries, in place of a fresh one (tests pass one that fails on cue). */
+  backend?: MemoryBackend;
+  /** Builds the Redis store, in place of RedisSessionStore itself (tests pass a subclass). */
+  redisStore?: (options: ConstructorParameters<typeof RedisSessionStore>[0]) => RedisSessionStore;
+}
+
 /** Builds the session store the configuration names. */
-export function createBackend(config: Config, clock: Clock, logger: Logger): SessionBackend {
+export function createSessionStore(
+  config: Config,
+  logger: Logger,
+  options: SessionStoreOptions extends infer T ? Omit<T, 'backend'> : never,
+  choice: StoreChoice = {},
+): SessionStore {
   if (config.store.kind === 'memory') {
-    return createMemoryBackend({ clock, maxEntries: config.store.memoryMaxSessions });
+    const backend =
+      choice.backend ??
+      createMemoryBackend({ clock: options.clock, maxEntries: config.store.memoryMaxSessions });
+    return new MemorySessionStore({ ...options, backend });
   }
   let lastWarned = 0;
-  return createRedisBackend({
+  const connection = createRedisConnection({
     url: config.store.redisUrl,
     clusterNodes: config.store.redisClusterNodes,
-    keyPrefix: config.store.keyPrefix,
     timeoutMs: config.store.timeoutMs,
     onError: (error) => {
       // The client retries on its own; one line every few seconds is enough to see an outage.
@@ -52,42 +74,62 @@ export function createBackend(config: Config, clock: Clock, logger: Logger): Ses
       );
     },
   });
+  const { keyPrefix, timeoutMs } = config.store;
+  const backend = createRedisBackend({ connection, keyPrefix, timeoutMs });
+  const build = choice.redisStore ?? ((storeOptions) => new RedisSessionStore(storeOptions));
+  return build({ ...options, backend, connection, keyPrefix });
 }
 
 /** Assembles every part from the configuration; `main.ts` listens, tests call the handler directly. */
 export function createBillfold(
   config: Config,
-  options: { clock: Clock; logger: Logger; backend?: SessionBackend },
+  options: { clock: Clock; logger: Logger } & StoreChoice,
 ): Billfold {
   const { clock } = options;
   const metrics = createMetrics();
   const logger = observeAudits(options.logger, metrics.observeAudit);
-  const backend = options.backend ?? createBackend(config, clock, logger);
-  const repository = createSessionRepository({
-    backend,
-    codec: createSessionCodec(config.session.encryptionKeys),
-    clock,
-    limits: config.session,
-    timeoutMs: config.store.timeoutMs,
-    onStoreError: (error) => {
-      metrics.countStoreError();
-      logger.warn(
-        { message: error instanceof Error ? error.message : String(error) },
-        'session store operation failed',
-      );
+  const store = createSessionStore(
+    config,
+    logger,
+    {
+      codec: createSessionCodec(config.session.encryptionKeys),
+      clock,
+      limits: config.session,
+      timeoutMs: config.store.timeoutMs,
+      cookie: sessionCookieOptions(config),
+      onStoreError: (error) => {
+        metrics.countStoreError();
+        logger.warn(
+          { message: error instanceof Error ? error.message : String(error) },
+          'session store operation failed',
+        );
+      },
+      onStoreCall: metrics.observeStoreCall,
     },
-    onStoreCall: metrics.observeStoreCall,
-  });
+    options,
+  );
+  const { repository } = store;
   metrics.countSessionsWith(() => repository.index.countSessions());
   const client = createUpstreamClient({
     timeoutMs: config.upstreamTimeoutMs,
     onResponse: metrics.observeUpstream,
   });
   const adapters = createAdapters(config, client, clock);
-  const securityHeaders = createSecurityHeaders();
+  const securityHeaders = createSecurityHeaders({ cors: createCors(config.corsOrigins) });
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
-  const deps = { config, clock, logger, repository, adapters, client, metrics, securityHeaders, handleOf };
-  const operatorPort = { logger, securityHeaders, observe: metrics.observeRequest };
+  const deps = {
+    config,
+    clock,
+    logger,
+    store,
+    repository,
+    adapters,
+    client,
+    metrics,
+    securityHeaders,
+    handleOf,
+  };
+  const operatorPort = { logger, securityHeaders: createSecurityHeaders(), observe: metrics.observeRequest };
   return {
     handler: createApp(deps),
     adminHandler:
@@ -101,10 +143,11 @@ export function createBillfold(
             token: config.metrics.token,
             route: createMetricsRoute(metrics),
           }),
+    store,
     repository,
     metrics,
     async close() {
-      await Promise.allSettled([client.close(), backend.close()]);
+      await Promise.allSettled([client.close(), repository.backend.close()]);
     },
   };
 }

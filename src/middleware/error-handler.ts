@@ -21,7 +21,6 @@ export function sendError(
   thrown: unknown,
   context: RequestContext,
   logger: Logger,
-  headers: Record<string, string> = {},
 ): void {
   const error = toAppError(thrown);
   const event = AUDITED[error.code];
@@ -52,10 +51,9 @@ export function sendError(
     return;
   }
   const body = JSON.stringify(toErrorBody(error, context.id));
+  // The headers every answer carries are on `res` already: every listener writes them first.
   res.statusCode = error.status;
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.setHeader('cache-control', 'no-store');
   res.setHeader('content-length', Buffer.byteLength(body));
   if (error.retryAfter !== undefined) res.setHeader('retry-after', String(error.retryAfter));
   res.end(body);

@@ -1,5 +1,6 @@
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import cors from 'cors';
 import proxyAddr from 'proxy-addr';
 import type { Config } from '../config.js';
 import { memoize } from '../bounded-cache.js';
@@ -31,19 +32,52 @@ export function isSecureRequest(req: IncomingMessage, trust: TrustFunction): boo
 export interface RequestPolicy {
   /** Throws csrf_header_missing or origin_not_allowed (HTTPS is enforced before either road). */
   check(req: IncomingMessage): void;
-  /** The CORS headers for an allowed cross-origin caller (none otherwise). */
-  corsHeaders(headers: IncomingHttpHeaders): Record<string, string>;
+  /** Throws origin_not_allowed for a CORS preflight from an origin CORS_ORIGINS does not list. */
+  checkPreflight(req: IncomingMessage): void;
 }
 
-const ALLOWED_REQUEST_HEADERS =
-  'accept, accept-language, content-type, if-match, if-none-match, idempotency-key, x-request-id, x-csrf';
+const ALLOWED_REQUEST_HEADERS = [
+  'accept',
+  'accept-language',
+  'content-type',
+  'if-match',
+  'if-none-match',
+  'idempotency-key',
+  'x-request-id',
+  'x-csrf',
+];
 
-/** CORS answers for a preflight from a listed origin. */
-export const PREFLIGHT_HEADERS = {
-  'access-control-allow-methods': 'GET, HEAD, POST, PUT, PATCH, DELETE',
-  'access-control-allow-headers': ALLOWED_REQUEST_HEADERS,
-  'access-control-max-age': '600',
-};
+/**
+ * CORS through the `cors` package: an allowed cross-origin caller is one CORS_ORIGINS lists, and
+ * gets credentials; anyone else gets no CORS header at all (refusing it is the request policy's job).
+ * Preflights get their headers here and their answer from the routes, which refuse unlisted origins.
+ */
+export function createCors(
+  corsOrigins: readonly string[],
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const listed = new Set(corsOrigins);
+  const middleware = cors({
+    origin: (origin, callback) => callback(null, origin !== undefined && listed.has(origin)),
+    credentials: true,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ALLOWED_REQUEST_HEADERS,
+    // Not CORS-safelisted, yet a listed SPA needs them: to wait out a 429, to tell billfold's own
+    // errors from relayed ones and quote them, and to send If-Match on a relayed update.
+    exposedHeaders: ['retry-after', 'x-request-id', 'etag'],
+    maxAge: 600,
+    preflightContinue: true,
+  });
+  // The origin callback answers at once, so `cors` has written its headers when this returns.
+  return (req, res) => middleware(req, res, () => undefined);
+}
+
+/**
+ * The one body-size rule, for both roads: a declared length past BODY_LIMIT_BYTES is refused before
+ * anything is read. Bodies without a declared length are counted as they are read, against the same limit.
+ */
+export function refuseOversizedBody(req: IncomingMessage, limitBytes: number): void {
+  if (Number(req.headers['content-length'] ?? 0) > limitBytes) throw new AppError('payload_too_large');
+}
 
 export function createRequestPolicy(config: Config): RequestPolicy {
   const listed = new Set(config.corsOrigins);
@@ -60,16 +94,9 @@ export function createRequestPolicy(config: Config): RequestPolicy {
         throw new AppError('origin_not_allowed');
       }
     },
-    corsHeaders(headers) {
-      const origin = headers.origin;
-      if (origin === undefined || !listed.has(origin)) return {};
-      return {
-        'access-control-allow-origin': origin,
-        'access-control-allow-credentials': 'true',
-        // Not CORS-safelisted, yet a listed SPA needs them: to wait out a 429, to tell billfold's own
-        // errors from relayed ones and quote them, and to send If-Match on a relayed update.
-        'access-control-expose-headers': 'retry-after, x-request-id, etag',
-      };
+    checkPreflight(req) {
+      const origin = req.headers.origin;
+      if (origin !== undefined && !listed.has(origin)) throw new AppError('origin_not_allowed');
     },
   };
 }

@@ -1,14 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import helmet from 'helmet';
 
-/** helmet's headers, as Express middleware and as a fixed list for the relay's lean road. */
+/** The headers every answer carries, written in one place for every listener and both roads. */
 export interface SecurityHeaders {
-  middleware: ReturnType<typeof helmet>;
-  /** The same headers helmet sets, computed once, written by the relay without running middleware. */
+  /** helmet's headers (HSTS included) and `cache-control: no-store`, computed once. */
   fixed: ReadonlyArray<readonly [string, string]>;
+  /**
+   * Writes them onto an answer before anything else does: the fixed headers and, on the listener
+   * browsers call, `Vary: Origin` and CORS for a listed origin. (X-Request-Id comes with the request
+   * context, which every listener begins first.)
+   */
+  write(req: IncomingMessage, res: ServerResponse): void;
 }
 
-export function createSecurityHeaders(): SecurityHeaders {
+/** `cors`: CORS headers for the public listener; operator listeners have none. */
+export function createSecurityHeaders(
+  options: { cors?: (req: IncomingMessage, res: ServerResponse) => void } = {},
+): SecurityHeaders {
   // HSTS on every response, errors and plain-HTTP probes included (browsers ignore it over HTTP).
   const middleware = helmet({ strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: true } });
   const fixed: Array<readonly [string, string]> = [];
@@ -16,8 +24,19 @@ export function createSecurityHeaders(): SecurityHeaders {
     setHeader: (name: string, value: string | number) => void fixed.push([name.toLowerCase(), String(value)]),
     removeHeader: () => undefined,
   };
+  // helmet's answer does not depend on the request, so it is computed once rather than per request.
   middleware({} as IncomingMessage, recorder as unknown as ServerResponse, (error?: unknown) => {
     if (error) throw new Error('helmet could not compute its headers', { cause: error });
   });
-  return { middleware, fixed };
+  fixed.push(['cache-control', 'no-store']);
+  const { cors } = options;
+  return {
+    fixed,
+    write(req, res) {
+      for (const [name, value] of fixed) res.setHeader(name, value);
+      if (!cors) return;
+      res.setHeader('vary', 'Origin');
+      cors(req, res);
+    },
+  };
 }

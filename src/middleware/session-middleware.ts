@@ -2,9 +2,8 @@ import type { Request, RequestHandler } from 'express';
 import session from 'express-session';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import { RepositorySessionStore } from '../session/session-store.js';
 import type { SessionRecord } from '../session/session-record.js';
-import type { SessionRepository } from '../session/session-repository.js';
+import { recordOf, type SessionStore } from '../session/session-store.js';
 import { contextOf } from './request-context.js';
 
 /** The session cookie's attributes (SPEC section 3): httpOnly, SameSite=Strict, Path=/, no Domain, no expiry. */
@@ -12,14 +11,18 @@ export function sessionCookieOptions(config: Config) {
   return { httpOnly: true, secure: config.session.cookieSecure, sameSite: 'strict', path: '/' } as const;
 }
 
-/** express-session over the repository; mounted on /auth only (the relay reads sessions itself). */
-export function createSessionMiddleware(config: Config, repository: SessionRepository): RequestHandler {
-  const cookie = sessionCookieOptions(config);
+/**
+ * express-session on /auth: it reads and signs the cookie (SESSION_SECRETS, newest first, any of them
+ * accepted), loads the session from the store, and saves it. `resave: false` and
+ * `saveUninitialized: false` keep it from writing an unchanged or empty session; a save it does make
+ * is a compare-and-set in the store, so it never writes a stale copy. The relay reads sessions itself.
+ */
+export function createSessionMiddleware(config: Config, store: SessionStore): RequestHandler {
   const middleware = session({
     name: config.session.cookieName,
     secret: [...config.session.secrets],
-    store: new RepositorySessionStore(repository, cookie),
-    cookie,
+    store,
+    cookie: sessionCookieOptions(config),
     resave: false,
     saveUninitialized: false,
     rolling: false,
@@ -27,20 +30,26 @@ export function createSessionMiddleware(config: Config, repository: SessionRepos
   });
   return (req, res, next) => {
     middleware(req, res, (error?: unknown) => {
-      if (req.session?.createdAt !== undefined) contextOf(req).sessionId = req.sessionID;
+      if (hasStoredSession(req)) contextOf(req).sessionId = req.sessionID;
       next(error);
     });
   };
 }
 
-/** Whether the request carries a stored session (express-session gives every request an unsaved one). */
+/** The record of the request's stored session (express-session gives every request an unsaved one). */
+export function sessionRecordOf(req: Request): SessionRecord | undefined {
+  return recordOf(req.session);
+}
+
+/** Whether the request carries a stored session. */
 export function hasStoredSession(req: Request): boolean {
-  return req.session?.createdAt !== undefined;
+  return sessionRecordOf(req) !== undefined;
 }
 
 /**
- * Puts `record` under a brand-new session id and saves it before any cookie can be set. On failure the
- * request is left with no session, so express-session sets no cookie.
+ * Puts `record` under a brand-new session id (express-session's `regenerate`, which ends the old
+ * id) and saves it before any cookie can be set. On failure the request is left with no session,
+ * so express-session sets no cookie.
  */
 export async function saveAsNewSession(req: Request, record: SessionRecord): Promise<void> {
   try {
@@ -57,7 +66,19 @@ export async function saveAsNewSession(req: Request, record: SessionRecord): Pro
   }
 }
 
-/** Detaches the session from the request: express-session then neither saves it nor sets a cookie. */
+/** Ends the request's session through express-session; the record as it was when it ended. */
+export function destroySession(req: Request): Promise<SessionRecord | undefined> {
+  return new Promise((resolve, reject) => {
+    req.session.destroy((error: unknown, ended?: SessionRecord) =>
+      error ? reject(asError(error)) : resolve(ended),
+    );
+  });
+}
+
+/**
+ * Detaches the session from the request (express-session's documented `unset`): it then neither
+ * saves it nor sets a cookie.
+ */
 export function forgetSession(req: Request): void {
   (req as { session: unknown }).session = null;
 }

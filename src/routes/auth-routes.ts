@@ -7,6 +7,7 @@ import { audit, type Logger } from '../logger.js';
 import { createLoginLimiter } from '../middleware/rate-limits.js';
 import { contextOf } from '../middleware/request-context.js';
 import {
+  destroySession,
   forgetSession,
   hasStoredSession,
   saveAsNewSession,
@@ -19,9 +20,9 @@ import {
   type SessionRecord,
 } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
-import { adapterFor, type AdapterRegistry, type ProviderAdapter } from '../upstream/provider-adapter.js';
+import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
-import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
+import type { ProviderId } from '../upstream/provider-id.js';
 import { logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
@@ -40,14 +41,6 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.outp
   if (parsed.success) return parsed.data;
   const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || 'body'))];
   throw new AppError('invalid_request', { message: `Invalid or missing fields: ${fields.join(', ')}.` });
-}
-
-/** The adapter for a `:provider` path segment: 404 not_found when unknown, provider_not_configured when off. */
-export function resolveProvider(adapters: AdapterRegistry, name: string | undefined): ProviderAdapter {
-  if (name === undefined || !isProviderId(name)) throw new AppError('not_found');
-  const adapter = adapterFor(adapters, name);
-  if (!adapter) throw new AppError('provider_not_configured', { provider: name });
-  return adapter;
 }
 
 /** The name a login is made under, for the per-username failure limit (token logins have none). */
@@ -104,32 +97,23 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     }
 
     await loginLimiter.recordSuccess(adapter.id, username);
-    const previous = hasStoredSession(req) ? await repository.load(req.sessionID) : undefined;
+    // The old id ends before the new one exists. What the old session held at that instant (a
+    // renewal that landed meanwhile included) moves to the new id; express-session's regenerate then
+    // finds it already gone.
+    const latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
     const now = clock.now();
     const record: SessionRecord = {
       // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.
-      ...previous?.record,
-      createdAt: previous?.record.createdAt ?? now,
+      ...latest,
+      createdAt: latest?.createdAt ?? now,
       lastSeenAt: now,
-      providers: { ...previous?.record.providers, [adapter.id]: credential },
+      providers: { ...latest?.providers, [adapter.id]: credential },
       device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
     };
     await saveAsNewSession(req, record);
     context.sessionId = req.sessionID;
-
-    let current = record;
-    if (previous) {
-      // The old id dies now. Whatever it held at that instant (a renewal that landed meanwhile) moves
-      // to the new id; if it was signed out meanwhile, only the provider just signed in to survives.
-      const latest = await repository.destroy(previous.id, previous);
-      const providers = { ...latest?.providers, [adapter.id]: credential };
-      if (JSON.stringify(providers) !== JSON.stringify(record.providers)) {
-        const updated = await repository.update(req.sessionID, (stored) => ({ ...stored, providers }));
-        current = updated?.record ?? current;
-      }
-      const replaced = previous.record.providers[adapter.id];
-      if (replaced) void logoutUpstream(adapter, replaced, logger);
-    }
+    const replaced = latest?.providers[adapter.id];
+    if (replaced) void logoutUpstream(adapter, replaced, logger);
     audit(logger, {
       event: 'login',
       outcome: 'success',
@@ -137,7 +121,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       sessionId: req.sessionID,
       requestId: context.id,
     });
-    res.json(view(current));
+    res.json(view(record));
   });
 
   router.post('/:provider/logout', async (req, res) => {
@@ -192,7 +176,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const context = contextOf(req);
     if (hasStoredSession(req)) {
       const sessionId = req.sessionID;
-      const ended = await repository.destroy(sessionId);
+      const ended = await destroySession(req);
       audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
       await logoutEveryUpstream(adapters, ended?.providers, logger);
     }

@@ -2,10 +2,9 @@ import express, { type Request, type Router } from 'express';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { contextOf } from '../middleware/request-context.js';
-import { forgetSession, hasStoredSession, sessionCookieOptions } from '../middleware/session-middleware.js';
+import { forgetSession, sessionCookieOptions, sessionRecordOf } from '../middleware/session-middleware.js';
 import { identityKeysOf } from '../session/session-index.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
-import type { SessionRecord } from '../session/session-record.js';
 import type { LoadedSession } from '../session/session-repository.js';
 import { revokeSessions, type RevocationDeps } from '../upstream/session-revocation.js';
 
@@ -27,8 +26,8 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
 
   /** The caller's sessions, their own current one first, then by last use. */
   const visibleSessions = async (req: Request): Promise<LoadedSession[]> => {
-    if (!hasStoredSession(req)) throw new AppError('unauthenticated');
-    const record = req.session as unknown as SessionRecord;
+    const record = sessionRecordOf(req);
+    if (!record) throw new AppError('unauthenticated');
     const sessions = await findSessions(repository, identityKeysOf(record));
     // The caller's own session is listed even if an index missed it (one written before indexes existed).
     if (!sessions.some((session) => session.id === req.sessionID)) {

@@ -17,21 +17,18 @@ export type OperatorRoute = (
 /** What an operator endpoint is served with. */
 export interface OperatorHandlerOptions {
   logger: Logger;
-  securityHeaders: SecurityHeaders;
   /** The bearer token every request must carry; none: the port alone guards it. */
   token: string | undefined;
   route: OperatorRoute;
 }
 
-/** An operator endpoint on an existing request context: bearer auth, billfold's headers and error shape. */
+/** An operator endpoint on an existing request context (whose listener wrote the headers): bearer auth and billfold's error shape. */
 export function createOperatorHandler(
   options: OperatorHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse, context: RequestContext) => void {
   const { logger, route } = options;
   const authorized = options.token === undefined ? () => true : createBearerCheck(options.token);
   return (req, res, context) => {
-    for (const [name, value] of options.securityHeaders.fixed) res.setHeader(name, value);
-    res.setHeader('cache-control', 'no-store');
     const fail = (error: unknown) => sendError(res, error, context, logger);
     if (!authorized(req.headers.authorization)) {
       res.setHeader('www-authenticate', 'Bearer');
@@ -42,12 +39,19 @@ export function createOperatorHandler(
   };
 }
 
-/** The same, as the listener of a port of its own (a request id, a log line and metrics per request). */
+/**
+ * The same, as the listener of a port of its own: a request id, a log line and metrics per request,
+ * and the headers every answer carries (without CORS: no browser calls an operator port).
+ */
 export function createOperatorListener(
-  options: OperatorHandlerOptions & { observe?: RequestObserver },
+  options: OperatorHandlerOptions & { securityHeaders: SecurityHeaders; observe?: RequestObserver },
 ): RequestListener {
   const handle = createOperatorHandler(options);
-  return (req, res) => handle(req, res, beginRequest(req, res, options.logger, options.observe));
+  return (req, res) => {
+    const context = beginRequest(req, res, options.logger, options.observe);
+    options.securityHeaders.write(req, res);
+    handle(req, res, context);
+  };
 }
 
 /** Writes a JSON answer. */

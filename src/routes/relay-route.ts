@@ -6,13 +6,12 @@ import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
 import type { RelayLimiter } from '../middleware/rate-limits.js';
 import type { RequestContext } from '../middleware/request-context.js';
-import type { RequestPolicy } from '../middleware/request-guards.js';
-import type { SecurityHeaders } from '../middleware/security-headers.js';
+import { refuseOversizedBody, type RequestPolicy } from '../middleware/request-guards.js';
 import type { CredentialOf } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
-  adapterFor,
   isSameCredential,
+  resolveProvider,
   upstreamUrl,
   type AdapterRegistry,
   type ProviderAdapter,
@@ -45,7 +44,6 @@ export interface RelayDeps {
   clock: Clock;
   logger: Logger;
   policy: RequestPolicy;
-  securityHeaders: SecurityHeaders;
   readSessionId: (cookieHeader: string | undefined) => string | undefined;
   relayLimiter: RelayLimiter;
 }
@@ -107,12 +105,11 @@ export function createRelayHandler(deps: RelayDeps) {
 
     if (!RELAY_METHODS.has(req.method ?? '')) throw new AppError('method_not_allowed');
     deps.policy.check(req);
-    if (!isProviderId(providerName)) throw new AppError('not_found');
-    const id = providerName;
-    context.provider = id;
-    const adapter = adapterFor(deps.adapters, id);
+    if (isProviderId(providerName)) context.provider = providerName;
+    const adapter = resolveProvider(deps.adapters, providerName);
+    const { id } = adapter;
     const providerConfig = config.providers[id];
-    if (!adapter || !providerConfig) throw new AppError('provider_not_configured', { provider: id });
+    if (!providerConfig) throw new AppError('provider_not_configured', { provider: id });
     checkQuery(search);
     if (adapter.isAuthEndpoint(canonicalRelayPath(path)))
       throw new AppError('forbidden_upstream_path', { provider: id });
@@ -122,8 +119,7 @@ export function createRelayHandler(deps: RelayDeps) {
     ) {
       throw new AppError('forbidden_upstream_path', { provider: id });
     }
-    const declaredLength = Number(req.headers['content-length'] ?? 0);
-    if (declaredLength > config.bodyLimitBytes) throw new AppError('payload_too_large');
+    refuseOversizedBody(req, config.bodyLimitBytes);
 
     const sessionId = deps.readSessionId(req.headers.cookie);
     if (!sessionId) throw new AppError('unauthenticated');
@@ -143,7 +139,8 @@ export function createRelayHandler(deps: RelayDeps) {
       headers: forwardRequestHeaders(req.headers, context.id),
       body: undefined,
     };
-    const hasBody = declaredLength > 0 || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (hasBody && adapter.buffersRequestBody(credential, call)) {
       call.body = await readBody(req, config.bodyLimitBytes);
     }
@@ -177,18 +174,6 @@ export function createRelayHandler(deps: RelayDeps) {
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }
-    if (response.status >= 300 && response.status < 400) {
-      await response.body.dump();
-      throw new AppError('upstream_unavailable', {
-        provider: id,
-        message: 'The provider answered with a redirect.',
-      });
-    }
-
-    for (const [name, value] of deps.securityHeaders.fixed) res.setHeader(name, value);
-    for (const [name, value] of Object.entries(deps.policy.corsHeaders(req.headers)))
-      res.setHeader(name, value);
-    res.setHeader('vary', 'Origin');
     res.writeHead(response.status, {
       ...filterResponseHeaders(response.headers, adapter.secretsOf(credential)),
       ...RELAY_RESPONSE_HEADERS,

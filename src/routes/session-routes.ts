@@ -1,7 +1,7 @@
 import express, { type Router } from 'express';
 import type { Clock } from '../clock.js';
 import type { SessionRepository } from '../session/session-repository.js';
-import { hasStoredSession } from '../middleware/session-middleware.js';
+import { sessionRecordOf } from '../middleware/session-middleware.js';
 import type { AdapterRegistry } from '../upstream/provider-adapter.js';
 import { buildSessionView } from './session-view.js';
 
@@ -15,11 +15,11 @@ export function createSessionRouter(deps: {
   const router = express.Router();
 
   router.get('/session', async (req, res) => {
-    if (!hasStoredSession(req)) {
+    let record = sessionRecordOf(req);
+    if (!record) {
       res.json({ authenticated: false });
       return;
     }
-    let record = req.session as unknown as Parameters<typeof buildSessionView>[0];
     if (req.query.touch === 'true') {
       const now = clock.now();
       const touched = await repository.update(req.sessionID, (stored) => ({

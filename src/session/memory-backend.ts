@@ -15,16 +15,23 @@ export interface MemoryBackendOptions {
   sweepIntervalMs?: number;
 }
 
-/**
- * The embedded store: one process, bounded, every entry with a TTL. Expired entries are invisible at
- * once and swept periodically; a full store evicts its oldest-written entry, so memory stays bounded.
- */
-export function createMemoryBackend(options: MemoryBackendOptions): SessionBackend & {
+/** The embedded store's entries: the backend's operations, and compare-and-set for the session records. */
+export interface MemoryBackend extends SessionBackend {
+  /** Writes `value` (or deletes, when null) only if the current value is `expected` (null: only if absent). */
+  compareAndSet(key: string, expected: string | null, value: string | null, ttlMs: number): Promise<boolean>;
+  /** Deletes the entry and returns its value, in one step (null when absent). */
+  take(key: string): Promise<string | null>;
   size(): number;
   /** Members held across every index, ended or not (what the sweep and the pruning keep bounded). */
   indexedMembers(): number;
   sweep(): void;
-} {
+}
+
+/**
+ * The embedded store: one process, bounded, every entry with a TTL. Expired entries are invisible at
+ * once and swept periodically; a full store evicts its oldest-written entry, so memory stays bounded.
+ */
+export function createMemoryBackend(options: MemoryBackendOptions): MemoryBackend {
   const { clock, maxEntries } = options;
   // A Map iterates in insertion order; re-inserting on write keeps the oldest-written entry first.
   const entries = new Map<string, Entry>();
@@ -83,6 +90,11 @@ export function createMemoryBackend(options: MemoryBackendOptions): SessionBacke
     delete(key) {
       entries.delete(key);
       return Promise.resolve();
+    },
+    take(key) {
+      const value = read(key)?.value ?? null;
+      entries.delete(key);
+      return Promise.resolve(value);
     },
     acquireLock(key, token, ttlMs) {
       if (read(key)) return Promise.resolve(false);

@@ -1,30 +1,16 @@
-import { createClient, createCluster } from 'redis';
 import { withDeadline } from '../deadline.js';
+import type { RedisConnection } from './redis-connection.js';
 import type { SessionBackend } from './session-backend.js';
 
-/** How to reach Redis: one server, or the root nodes of a cluster. */
+/** What the Redis backend is built from: the shared connection and where its keys live. */
 export interface RedisBackendOptions {
-  url?: string | undefined;
-  clusterNodes?: readonly string[];
+  connection: RedisConnection;
   keyPrefix: string;
-  /**
-   * How long to wait for the first connection, and the bound on deletes, locks and counters; other
-   * commands fail at once while disconnected instead of queueing.
-   */
+  /** The bound on deletes, locks and counters (STORE_TIMEOUT_MS). */
   timeoutMs: number;
-  /** Called on connection errors (the client keeps reconnecting by itself). */
-  onError: (error: Error) => void;
 }
 
 // Each script touches one key, so every operation is slot-safe on Redis Cluster.
-const COMPARE_AND_SET = `
-local current = redis.call('GET', KEYS[1])
-if (ARGV[1] == '' and not current) or current == ARGV[1] then
-  if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-  return 1
-end
-return 0`;
-
 const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -58,64 +44,11 @@ const INDEX_SIZE = `
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')`;
 
 /**
- * Redis or Redis Cluster through node-redis. Start-up does not wait for Redis: billfold serves (and
- * answers 503 where it needs the store) until the client connects, and reconnects by itself.
+ * Locks, counters and identity indexes on Redis or Redis Cluster, over the connection the session
+ * store uses (the session records themselves are connect-redis's: see redis-session-store.ts).
  */
 export function createRedisBackend(options: RedisBackendOptions): SessionBackend {
-  const socket = {
-    connectTimeout: options.timeoutMs,
-    reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000),
-  };
-  // No node-redis per-command timeout: it costs an AbortSignal timer per command. Every call is
-  // bounded by the session repository or by `within` below instead.
-  const clientOptions = { disableOfflineQueue: true, socket };
-  let client: ReturnType<typeof createClient> | ReturnType<typeof createCluster>;
-  let ping: () => Promise<unknown>;
-  if (options.clusterNodes && options.clusterNodes.length > 0) {
-    const cluster = createCluster({
-      rootNodes: options.clusterNodes.map((url) => ({ url })),
-      defaults: clientOptions,
-    });
-    // A cluster is ready only when every master answers.
-    ping = () =>
-      Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
-    client = cluster;
-  } else {
-    const single = createClient({ ...clientOptions, ...(options.url ? { url: options.url } : {}) });
-    ping = () => single.ping();
-    client = single;
-  }
-  client.on('error', options.onError);
-  let connected = false;
-  let closed = false;
-  let retry: NodeJS.Timeout | undefined;
-  // A lost connection is re-established by node-redis itself, and so is a single server's first
-  // one; but a cluster whose root nodes all refuse at start is given up on, so it is asked again
-  // until it answers or billfold stops.
-  const connecting = new Promise<void>((resolve) => {
-    const attempt = (retries: number) => {
-      client.connect().then(
-        () => {
-          connected = true;
-          resolve();
-        },
-        (error: unknown) => {
-          options.onError(error as Error);
-          if (closed) return resolve();
-          retry = setTimeout(() => attempt(retries + 1), socket.reconnectStrategy(retries));
-        },
-      );
-    };
-    attempt(0);
-  });
-  // Until the first connection, a command waits for it (within the timeout) and then fails; after
-  // that, commands fail fast while the client reconnects. A cluster that has never connected knows
-  // no masters, so without this its ping would pass and its commands would fail obscurely.
-  const ready = async () => {
-    if (connected) return;
-    await withDeadline(connecting, options.timeoutMs).catch(() => undefined);
-    if (!connected) throw new Error('session store not connected');
-  };
+  const { client, ready } = options.connection;
   // The session repository bounds get, compare-and-set, the indexes and ping itself (so the relay's
   // one read per request pays one timer, not two). Deletes, locks and counters are also called
   // straight from the rate limiters and the credential renewer, so they are bounded here: a Redis
@@ -132,14 +65,6 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     async get(name) {
       await ready();
       return client.get(key(name));
-    },
-    async compareAndSet(name, expected, value, ttlMs) {
-      const reply = await evaluate(COMPARE_AND_SET, name, [
-        expected ?? '',
-        value ?? '',
-        String(Math.max(1, Math.ceil(ttlMs))),
-      ]);
-      return reply === 1;
     },
     delete: (name) =>
       within(async () => {
@@ -175,17 +100,8 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     async indexSize(name, nowMs) {
       return (await evaluate(INDEX_SIZE, name, [String(Math.floor(nowMs))])) as number;
     },
-    async ping() {
-      await ready();
-      await ping();
-    },
-    close() {
-      // Not waiting for a first connection that may never come: shutdown must not hang on Redis.
-      closed = true;
-      clearTimeout(retry);
-      if (client.isOpen) client.destroy();
-      return Promise.resolve();
-    },
+    ping: () => options.connection.ping(),
+    close: () => options.connection.close(),
   };
 }
 

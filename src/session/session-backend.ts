@@ -5,19 +5,13 @@ export interface Counter {
 }
 
 /**
- * The raw key-value operations billfold needs from a store. Values are opaque strings (sealed
- * records); every write carries a TTL so nothing outlives its session. Implemented by the embedded
- * store and by Redis / Redis Cluster.
+ * The raw key-value operations billfold needs beside the session records: locks, counters and the
+ * identity indexes. Every write carries a TTL. Implemented by the embedded store and by Redis /
+ * Redis Cluster; the session records go through the session store (session-store.ts).
  */
 export interface SessionBackend {
   /** The value, or null when absent or expired. */
   get(key: string): Promise<string | null>;
-  /**
-   * Writes `value` (or deletes, when `value` is null) only if the current value is `expected`
-   * (null: only if absent). The single primitive behind every update, so no writer overwrites a
-   * change it has not seen and nothing deleted comes back.
-   */
-  compareAndSet(key: string, expected: string | null, value: string | null, ttlMs: number): Promise<boolean>;
   delete(key: string): Promise<void>;
   /** Sets `key` to `token` for `ttlMs` unless it is already held; true when acquired. */
   acquireLock(key: string, token: string, ttlMs: number): Promise<boolean>;

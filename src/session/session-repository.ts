@@ -3,6 +3,7 @@ import { withDeadline } from '../deadline.js';
 import { AppError } from '../errors.js';
 import type { SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
+import type { SealedRecords } from './session-store.js';
 import { createSessionIndex, type SessionIndex } from './session-index.js';
 import { isSessionLive, sessionDeadlines, type SessionLimits, type SessionRecord } from './session-record.js';
 
@@ -23,6 +24,11 @@ export interface SessionRepository {
   /** Stores a brand-new session; undefined (and nothing written) when the id is taken. */
   create(sessionId: string, record: SessionRecord): Promise<LoadedSession | undefined>;
   /**
+   * One compare-and-set: writes `record` only while the store still holds `known` exactly. Returns the
+   * session as stored, or undefined (nothing written) when it changed or ended meanwhile.
+   */
+  replace(known: LoadedSession, record: SessionRecord): Promise<LoadedSession | undefined>;
+  /**
    * Applies `change` atomically: written only if the store still holds what `change` saw, otherwise
    * re-read and re-applied. Returns the session as stored afterwards (undefined once it has ended), so
    * a concurrent writer's renewal is never overwritten and a session deleted meanwhile stays deleted.
@@ -34,11 +40,11 @@ export interface SessionRepository {
    */
   touch(session: LoadedSession, also?: SessionChange): Promise<LoadedSession | undefined>;
   /**
-   * Ends the session (`known`: as the caller already loaded it) and takes it out of every index.
-   * Returns the record as it was when it ended (a renewal that landed meanwhile included), so the
-   * caller signs out upstream with the credentials actually held; undefined when there was none.
+   * Ends the session and takes it out of every index. Returns the record as it was when it ended (a
+   * renewal that landed meanwhile included), so the caller signs out upstream with the credentials
+   * actually held; undefined when there was none.
    */
-  destroy(sessionId: string, known?: LoadedSession): Promise<SessionRecord | undefined>;
+  destroy(sessionId: string): Promise<SessionRecord | undefined>;
   /** Resolves when the store answers within its timeout. */
   ping(): Promise<void>;
   readonly limits: SessionLimits;
@@ -49,6 +55,9 @@ export interface SessionRepository {
 
 /** What the repository is built from. */
 export interface SessionRepositoryOptions {
+  /** Where the sealed records live: the session store's own reads and compare-and-set. */
+  records: SealedRecords;
+  /** Locks, counters and the identity indexes. */
   backend: SessionBackend;
   codec: SessionCodec;
   clock: Clock;
@@ -63,9 +72,8 @@ export interface SessionRepositoryOptions {
 const MAX_UPDATE_ATTEMPTS = 8;
 
 export function createSessionRepository(options: SessionRepositoryOptions): SessionRepository {
-  const { backend, codec, clock, limits } = options;
+  const { records, backend, codec, clock, limits } = options;
   const touchIntervalMs = Math.min(60_000, limits.idleTimeoutMs / 10);
-  const key = (sessionId: string) => `s:${sessionId}`;
 
   // Every store call is bounded by STORE_TIMEOUT_MS and any failure is a 503: an outage is never
   // mistaken for "logged out", and no request waits on a store that does not answer.
@@ -85,7 +93,7 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
   const ttlOf = (record: SessionRecord) => sessionDeadlines(record, limits).endsAt - clock.now();
 
   const read = async (sessionId: string): Promise<LoadedSession | undefined> => {
-    const sealed = await guard('get', () => backend.get(key(sessionId)));
+    const sealed = await guard('get', () => records.read(sessionId));
     if (sealed === null) return undefined;
     const record = codec.open(sessionId, sealed);
     if (!record || !isSessionLive(record, limits, clock.now())) return undefined;
@@ -98,7 +106,7 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
     const after = sealed === null ? null : record;
     await index.beforeWrite(sessionId, current?.record, after);
     const written = await guard('compare_and_set', () =>
-      backend.compareAndSet(key(sessionId), current?.sealed ?? null, sealed, ttlMs),
+      records.compareAndSet(sessionId, current?.sealed ?? null, sealed, ttlMs),
     );
     if (written) await index.afterWrite(sessionId, current?.record, after);
     return { written, sealed };
@@ -113,6 +121,11 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
     async create(sessionId, record) {
       const { written, sealed } = await write(sessionId, null, record);
       return written && sealed !== null ? { id: sessionId, record, sealed } : undefined;
+    },
+
+    async replace(known, record) {
+      const { written, sealed } = await write(known.id, known, record);
+      return written && sealed !== null ? { id: known.id, record, sealed } : undefined;
     },
 
     async update(sessionId, change, known) {
@@ -147,26 +160,17 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       );
     },
 
-    async destroy(sessionId, known) {
-      const current = known ?? (await read(sessionId));
-      if (!current) {
-        // A record that no longer opens (ended, or sealed under a retired key) is in no index worth leaving.
-        await guard('delete', () => backend.delete(key(sessionId)));
-        return undefined;
-      }
-      let ended: SessionRecord | undefined;
-      await repository.update(
-        sessionId,
-        (seen) => {
-          ended = seen;
-          return null;
-        },
-        current,
-      );
-      return ended;
+    async destroy(sessionId) {
+      // One atomic read-and-delete: it cannot lose to any number of concurrent writers, and it tells
+      // exactly what was there when the session ended.
+      const sealed = await guard('delete', () => records.take(sessionId));
+      const ended = sealed === null ? undefined : codec.open(sessionId, sealed);
+      if (!ended) return undefined;
+      await index.afterWrite(sessionId, ended, null);
+      return isSessionLive(ended, limits, clock.now()) ? ended : undefined;
     },
 
-    ping: () => guard('ping', () => backend.ping()),
+    ping: () => guard('ping', () => records.ping()),
   };
   return repository;
 }

@@ -1,7 +1,11 @@
-import session, { type SessionData } from 'express-session';
+import type session from 'express-session';
+import type { SessionData } from 'express-session';
+import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
-import type { SessionRecord } from './session-record.js';
-import type { SessionRepository } from './session-repository.js';
+import type { SessionBackend } from './session-backend.js';
+import type { SessionCodec } from './session-codec.js';
+import type { SessionLimits, SessionRecord } from './session-record.js';
+import type { LoadedSession, SessionRepository } from './session-repository.js';
 
 declare module 'express-session' {
   // The session record's fields live directly on req.session for the Express routes.
@@ -9,74 +13,118 @@ declare module 'express-session' {
   interface SessionData extends SessionRecord {}
 }
 
-type Callback<T = void> = (error?: unknown, value?: T) => void;
+/**
+ * Where a session store keeps its sealed records, by session id: what the repository reads and
+ * compare-and-sets. Values are opaque (sealed by the repository's codec).
+ */
+export interface SealedRecords {
+  /** The stored value, or null when absent or expired. */
+  read(sessionId: string): Promise<string | null>;
+  /**
+   * Writes `value` (or deletes, when null) only if the stored value is still `expected` (null: only
+   * if absent), with a TTL of `ttlMs`. The single primitive behind every change to a session, so no
+   * writer overwrites a change it has not seen and nothing deleted comes back.
+   */
+  compareAndSet(
+    sessionId: string,
+    expected: string | null,
+    value: string | null,
+    ttlMs: number,
+  ): Promise<boolean>;
+  /** Deletes the value and returns what it was, in one atomic step (null when there was none). */
+  take(sessionId: string): Promise<string | null>;
+  /** Resolves when the store answers. */
+  ping(): Promise<void>;
+}
+
+/** What every session store is built from, besides where it keeps its records. */
+export interface SessionStoreOptions {
+  backend: SessionBackend;
+  codec: SessionCodec;
+  clock: Clock;
+  limits: SessionLimits;
+  timeoutMs: number;
+  /** The attributes of the session cookie, which the store hands back to express-session. */
+  cookie: session.CookieOptions;
+  onStoreError: (error: unknown) => void;
+  onStoreCall?: (operation: string, seconds: number) => void;
+}
 
 /**
- * express-session's view of the repository. It can only create sessions: an existing session is
- * changed through `SessionRepository.update`, never by express-session writing back a whole copy,
- * so a request holding a stale copy cannot overwrite a newer one. The cookie is not stored.
+ * An express-session store that also serves the relay's lean road: both read and write the same
+ * records through its repository (sealed, compare-and-set, bounded by STORE_TIMEOUT_MS).
  */
-export class RepositorySessionStore extends session.Store {
-  /** Session objects this store has written, so express-session's closing save of them is a no-op. */
-  private readonly saved = new WeakSet<object>();
+export interface SessionStore extends session.Store {
+  readonly repository: SessionRepository;
+}
 
-  constructor(
-    private readonly repository: SessionRepository,
-    private readonly cookie: session.CookieOptions,
-  ) {
-    super();
-  }
+type Callback<T = void> = (error?: unknown, value?: T) => void;
 
-  override get(sid: string, callback: Callback<SessionData | null>): void {
-    this.repository
-      .load(sid)
-      .then(
-        (loaded) =>
-          callback(
-            null,
-            loaded ? { ...loaded.record, cookie: { ...this.cookie, originalMaxAge: null } } : null,
-          ),
-        callback,
-      );
-  }
+/** The session record express-session holds for this request, or undefined when it holds none. */
+export function recordOf(data: Partial<SessionData> | null | undefined): SessionRecord | undefined {
+  if (!data) return undefined;
+  const { createdAt, lastSeenAt, providers, device } = data;
+  if (createdAt === undefined || lastSeenAt === undefined || providers === undefined) return undefined;
+  return { createdAt, lastSeenAt, providers, ...(device !== undefined && { device }) };
+}
 
-  override set(sid: string, data: SessionData, callback?: Callback): void {
-    // express-session saves a regenerated session once more when the response ends. That second save
-    // must not write: the session may have been revoked in between, and writing would bring it back.
-    if (this.saved.has(data)) {
-      callback?.();
+/**
+ * express-session's side of a billfold store. `get` remembers the exact stored value each session
+ * was loaded from, and `set` is a compare-and-set against it: a copy that is no longer current (the
+ * session was changed, revoked or logged out meanwhile) is not written, so express-session's saves
+ * never overwrite a newer record and never bring back an ended one. A session it did not load is
+ * only ever created, never written over an existing one.
+ */
+export function createExpressSessionBridge(repository: SessionRepository, cookie: session.CookieOptions) {
+  const loadedFrom = new WeakMap<object, LoadedSession>();
+
+  const save = async (sid: string, data: SessionData): Promise<void> => {
+    const record = recordOf(data);
+    if (!record) throw new AppError('internal_error', { message: 'A session is saved with its record.' });
+    const known = loadedFrom.get(data);
+    if (known?.id !== sid) {
+      const created = await repository.create(sid, record);
+      if (!created) throw new AppError('internal_error', { message: 'That session id is taken.' });
+      loadedFrom.set(data, created);
       return;
     }
-    this.createOnce(sid, data).then(
-      () => callback?.(),
-      (error: unknown) => callback?.(error),
-    );
-  }
+    // Unchanged since it was loaded: nothing to write (express-session saves a regenerated session
+    // again as its response ends).
+    if (JSON.stringify(record) === JSON.stringify(known.record)) return;
+    const written = await repository.replace(known, record);
+    if (written) loadedFrom.set(data, written);
+  };
 
-  private async createOnce(sid: string, data: SessionData): Promise<void> {
-    const { cookie: _cookie, ...record } = data;
-    if (!(await this.repository.create(sid, record))) {
-      throw new AppError('internal_error', { message: 'A session is changed only through the repository.' });
-    }
-    this.saved.add(data);
-  }
-
-  override destroy(sid: string, callback?: Callback): void {
-    this.repository.destroy(sid).then(
-      () => callback?.(),
-      (error: unknown) => callback?.(error),
-    );
-  }
-
-  /** The idle timer is slid by the repository (throttled), not by express-session on every request. */
-  override touch(_sid: string, _data: SessionData, callback?: Callback): void {
-    callback?.();
-  }
-
-  /** Gives the request a new session and id without destroying the old one: that happens after the new one is saved. */
-  override regenerate(req: Parameters<session.Store['regenerate']>[0], callback: Callback): void {
-    // express-session adds `generate` to every store it is given.
-    (this as unknown as { generate(request: typeof req): void }).generate(req);
-    callback();
-  }
+  return {
+    get(sid: string, callback: Callback<SessionData | null>): void {
+      void repository.load(sid).then((loaded) => {
+        if (!loaded) return callback(null, null);
+        const data: SessionData = { ...loaded.record, cookie: { ...cookie, originalMaxAge: null } };
+        loadedFrom.set(data, loaded);
+        callback(null, data);
+      }, callback);
+    },
+    /** express-session builds its Session object from what `get` gave; it keeps what it was loaded from. */
+    adopt<T extends object>(made: T, data: SessionData): T {
+      const known = loadedFrom.get(data);
+      if (known) loadedFrom.set(made, known);
+      return made;
+    },
+    set(sid: string, data: SessionData, callback?: Callback): void {
+      save(sid, data).then(
+        () => callback?.(),
+        (error: unknown) => callback?.(error),
+      );
+    },
+    /** Ends the session, and hands its callback the record as it was when it ended. */
+    destroy(sid: string, callback?: Callback<SessionRecord>): void {
+      repository.destroy(sid).then(
+        (ended) => callback?.(null, ended),
+        (error: unknown) => callback?.(error),
+      );
+    },
+  };
 }
+
+/** The bridge's methods, as a store class delegates to them. */
+export type ExpressSessionBridge = ReturnType<typeof createExpressSessionBridge>;

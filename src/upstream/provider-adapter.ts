@@ -2,7 +2,8 @@ import type { z } from 'zod';
 import type { CredentialOf, SessionRecord } from '../session/session-record.js';
 import type { BillAdapter } from './bill-adapter.js';
 import type { BillboraAdapter } from './billbora-adapter.js';
-import type { ProviderId } from './provider-id.js';
+import { AppError } from '../errors.js';
+import { isProviderId, type ProviderId } from './provider-id.js';
 
 /** A relayed call as billfold is about to send it, before the provider's auth is attached. */
 export interface RelayCall {
@@ -81,6 +82,17 @@ export interface AdapterRegistry {
  */
 export function adapterFor(registry: AdapterRegistry, id: ProviderId): ProviderAdapter | undefined {
   return registry[id];
+}
+
+/**
+ * The adapter a `:provider` path segment names, the same way on both roads: 404 not_found for a
+ * name that is no provider, provider_not_configured for one without a base URL.
+ */
+export function resolveProvider(registry: AdapterRegistry, name: string | undefined): ProviderAdapter {
+  if (name === undefined || !isProviderId(name)) throw new AppError('not_found');
+  const adapter = adapterFor(registry, name);
+  if (!adapter) throw new AppError('provider_not_configured', { provider: name });
+  return adapter;
 }
 
 /** Joins a base URL and a relative path without ever changing the host. */

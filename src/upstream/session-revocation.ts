@@ -56,7 +56,7 @@ export async function revokeSessions(
 ): Promise<number> {
   const ended = await Promise.all(
     sessions.map(async (session) => {
-      const record = await deps.repository.destroy(session.id, session);
+      const record = await deps.repository.destroy(session.id);
       if (!record) return false;
       audit(deps.logger, {
         event: 'session_revoked',

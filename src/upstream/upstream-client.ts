@@ -28,9 +28,9 @@ export interface UpstreamJsonResponse {
 
 /** The only way billfold talks to upstreams: pooled keep-alive connections, bounded time, no redirects. */
 export interface UpstreamClient {
-  /** Sends the request; network failures become 502/504 AppErrors naming the provider. */
+  /** Sends the request; network failures and redirects become 502/504 AppErrors naming the provider. */
   send(provider: ProviderId, upstreamRequest: UpstreamRequest): Promise<UpstreamResponse>;
-  /** Sends and reads a JSON body of at most `maxBytes`; a redirect or non-JSON answer is a 502. */
+  /** Sends and reads a JSON body of at most `maxBytes`; a non-JSON answer is a 502. */
   sendJson(
     provider: ProviderId,
     upstreamRequest: UpstreamRequest,
@@ -78,8 +78,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       const deadline = streamed ? new AbortController() : undefined;
       const timer =
         deadline && setTimeout(() => deadline.abort(new AnswerDeadlineError()), options.timeoutMs);
+      let response: Awaited<ReturnType<typeof request>>;
       try {
-        const response = await request(upstreamRequest.url, {
+        response = await request(upstreamRequest.url, {
           dispatcher: agent,
           method: upstreamRequest.method as 'GET',
           headers: upstreamRequest.headers,
@@ -87,7 +88,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           ...(deadline && { signal: deadline.signal }),
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
-        return { status: response.statusCode, headers: response.headers, body: response.body };
       } catch (error) {
         const failure = toUpstreamError(provider, error);
         options.onResponse?.(provider, 'error', performance.now() - started, failure);
@@ -95,17 +95,20 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       } finally {
         clearTimeout(timer);
       }
-    },
-
-    async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {
-      const response = await client.send(provider, upstreamRequest);
-      if (response.status >= 300 && response.status < 400) {
+      // Redirects are never followed, nor passed on: a redirect could send the client, or a retry
+      // carrying a credential, to somewhere billfold was not configured to call.
+      if (response.statusCode >= 300 && response.statusCode < 400) {
         await response.body.dump();
         throw new AppError('upstream_unavailable', {
           provider,
           message: 'The provider answered with a redirect.',
         });
       }
+      return { status: response.statusCode, headers: response.headers, body: response.body };
+    },
+
+    async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {
+      const response = await client.send(provider, upstreamRequest);
       const declared = Number(response.headers['content-length'] ?? 0);
       if (declared > maxBytes) {
         await response.body.dump();

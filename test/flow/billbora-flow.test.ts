@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRedisBackend } from '../../src/session/redis-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
+import type { StoreChoice } from '../../src/billfold.js';
+import { RedisSessionStore } from '../../src/session/redis-session-store.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
@@ -161,12 +161,11 @@ describe('Billbora end to end on Redis', () => {
 });
 
 describe('no lost update: a relay in flight during a Billbora renewal', () => {
-  const scenario = async (backend: (prefix: string) => SessionBackend | undefined) => {
+  const scenario = async (redisStore?: StoreChoice['redisStore']) => {
     const sandbox = await startSandbox();
     const proxy = await startGatedProxy(sandbox.url);
     const clock = createTestClock(Date.now());
     const prefix = uniquePrefix();
-    const custom = backend(prefix);
     const billfold = await startBillfold(
       {
         ...sandbox.env,
@@ -174,7 +173,7 @@ describe('no lost update: a relay in flight during a Billbora renewal', () => {
         REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
       },
-      { clock, ...(custom && { backend: custom }) },
+      { clock, ...(redisStore && { redisStore }) },
     );
     try {
       const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
@@ -207,26 +206,24 @@ describe('no lost update: a relay in flight during a Billbora renewal', () => {
   };
 
   it('keeps the renewed tokens: the other relay’s write-back cannot overwrite them with its stale copy', async () => {
-    const outcome = await scenario(() => undefined);
+    const outcome = await scenario();
     expect(outcome.refreshes).toBe(1);
     expect(outcome.revoked).toEqual([]);
   });
 
   it('would present a used refresh token if writes were blind (the scenario detects a lost update)', async () => {
-    const blind = (prefix: string): SessionBackend => {
-      const real = createRedisBackend({
-        url: REDIS_URL,
-        keyPrefix: prefix,
-        timeoutMs: 1000,
-        onError: () => undefined,
-      });
-      return {
-        ...real,
-        // What a store without compare-and-set does: the last writer wins, whatever it read.
-        compareAndSet: async (key, _expected, value, ttlMs) =>
-          real.compareAndSet(key, await real.get(key), value, ttlMs),
-      };
-    };
+    // What a store without compare-and-set does: the last writer wins, whatever it read.
+    class BlindStore extends RedisSessionStore {
+      protected override async compareAndSetRecord(
+        sid: string,
+        _expected: string | null,
+        value: string | null,
+        ttlMs: number,
+      ) {
+        return super.compareAndSetRecord(sid, await this.readRecord(sid), value, ttlMs);
+      }
+    }
+    const blind: StoreChoice['redisStore'] = (options) => new BlindStore(options);
     const outcome = await scenario(blind);
     expect(outcome.revoked.length).toBeGreaterThan(0);
   });

@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
+import { createMemoryBackend, type MemoryBackend } from '../../src/session/memory-backend.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 
 const METRICS_TOKEN = 'metrics-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -197,7 +196,7 @@ describe('GET /metrics elsewhere', () => {
   it('counts store failures, and still answers a scrape while the store is down', async () => {
     let down = false;
     const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
-    const flaky: SessionBackend = {
+    const flaky: MemoryBackend = {
       ...memory,
       get: (key) => (down ? Promise.reject(new Error('store down')) : memory.get(key)),
       indexSize: (key, now) => (down ? Promise.reject(new Error('store down')) : memory.indexSize(key, now)),

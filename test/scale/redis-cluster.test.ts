@@ -29,6 +29,7 @@ function parseMonitorLine(line: string): Seen | undefined {
 function keysOf({ name, args }: Seen): string[] | undefined {
   switch (name) {
     case 'GET':
+    case 'GETDEL':
     case 'SET':
       return args.slice(0, 1);
     case 'DEL':

@@ -1,26 +1,15 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { loadConfig } from '../../src/config.js';
 import { AppError } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
-import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createRedisBackend } from '../../src/session/redis-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
-import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { BillboraJwtCredential, SessionRecord } from '../../src/session/session-record.js';
-import {
-  createSessionRepository,
-  type LoadedSession,
-  type SessionRepository,
-} from '../../src/session/session-repository.js';
+import type { LoadedSession, SessionRepository } from '../../src/session/session-repository.js';
 import type { BillboraAdapter } from '../../src/upstream/billbora-adapter.js';
 import { createCredentialRenewer } from '../../src/upstream/credential-renewer.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
-import { TEST_SECRETS } from '../support/test-config.js';
-import { createTestClock } from '../support/test-clock.js';
+import { uniquePrefix } from '../support/redis.js';
+import { createTestMemoryStore, createTestRedisStore, type TestStore } from '../support/session-stores.js';
+import { createTestClock, type TestClock } from '../support/test-clock.js';
 
-const limits = { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 43_200_000 };
-const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
 const logger = createLogger('silent');
 
 /** A Billbora-like adapter whose renewal is slow and counted, with single-use refresh tokens. */
@@ -63,16 +52,9 @@ async function mustCreate(
   return created;
 }
 
-function setup(backend: SessionBackend, adapter: BillboraAdapter) {
+function setup(makeStore: (clock: TestClock) => TestStore, adapter: BillboraAdapter) {
   const clock = createTestClock(Date.now());
-  const repository = createSessionRepository({
-    backend,
-    codec,
-    clock,
-    limits,
-    timeoutMs: 2000,
-    onStoreError: () => undefined,
-  });
+  const { repository } = makeStore(clock);
   const renewer = createCredentialRenewer({
     adapters: { billbora: adapter },
     repository,
@@ -85,17 +67,14 @@ function setup(backend: SessionBackend, adapter: BillboraAdapter) {
 }
 
 describe('single-flight credential renewal', () => {
-  const backends: SessionBackend[] = [];
+  const backends: TestStore[] = [];
   afterAll(async () => {
     await Promise.all(backends.map((b) => b.close()));
   });
 
   it('lets exactly one of 50 concurrent renewals in one process reach the upstream; all get the new token', async () => {
     const { adapter, renewals } = countingAdapter({ delayMs: 30 });
-    const { clock, repository, renewer } = setup(
-      createMemoryBackend({ clock: createTestClock(), maxEntries: 10 }),
-      adapter,
-    );
+    const { clock, repository, renewer } = setup((clock) => createTestMemoryStore({ clock }), adapter);
     const now = clock.now();
     const session = await mustCreate(repository, 'sid-1', {
       createdAt: now,
@@ -119,14 +98,11 @@ describe('single-flight credential renewal', () => {
     const prefix = uniquePrefix();
     const { adapter, renewals } = countingAdapter({ delayMs: 50 });
     const instances = [0, 1].map(() => {
-      const backend = createRedisBackend({
-        url: REDIS_URL,
-        keyPrefix: prefix,
-        timeoutMs: 2000,
-        onError: () => undefined,
-      });
-      backends.push(backend);
-      return setup(backend, adapter);
+      return setup((clock) => {
+        const store = createTestRedisStore({ clock, prefix, timeoutMs: 2000 });
+        backends.push(store);
+        return store;
+      }, adapter);
     });
     const [a, b] = instances as [ReturnType<typeof setup>, ReturnType<typeof setup>];
     const now = a.clock.now();
@@ -149,10 +125,7 @@ describe('single-flight credential renewal', () => {
 
   it('marks the provider disconnected when the upstream refuses the renewal', async () => {
     const { adapter } = countingAdapter({ delayMs: 1, fail: true });
-    const { clock, repository, renewer } = setup(
-      createMemoryBackend({ clock: createTestClock(), maxEntries: 10 }),
-      adapter,
-    );
+    const { clock, repository, renewer } = setup((clock) => createTestMemoryStore({ clock }), adapter);
     const now = clock.now();
     const session = await mustCreate(repository, 'sid-3', {
       createdAt: now,
@@ -169,10 +142,7 @@ describe('single-flight credential renewal', () => {
 
   it('does not renew again when the stored credential is already newer than the one that failed', async () => {
     const { adapter, renewals } = countingAdapter({ delayMs: 1 });
-    const { clock, repository, renewer } = setup(
-      createMemoryBackend({ clock: createTestClock(), maxEntries: 10 }),
-      adapter,
-    );
+    const { clock, repository, renewer } = setup((clock) => createTestMemoryStore({ clock }), adapter);
     const now = clock.now();
     const session = await mustCreate(repository, 'sid-4', {
       createdAt: now,

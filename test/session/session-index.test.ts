@@ -1,19 +1,17 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createRedisBackend } from '../../src/session/redis-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
-import { createSessionCodec } from '../../src/session/session-codec.js';
 import { ALL_SESSIONS_INDEX, identityIndexKey } from '../../src/session/session-index.js';
 import { findSessions } from '../../src/session/session-inventory.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
-import { createSessionRepository } from '../../src/session/session-repository.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { connectRedis, uniquePrefix } from '../support/redis.js';
+import {
+  createTestMemoryStore,
+  createTestRedisStore,
+  TEST_LIMITS as limits,
+  type TestStore,
+} from '../support/session-stores.js';
 import { createTestClock, type TestClock } from '../support/test-clock.js';
-import { TEST_SECRETS } from '../support/test-config.js';
 
-const limits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
-const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
 const DEMO = identityIndexKey('billingplatform', 'demo');
 const BILLOGRAM = identityIndexKey('billogram', 'api-user');
 
@@ -24,18 +22,13 @@ interface RawIndex {
 }
 
 interface Subject {
-  backend: SessionBackend;
+  store: TestStore;
   raw: RawIndex;
 }
 
-const redisSubject = (): Subject => {
+const redisSubject = (clock: TestClock): Subject => {
   const prefix = uniquePrefix();
-  const backend = createRedisBackend({
-    url: REDIS_URL,
-    keyPrefix: prefix,
-    timeoutMs: 1000,
-    onError: () => undefined,
-  });
+  const store = createTestRedisStore({ clock, prefix });
   const read = async <T>(use: (redis: Awaited<ReturnType<typeof connectRedis>>) => Promise<T>) => {
     const redis = await connectRedis();
     try {
@@ -45,7 +38,7 @@ const redisSubject = (): Subject => {
     }
   };
   return {
-    backend,
+    store,
     raw: {
       members: (indexKey) => read((redis) => redis.zRange(prefix + indexKey, 0, -1)),
       ttlMs: (indexKey) => read((redis) => redis.pTTL(prefix + indexKey)),
@@ -57,7 +50,7 @@ const memorySubject = (clock: TestClock): Subject => {
   const backend = createMemoryBackend({ clock, maxEntries: 1000, sweepIntervalMs: 0 });
   // The embedded store has no raw read: the tests also count everything it holds (indexedMembers).
   return {
-    backend,
+    store: createTestMemoryStore({ clock, backend }),
     raw: {
       members: (indexKey) => backend.indexMembers(indexKey, clock.now()),
       ttlMs: () => Promise.resolve(-1),
@@ -67,25 +60,18 @@ const memorySubject = (clock: TestClock): Subject => {
 
 describe.each([
   ['the embedded store', memorySubject],
-  ['Redis', () => redisSubject()],
+  ['Redis', redisSubject],
 ] as const)('the identity indexes on %s', (name, makeSubject) => {
-  const opened: SessionBackend[] = [];
+  const opened: TestStore[] = [];
   afterAll(async () => {
-    await Promise.all(opened.map((backend) => backend.close()));
+    await Promise.all(opened.map((store) => store.close()));
   });
 
   const setUp = () => {
     const clock = createTestClock();
     const subject = makeSubject(clock);
-    opened.push(subject.backend);
-    const repository = createSessionRepository({
-      backend: subject.backend,
-      codec,
-      clock,
-      limits,
-      timeoutMs: 1000,
-      onStoreError: () => undefined,
-    });
+    opened.push(subject.store);
+    const { repository } = subject.store;
     const record = (providers: SessionRecord['providers'] = {}): SessionRecord => ({
       createdAt: clock.now(),
       lastSeenAt: clock.now(),
@@ -117,7 +103,9 @@ describe.each([
       expect(ttl).toBeLessThanOrEqual(limits.absoluteTimeoutMs);
     } else {
       // One member in the user's index and one in the index of every session: nothing else is held.
-      expect((subject.backend as ReturnType<typeof createMemoryBackend>).indexedMembers()).toBe(2);
+      expect(
+        (subject.store.repository.backend as ReturnType<typeof createMemoryBackend>).indexedMembers(),
+      ).toBe(2);
     }
     expect(await repository.index.countSessions()).toBe(1);
   });

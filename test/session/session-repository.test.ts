@@ -1,52 +1,29 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createRedisBackend } from '../../src/session/redis-backend.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
-import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
-import { createSessionRepository } from '../../src/session/session-repository.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
-import { TEST_SECRETS } from '../support/test-config.js';
+import { connectRedis, uniquePrefix } from '../support/redis.js';
+import {
+  createTestMemoryStore,
+  createTestRedisStore,
+  TEST_LIMITS as limits,
+  type TestStore,
+} from '../support/session-stores.js';
 import { createTestClock } from '../support/test-clock.js';
 
-const limits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
-const codec = createSessionCodec(loadConfig(TEST_SECRETS).config.session.encryptionKeys);
-
-const backends: Array<
-  [string, (clock: ReturnType<typeof createTestClock>) => SessionBackend & { prefix?: string }]
-> = [
-  ['the embedded store', (clock) => createMemoryBackend({ clock, maxEntries: 1000, sweepIntervalMs: 0 })],
-  [
-    'Redis',
-    () => {
-      const prefix = uniquePrefix();
-      return Object.assign(
-        createRedisBackend({ url: REDIS_URL, keyPrefix: prefix, timeoutMs: 1000, onError: () => undefined }),
-        {
-          prefix,
-        },
-      );
-    },
-  ],
+const stores: Array<[string, (clock: ReturnType<typeof createTestClock>) => TestStore]> = [
+  ['the embedded store', (clock) => createTestMemoryStore({ clock })],
+  ['Redis (connect-redis)', (clock) => createTestRedisStore({ clock })],
 ];
 
-describe.each(backends)('session repository on %s', (_name, makeBackend) => {
+describe.each(stores)('session repository on %s', (_name, makeStore) => {
   let clock = createTestClock();
-  let backend = makeBackend(clock);
-  const opened: SessionBackend[] = [];
+  const opened: TestStore[] = [];
+  let store: TestStore;
   const make = () => {
     clock = createTestClock();
-    backend = makeBackend(clock);
-    opened.push(backend);
-    return createSessionRepository({
-      backend,
-      codec,
-      clock,
-      limits,
-      timeoutMs: 1000,
-      onStoreError: () => undefined,
-    });
+    store = makeStore(clock);
+    opened.push(store);
+    return store.repository;
   };
   let repository = make();
   const fresh = (): SessionRecord => ({ createdAt: clock.now(), lastSeenAt: clock.now(), providers: {} });
@@ -56,7 +33,7 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
     repository = make();
   });
   afterAll(async () => {
-    await Promise.all(opened.map((b) => b.close()));
+    await Promise.all(opened.map((opening) => opening.close()));
   });
 
   it('creates and loads a session, and refuses to create over an existing id', async () => {
@@ -144,7 +121,7 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
       copy,
     );
     expect(result).toBeUndefined();
-    expect(await backend.get('s:sid-gone')).toBeNull();
+    expect(await store.repository.backend.get('s:sid-gone')).toBeNull();
   });
 
   it('re-seals a record under the current key when it changes', async () => {
@@ -156,18 +133,12 @@ describe.each(backends)('session repository on %s', (_name, makeBackend) => {
 
 describe('session repository when the store fails', () => {
   it('answers 503 session_store_unavailable within the store timeout instead of treating the session as absent', async () => {
-    const hanging: SessionBackend = {
-      ...createMemoryBackend({ clock: createTestClock(), maxEntries: 1 }),
-      get: () => new Promise(() => undefined),
+    const clock = createTestClock();
+    const hanging = {
+      ...createMemoryBackend({ clock, maxEntries: 1 }),
+      get: () => new Promise<null>(() => undefined),
     };
-    const repository = createSessionRepository({
-      backend: hanging,
-      codec,
-      clock: createTestClock(),
-      limits,
-      timeoutMs: 50,
-      onStoreError: () => undefined,
-    });
+    const { repository } = createTestMemoryStore({ clock, backend: hanging, timeoutMs: 50 });
     const started = performance.now();
     await expect(repository.load('any')).rejects.toMatchObject({
       code: 'session_store_unavailable',
@@ -179,26 +150,14 @@ describe('session repository when the store fails', () => {
   it('writes every Redis key with a TTL matching the session deadline', async () => {
     const prefix = uniquePrefix();
     const clock = createTestClock(Date.now());
-    const backend = createRedisBackend({
-      url: REDIS_URL,
-      keyPrefix: prefix,
-      timeoutMs: 1000,
-      onError: () => undefined,
-    });
-    const repository = createSessionRepository({
-      backend,
-      codec,
-      clock,
-      limits,
-      timeoutMs: 1000,
-      onStoreError: () => undefined,
-    });
+    const store = createTestRedisStore({ clock, prefix });
+    const { repository } = store;
     await repository.create('sid-ttl', { createdAt: clock.now(), lastSeenAt: clock.now(), providers: {} });
     const redis = await connectRedis();
     const ttl = await redis.pTTL(`${prefix}s:sid-ttl`);
     expect(ttl).toBeGreaterThan(limits.idleTimeoutMs - 5000);
     expect(ttl).toBeLessThanOrEqual(limits.idleTimeoutMs);
     redis.destroy();
-    await backend.close();
+    await store.close();
   });
 });

@@ -1,12 +1,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import request from 'supertest';
 import { createClientErrorHandler } from '../../src/app.js';
-import { createBillfold, type Billfold } from '../../src/billfold.js';
+import { createBillfold, type Billfold, type StoreChoice } from '../../src/billfold.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import type { SessionBackend } from '../../src/session/session-backend.js';
 import { TEST_SECRETS } from './test-config.js';
 
 /** A billfold instance listening on a loopback port, with every log line it wrote. */
@@ -26,7 +26,7 @@ export interface RunningBillfold {
 /** Starts billfold in-process on an ephemeral port with test secrets and `env` on top. */
 export async function startBillfold(
   env: Record<string, string | undefined> = {},
-  options: { clock?: Clock; backend?: SessionBackend } = {},
+  options: { clock?: Clock } & StoreChoice = {},
 ): Promise<RunningBillfold> {
   const { config } = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', ...TEST_SECRETS, ...env });
   const logs: string[] = [];
@@ -35,6 +35,7 @@ export async function startBillfold(
     clock: options.clock ?? systemClock,
     logger,
     ...(options.backend && { backend: options.backend }),
+    ...(options.redisStore && { redisStore: options.redisStore }),
   });
   const servers: http.Server[] = [];
   const listen = async (handler: http.RequestListener) => {
@@ -86,7 +87,12 @@ export interface CookieClient {
 /** All responses this process received, for asserting that no secret ever reached a client. */
 export const receivedBodies: string[] = [];
 
-export function createCookieClient(baseUrl: string, cookieName: string): CookieClient {
+/**
+ * Drives billfold the way its route-level tests read best: supertest, against the in-process app
+ * (`target` is the address of the in-process server, or a request listener supertest serves itself).
+ */
+export function createCookieClient(target: string | http.RequestListener, cookieName: string): CookieClient {
+  const agent = request(target);
   const client: CookieClient = {
     cookie: undefined,
     async request(method, path, options = {}) {
@@ -97,15 +103,26 @@ export function createCookieClient(baseUrl: string, cookieName: string): CookieC
         body = JSON.stringify(options.json);
         headers['content-type'] ??= 'application/json';
       }
-      const response = await fetch(`${baseUrl}${path}`, {
-        method,
-        headers,
-        body: body ?? null,
-        redirect: 'manual',
-      });
-      const text = await response.text();
-      receivedBodies.push(text, JSON.stringify([...response.headers]));
-      const setCookies = response.headers.getSetCookie();
+      let call = agent[method.toLowerCase() as 'get'](path)
+        .redirects(0)
+        .ok(() => true)
+        .buffer(true)
+        // Every answer as text, whatever its type, as a browser's `response.text()` would read it.
+        .parse((res, done) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => done(null, Buffer.concat(chunks).toString('utf8')));
+        });
+      for (const [name, value] of Object.entries(headers)) call = call.set(name, value);
+      if (body !== undefined) call = call.send(body);
+      const response = await call;
+      const text = typeof response.body === 'string' ? response.body : '';
+      const answerHeaders = new Headers();
+      for (const [name, value] of Object.entries(response.headers as Record<string, string | string[]>)) {
+        for (const line of Array.isArray(value) ? value : [value]) answerHeaders.append(name, line);
+      }
+      receivedBodies.push(text, JSON.stringify([...answerHeaders]));
+      const setCookies = answerHeaders.getSetCookie();
       for (const line of setCookies) {
         const [pair] = line.split(';');
         const [name, value] = (pair ?? '').split('=');
@@ -118,7 +135,7 @@ export function createCookieClient(baseUrl: string, cookieName: string): CookieC
       } catch {
         parsed = undefined;
       }
-      return { status: response.status, headers: response.headers, text, body: parsed, setCookies };
+      return { status: response.status, headers: answerHeaders, text, body: parsed, setCookies };
     },
     get: (path, headers) => client.request('GET', path, headers ? { headers } : {}),
     post: (path, json, headers) =>
