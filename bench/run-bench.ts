@@ -2,16 +2,14 @@
 // on one upstream: (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, and
 // (c) billfold on Redis. Prints a table, writes bench/results.json and bench/results.svg.
 // `--smoke` runs every step for a second or two, to prove the benchmark works (CI does this).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
+import { billfoldListening, start, stopChildren } from './processes.js';
 import { renderChart } from './render-chart.js';
 import { measureSessionMemory } from './session-memory.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SMOKE = process.argv.includes('--smoke');
 const DURATION_S = SMOKE ? 1 : 10;
 const WARMUP_S = SMOKE ? 1 : 3;
@@ -21,42 +19,10 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `billfold-bench:${process.pid}:`;
 const SECRETS = {
   SESSION_SECRETS: 'bench-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz',
-  SESSION_ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 9).toString('base64url')}`,
+  SESSION_ENCRYPTION_KEYS: 'k1:Wits2s26MrYyhpz0vjD6d3ofciP43yZy8m8app2n6xQ',
 };
 
-const children: ChildProcess[] = [];
 const step = (message: string) => process.stderr.write(`bench: ${message}\n`);
-
-/** Starts a Node process (TypeScript through tsx, the same way for every contender) and waits for `ready`. */
-function start(
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-  ready: (line: string) => string | undefined,
-) {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  return new Promise<{ child: ChildProcess; value: string; output: string[] }>((resolve, reject) => {
-    const output: string[] = [];
-    let resolved = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (resolved) return; // stop keeping billfold's request log once it is up
-      for (const line of chunk.toString().split('\n')) {
-        output.push(line);
-        const value = ready(line);
-        if (value !== undefined) {
-          resolved = true;
-          resolve({ child, value, output });
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
-  });
-}
 
 interface Run {
   name: string;
@@ -139,8 +105,7 @@ async function main() {
       RELAY_RATE_LIMIT: '100000000',
       LOG_LEVEL: 'info',
     },
-    (line) =>
-      line.includes('"billfold listening"') ? String((JSON.parse(line) as { port: number }).port) : undefined,
+    billfoldListening,
   );
   const billfoldUrl = `http://127.0.0.1:${billfold.value}`;
   // Production mode behind a trusted TLS-terminating proxy: the load generator plays the proxy.
@@ -310,6 +275,4 @@ main()
     console.error(error);
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const child of children) child.kill('SIGTERM');
-  });
+  .finally(stopChildren);

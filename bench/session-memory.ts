@@ -8,6 +8,7 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { createMemoryBackend } from '../src/session/memory-backend.js';
 import { createSessionCodec } from '../src/session/session-codec.js';
+import { createStoreKeyNames } from '../src/session/store-key-names.js';
 
 /** Bytes per session in each store, after writing `count` sessions. */
 export async function measureSessionMemory(count: number, redisUrl: string) {
@@ -24,6 +25,7 @@ export async function measureSessionMemory(count: number, redisUrl: string) {
         limits: config.session,
         timeoutMs: 5000,
         cookie: {},
+        keyNames: createStoreKeyNames(config.session.secrets),
         onStoreError: () => undefined,
       },
       backend ? { backend } : {},

@@ -94,8 +94,9 @@ class BillfoldError extends Error {
 
 /**
  * Calls billfold. Resolves with every answer a provider gave (a relayed 404 is the provider's), and
- * throws BillfoldError for billfold's own errors: those carry `error.requestId`, equal to the
- * X-Request-Id header, which tells them apart from a provider's error body of the same shape.
+ * throws BillfoldError for billfold's own errors: those carry the X-Billfold-Error header, which
+ * billfold never passes on from a provider, so a provider's error body of the same shape (even one
+ * echoing the request id) is still the provider's.
  */
 async function api(method, path, { json, form } = {}) {
   const headers = { 'X-CSRF': '1', Accept: 'application/json' };
@@ -120,8 +121,7 @@ async function api(method, path, { json, form } = {}) {
   } catch {
     // A relayed answer need not be JSON.
   }
-  const requestId = response.headers.get('x-request-id');
-  if (!response.ok && typeof data?.error?.code === 'string' && data.error.requestId === requestId) {
+  if (response.headers.has('x-billfold-error') && typeof data?.error?.code === 'string') {
     throw new BillfoldError(response.status, data, Number(response.headers.get('retry-after')) || undefined);
   }
   return { status: response.status, data, method, path };

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
@@ -8,7 +9,8 @@ import type { Config } from './config.js';
 import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { createErrorHandler, sendError } from './middleware/error-handler.js';
+import type { OperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
+import { BILLFOLD_ERROR_HEADER, createErrorHandler, sendError } from './middleware/error-handler.js';
 import { beginRequest } from './middleware/request-context.js';
 import {
   compileTrust,
@@ -17,6 +19,13 @@ import {
   refuseOversizedBody,
 } from './middleware/request-guards.js';
 import { createRelayLimiter } from './middleware/rate-limits.js';
+import { createRelayConcurrency } from './middleware/relay-concurrency.js';
+import {
+  continueIfExpected,
+  hasUnmetExpectation,
+  markAwaitingContinue,
+  markUnmetExpectation,
+} from './middleware/expectations.js';
 import { createSecurityHeaders, type SecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
 import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
@@ -30,8 +39,10 @@ import { createSessionRouter } from './routes/session-routes.js';
 import { createSessionIdReader } from './session/session-cookie.js';
 import type { SessionRepository } from './session/session-repository.js';
 import type { SessionStore } from './session/session-store.js';
+import type { StoreKeyNames } from './session/store-key-names.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
 import type { AdapterRegistry } from './upstream/provider-adapter.js';
+import { checkQuery } from './upstream/relay-policy.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
 
 /** Everything the app is built from; it reads no environment and opens no port. */
@@ -48,6 +59,10 @@ export interface AppDeps {
   securityHeaders: SecurityHeaders;
   /** The public handle of a session id (the inventory never shows ids). */
   handleOf: (sessionId: string) => string;
+  /** Wrong operator tokens per address, shared by every operator endpoint of this instance. */
+  operatorAuthLimiter: OperatorAuthLimiter;
+  /** How store keys named after personal values are named (keyed hashes). */
+  keyNames: StoreKeyNames;
 }
 
 const PROBES = new Set(['/healthz', '/readyz']);
@@ -69,19 +84,34 @@ export function createApp(deps: AppDeps): RequestListener {
       ? createOperatorHandler({
           logger,
           token: config.metrics.token,
+          limiter: deps.operatorAuthLimiter,
           route: createMetricsRoute(metrics),
         })
       : undefined;
+  // One renewer for the relay and the organization switch, so both take the same lock. The lock
+  // outlives one upstream call and is extended while its holder works; a renewal (Billbora's makes up
+  // to three calls in a row) is cancelled past three upstream timeouts.
+  const renewer = createCredentialRenewer({
+    ...deps,
+    lockTtlMs: config.upstreamTimeoutMs,
+    renewalDeadlineMs: 3 * config.upstreamTimeoutMs,
+  });
   const relay = createRelayHandler({
     ...deps,
     policy,
-    renewer: createCredentialRenewer({ ...deps, lockTtlMs: config.upstreamTimeoutMs + 5000 }),
+    renewer,
+    concurrency: createRelayConcurrency(config.rateLimits.relayConcurrentPerSession),
     readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
-    relayLimiter: createRelayLimiter(repository.backend, config.rateLimits, deps.clock, (error) =>
-      logger.warn(
-        { message: error instanceof Error ? error.message : String(error) },
-        'relay counter not written',
-      ),
+    relayLimiter: createRelayLimiter(
+      repository.backend,
+      config.rateLimits,
+      deps.clock,
+      (error) =>
+        logger.warn(
+          { message: error instanceof Error ? error.message : String(error) },
+          'relay counter not written',
+        ),
+      deps.keyNames,
     ),
   });
 
@@ -89,10 +119,11 @@ export function createApp(deps: AppDeps): RequestListener {
   app.disable('x-powered-by');
   app.set('trust proxy', trust);
   app.set('query parser', 'simple');
-  app.use(createHealthRouter(repository));
+  app.use(createHealthRouter(repository, deps.client));
   app.use(['/auth', '/api'], (req, res, next) => {
     if (req.method !== 'OPTIONS') {
       policy.check(req);
+      continueIfExpected(req, res);
       next();
       return;
     }
@@ -112,8 +143,8 @@ export function createApp(deps: AppDeps): RequestListener {
     createSessionMiddleware(config, deps.store),
     createSessionRouter(deps),
     createInventoryRouter(deps),
-    createBillMfaRouter(deps),
-    createAuthRouter(deps),
+    createBillMfaRouter({ ...deps, renewer }),
+    createAuthRouter({ ...deps, renewer }),
   );
   if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
   app.use(() => {
@@ -122,10 +153,11 @@ export function createApp(deps: AppDeps): RequestListener {
   app.use(createErrorHandler(logger));
 
   return (req: IncomingMessage, res: ServerResponse) => {
-    const context = beginRequest(req, res, logger, metrics.observeRequest);
+    const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
     securityHeaders.write(req, res);
     const url = req.url ?? '';
     const fail = (error: unknown) => sendError(res, error, context, logger);
+    if (hasUnmetExpectation(req)) return fail(new AppError('expectation_failed'));
     // An absolute-form request line (`GET http://host/...`) names no path of billfold's.
     if (!url.startsWith('/')) return fail(new AppError('invalid_path'));
     const pathname = url.split('?', 1)[0] ?? '';
@@ -136,9 +168,51 @@ export function createApp(deps: AppDeps): RequestListener {
       relay(req, res, context).catch(fail);
       return;
     }
+    // The relay checks its query after its path; every other route checks it here, before anything.
+    const queryAt = url.indexOf('?');
+    try {
+      if (queryAt !== -1) checkQuery(url.slice(queryAt));
+    } catch (error) {
+      return fail(error);
+    }
     if (metricsHere && pathname === '/metrics') return metricsHere(req, res, context);
     app(req as express.Request, res as express.Response);
   };
+}
+
+/**
+ * Serves `handler` on `server` as billfold answers HTTP: `Expect: 100-continue` is answered by
+ * billfold once its checks pass (any other `Expect` gets 417 in the error shape), and a request
+ * Node's parser refuses is answered only after the answers already in progress on that connection,
+ * so a malformed request pipelined behind a slow one never takes its place.
+ */
+export function serveBillfold(server: Server | HttpsServer, handler: RequestListener, logger: Logger): void {
+  const answering = new WeakMap<Duplex, Set<{ req: IncomingMessage; done: Promise<void> }>>();
+  const track: RequestListener = (req, res) => {
+    let open = answering.get(req.socket);
+    if (!open) answering.set(req.socket, (open = new Set()));
+    const entry = { req, done: new Promise<void>((resolve) => res.once('close', resolve)) };
+    open.add(entry);
+    void entry.done.then(() => open.delete(entry));
+    handler(req, res);
+  };
+  server.on('request', track);
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    markAwaitingContinue(req);
+    track(req, res);
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    markUnmetExpectation(req);
+    track(req, res);
+  });
+  const refuse = createClientErrorHandler(logger);
+  server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => {
+    const open = [...(answering.get(socket) ?? [])];
+    // A request whose own body is malformed is refused at once (closing the connection cancels it);
+    // one pipelined behind complete requests waits for their answers, in order.
+    if (open.length === 0 || open.some(({ req }) => !req.complete)) refuse(error, socket);
+    else void Promise.all(open.map(({ done }) => done)).then(() => refuse(error, socket));
+  });
 }
 
 /**
@@ -157,7 +231,8 @@ export function createClientErrorHandler(logger: Logger) {
     }
     const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
     const requestId = randomUUID();
-    logger.warn({ requestId, code: error.code }, 'refused a request that is not valid HTTP');
+    const clientAddress = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
+    logger.warn({ requestId, code: error.code, clientAddress }, 'refused a request that is not valid HTTP');
     const body = JSON.stringify({
       error: {
         code: 'invalid_request',
@@ -168,6 +243,7 @@ export function createClientErrorHandler(logger: Logger) {
     socket.end(
       `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n${headers}` +
         `content-type: application/json; charset=utf-8\r\nx-request-id: ${requestId}\r\n` +
+        `${BILLFOLD_ERROR_HEADER}: invalid_request\r\n` +
         `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   };

@@ -4,7 +4,9 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { observeAudits, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createCors } from './middleware/request-guards.js';
+import { guardListener } from './middleware/error-boundary.js';
+import { createOperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
+import { compileTrust, createCors } from './middleware/request-guards.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
 import { createAdminRoute } from './routes/admin-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
@@ -19,6 +21,7 @@ import { createSessionCodec } from './session/session-codec.js';
 import { createSessionHandles } from './session/session-inventory.js';
 import type { SessionRepository } from './session/session-repository.js';
 import type { SessionStore, SessionStoreOptions } from './session/session-store.js';
+import { createStoreKeyNames } from './session/store-key-names.js';
 import { createAdapters } from './upstream/adapter-registry.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
 
@@ -62,6 +65,7 @@ export function createSessionStore(
   const connection = createRedisConnection({
     url: config.store.redisUrl,
     clusterNodes: config.store.redisClusterNodes,
+    ...config.store.redis,
     timeoutMs: config.store.timeoutMs,
     onError: (error) => {
       // The client retries on its own; one line every few seconds is enough to see an outage.
@@ -88,10 +92,12 @@ export function createBillfold(
   const { clock } = options;
   const metrics = createMetrics();
   const logger = observeAudits(options.logger, metrics.observeAudit);
+  const keyNames = createStoreKeyNames(config.session.secrets);
   const store = createSessionStore(
     config,
     logger,
     {
+      keyNames,
       codec: createSessionCodec(config.session.encryptionKeys),
       clock,
       limits: config.session,
@@ -117,6 +123,8 @@ export function createBillfold(
   const adapters = createAdapters(config, client, clock);
   const securityHeaders = createSecurityHeaders({ cors: createCors(config.corsOrigins) });
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
+  // One count of wrong operator tokens per address, whichever port (or /metrics on the main one) they hit.
+  const operatorAuthLimiter = createOperatorAuthLimiter(config.operatorAuth, clock);
   const deps = {
     config,
     clock,
@@ -128,21 +136,36 @@ export function createBillfold(
     metrics,
     securityHeaders,
     handleOf,
+    operatorAuthLimiter,
+    keyNames,
   };
-  const operatorPort = { logger, securityHeaders: createSecurityHeaders(), observe: metrics.observeRequest };
+  const operatorPort = {
+    logger,
+    securityHeaders: createSecurityHeaders(),
+    observe: metrics.observeRequest,
+    trust: compileTrust(config.trustProxy),
+    limiter: operatorAuthLimiter,
+  };
+  // Every listener is guarded: nothing a client sends can throw out of a request handler.
   return {
-    handler: createApp(deps),
+    handler: guardListener(createApp(deps), logger),
     adminHandler:
       config.admin &&
-      createOperatorListener({ ...operatorPort, token: config.admin.token, route: createAdminRoute(deps) }),
+      guardListener(
+        createOperatorListener({ ...operatorPort, token: config.admin.token, route: createAdminRoute(deps) }),
+        logger,
+      ),
     metricsHandler:
       config.metrics.port === undefined
         ? undefined
-        : createOperatorListener({
-            ...operatorPort,
-            token: config.metrics.token,
-            route: createMetricsRoute(metrics),
-          }),
+        : guardListener(
+            createOperatorListener({
+              ...operatorPort,
+              token: config.metrics.token,
+              route: createMetricsRoute(metrics),
+            }),
+            logger,
+          ),
     store,
     repository,
     metrics,

@@ -43,6 +43,36 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   );
 }
 
+/** What `createLogDestination` writes to and how much it may hold. */
+export interface LogDestinationOptions {
+  /** A file descriptor or path; stdout by default. */
+  dest?: number | string;
+  /** Bytes held while the output is slower than the lines arriving; past it, lines are dropped. */
+  maxBytes: number;
+  /** Told how many lines were dropped, each time some are. */
+  onDrop: (lines: number) => void;
+}
+
+/**
+ * Log lines written asynchronously in batches, so a slow stdout never stalls a request and a busy
+ * instance does not pay a write per line; and bounded, so a blocked stdout and a flood of requests
+ * cost at most `maxBytes` of memory: past it, lines are dropped (and counted) until the output drains.
+ */
+export function createLogDestination(options: LogDestinationOptions): ReturnType<typeof pino.destination> {
+  const destination = pino.destination({
+    dest: options.dest ?? 1,
+    sync: false,
+    minLength: 4096,
+    maxLength: options.maxBytes,
+  });
+  destination.on('drop', (data: string | Buffer) => {
+    let lines = 0;
+    for (let at = data.indexOf('\n'); at !== -1; at = data.indexOf('\n', at + 1)) lines++;
+    options.onDrop(Math.max(lines, 1));
+  });
+  return destination;
+}
+
 /** A short, stable, non-reversible name for a session id, the only form in which one is logged. */
 export function hashSessionId(sessionId: string | undefined): string | undefined {
   return sessionId ? hashOnce(sessionId) : undefined;
@@ -52,7 +82,7 @@ const hashOnce = memoize((sessionId: string) =>
   createHash('sha256').update(sessionId).digest('base64url').slice(0, 12),
 );
 
-/** The audit events of SPEC section 6, plus revocations (documented in docs/audit.md). */
+/** The audit events of SPEC section 6, plus revocations and the operator API's (documented in docs/audit.md). */
 export type AuditEvent =
   | 'login'
   | 'logout'
@@ -64,7 +94,9 @@ export type AuditEvent =
   | 'rate_limited'
   | 'store_unavailable'
   | 'session_revoked'
-  | 'mfa_step_up';
+  | 'mfa_step_up'
+  | 'operator_auth_failed'
+  | 'admin_sessions_listed';
 
 /** One audit line: what happened, to which provider and session, and how it ended. */
 export interface AuditEntry {
@@ -74,6 +106,8 @@ export interface AuditEntry {
   /** The raw session id; only its hash is written. */
   sessionId?: string | undefined;
   requestId?: string | undefined;
+  /** The client's address, as TRUST_PROXY resolves it (none for work no client asked for). */
+  clientAddress?: string | undefined;
   /** The route template of the refused request (refusals only). */
   route?: string | undefined;
   reason?: string | undefined;

@@ -1,49 +1,84 @@
-import { readFileSync } from 'node:fs';
 import http, { type RequestListener, type Server } from 'node:http';
 import https from 'node:https';
-import { createClientErrorHandler } from './app.js';
+import { serveBillfold } from './app.js';
 import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
-import { ConfigError, loadConfig } from './config.js';
-import { pino } from 'pino';
-import { createLogger } from './logger.js';
+import { ConfigError, loadConfig, type LoadedConfig } from './config.js';
+import { createLogDestination, createLogger } from './logger.js';
 import type { Sandbox } from './sandbox/sandbox.js';
+import { readTlsCredentials, type TlsCredentials } from './tls-credentials.js';
 
-const UPSTREAM_VARIABLES = [
-  'BILLINGPLATFORM_BASE_URL',
-  'BILL_BASE_URL',
-  'BILLOGRAM_BASE_URL',
-  'BILLBORA_BASE_URL',
-];
 const SHUTDOWN_GRACE_MS = 10_000;
+const CERTIFICATE_WARNING_MS = 14 * 86_400_000;
+const EXIT_FLUSH_MS = 2000;
+
+/** Stops the process with every configuration problem in one message. */
+function refuseToStart(problems: string[]): never {
+  process.stderr.write(`billfold: ${new ConfigError(problems).message}\n`);
+  process.exit(1);
+}
+
+/** What is wrong with the TLS files the environment names, so one message lists it with the rest. */
+function tlsProblems(env: Record<string, string | undefined>): string[] {
+  const certFile = env.TLS_CERT_FILE?.trim();
+  const keyFile = env.TLS_KEY_FILE?.trim();
+  if (!certFile || !keyFile) return [];
+  try {
+    readTlsCredentials({ certFile, keyFile });
+    return [];
+  } catch (error) {
+    return [(error as Error).message];
+  }
+}
+
+function loadOrRefuse(env: Record<string, string | undefined>): LoadedConfig {
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) refuseToStart([...error.problems, ...tlsProblems(env)]);
+    throw error;
+  }
+}
 
 /** The only place that reads the environment, listens, and handles signals. */
 async function main(): Promise<void> {
   const env: Record<string, string | undefined> = { ...process.env };
-  // With nothing configured in development, billfold runs against its bundled sandbox upstreams.
+  // Production is what the parsed configuration says, here as everywhere else.
+  let loaded = loadOrRefuse(env);
+  // With no upstream configured in development, billfold runs against its bundled sandbox upstreams.
   let sandbox: Sandbox | undefined;
   let banner = '';
-  if ((env.NODE_ENV ?? 'development') !== 'production' && !UPSTREAM_VARIABLES.some((name) => env[name])) {
+  if (!loaded.config.production && Object.keys(loaded.config.providers).length === 0) {
     // Loaded only here, so a production start never touches the emulators.
     const { formatSandboxBanner, startSandbox } = await import('./sandbox/sandbox.js');
     sandbox = await startSandbox({ billApiVersion: env.BILL_API_VERSION === 'v3' ? 'v3' : 'v2' });
     banner = formatSandboxBanner(sandbox);
-    Object.assign(env, sandbox.env);
-  }
-
-  let loaded;
-  try {
-    loaded = loadConfig(env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`billfold: ${error.message}\n`);
-    await sandbox?.close();
-    process.exit(1);
+    try {
+      loaded = loadConfig({ ...env, ...sandbox.env });
+    } catch (error) {
+      await sandbox.close();
+      if (error instanceof ConfigError) refuseToStart(error.problems);
+      throw error;
+    }
   }
   const { config, warnings } = loaded;
-  // Log lines are written asynchronously in batches, so a slow stdout never stalls a request and a busy
-  // instance does not pay a write per line; the batch is flushed every second and on exit.
-  const logger = createLogger(config.logLevel, pino.destination({ sync: false, minLength: 4096 }));
+  let tls: TlsCredentials | undefined;
+  try {
+    tls = config.tls && readTlsCredentials(config.tls);
+  } catch (error) {
+    await sandbox?.close();
+    refuseToStart([(error as Error).message]);
+  }
+  // Lines held for a slow stdout are bounded; what does not fit is dropped and counted in the metrics,
+  // once they exist (until then, here). The batch is flushed every second and on exit.
+  let droppedEarly = 0;
+  let countDropped = (lines: number): void => {
+    droppedEarly += lines;
+  };
+  const logger = createLogger(
+    config.logLevel,
+    createLogDestination({ maxBytes: config.logBufferBytes, onDrop: (lines) => countDropped(lines) }),
+  );
   let flushing = false;
   setInterval(() => {
     // One flush at a time: a busy stdout must not collect a drain listener per second.
@@ -54,10 +89,8 @@ async function main(): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
 
   const billfold = createBillfold(config, { clock: systemClock, logger });
-  const tls = config.tls && {
-    cert: readFileSync(config.tls.certFile),
-    key: readFileSync(config.tls.keyFile),
-  };
+  countDropped = (lines) => billfold.metrics.countDroppedLogLines(lines);
+  if (droppedEarly > 0) countDropped(droppedEarly);
   // Signals are handled from before the first listen, so a SIGTERM during start-up still stops cleanly.
   const servers: Server[] = [];
   let stopping = false;
@@ -70,6 +103,8 @@ async function main(): Promise<void> {
     void Promise.all(closed).then(() =>
       Promise.all([billfold.close(), sandbox?.close()]).finally(() => {
         logger.info('billfold stopped');
+        // A blocked stdout must not keep a stopped process alive.
+        setTimeout(() => process.exit(0), EXIT_FLUSH_MS).unref();
         logger.flush(() => process.exit(0));
       }),
     );
@@ -82,24 +117,69 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  // The operator ports (admin, metrics) are served like the main one: on HOST, over TLS when configured.
-  const serve = async (handler: RequestListener, listenPort: number) => {
-    const created = tls ? https.createServer(tls, handler) : http.createServer(handler);
+  // An ending certificate is worth a line at start and at each reload, while there is time to renew it.
+  const warnIfEnding = (credentials: TlsCredentials) => {
+    const endsAt = Date.parse(credentials.validTo);
+    if (endsAt - Date.now() < CERTIFICATE_WARNING_MS) {
+      logger.warn(
+        { validTo: credentials.validTo, fingerprint: credentials.fingerprint },
+        endsAt < Date.now() ? 'TLS certificate has expired' : 'TLS certificate expires within 14 days',
+      );
+    }
+  };
+  if (tls) warnIfEnding(tls);
+
+  // A renewed certificate is taken up on SIGHUP: new connections get it, open ones keep theirs. A file
+  // that does not read or match its key leaves the current certificate in service. Without TLS there
+  // is nothing to reload, but a SIGHUP (a log rotation's, a closed terminal's) must not stop billfold.
+  const httpsServers: https.Server[] = [];
+  const files = config.tls;
+  process.on('SIGHUP', () => {
+    if (!files) {
+      logger.info('SIGHUP: no TLS certificate to reload');
+      return;
+    }
+    try {
+      const next = readTlsCredentials(files);
+      for (const each of httpsServers) each.setSecureContext(next.options);
+      logger.info({ fingerprint: next.fingerprint, validTo: next.validTo }, 'TLS certificate reloaded');
+      warnIfEnding(next);
+    } catch (error) {
+      logger.error(
+        { message: (error as Error).message },
+        'TLS certificate not reloaded; the current one stays in service',
+      );
+    }
+    logger.flush();
+  });
+
+  // The operator ports (admin, metrics) are served on OPERATOR_HOST, over TLS when configured.
+  const serve = async (handler: RequestListener, listenPort: number, host: string) => {
+    let created: Server;
+    if (tls) {
+      const secure = https.createServer(tls.options);
+      httpsServers.push(secure);
+      created = secure;
+    } else {
+      created = http.createServer();
+    }
     servers.push(created);
-    created.on('clientError', createClientErrorHandler(logger));
+    serveBillfold(created, handler, logger);
     created.keepAliveTimeout = 65_000;
     created.headersTimeout = 66_000;
     created.requestTimeout = config.upstreamTimeoutMs + 30_000;
-    await new Promise<void>((resolve) => created.listen(listenPort, config.host, resolve));
+    await new Promise<void>((resolve) => created.listen(listenPort, host, resolve));
     const address = created.address();
     return { server: created, port: typeof address === 'object' && address ? address.port : listenPort };
   };
-  const main = await serve(billfold.handler, config.port);
+  const main = await serve(billfold.handler, config.port, config.host);
   const admin =
-    billfold.adminHandler && config.admin ? await serve(billfold.adminHandler, config.admin.port) : undefined;
+    billfold.adminHandler && config.admin
+      ? await serve(billfold.adminHandler, config.admin.port, config.operatorHost)
+      : undefined;
   const metrics =
     billfold.metricsHandler && config.metrics.port !== undefined
-      ? await serve(billfold.metricsHandler, config.metrics.port)
+      ? await serve(billfold.metricsHandler, config.metrics.port, config.operatorHost)
       : undefined;
   const { port } = main;
   logger.info(
@@ -108,6 +188,8 @@ async function main(): Promise<void> {
       adminPort: admin?.port,
       metricsPort: metrics?.port,
       host: config.host,
+      operatorHost: admin || metrics ? config.operatorHost : undefined,
+      tls: tls && { fingerprint: tls.fingerprint, validTo: tls.validTo },
       store: config.store.kind,
       production: config.production,
       providers: Object.keys(config.providers),

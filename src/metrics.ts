@@ -25,6 +25,8 @@ export interface Metrics {
   /** Counts one store failure that became a 503. */
   countStoreError(): void;
   observeAudit: AuditObserver;
+  /** Counts log lines dropped because the log output was full. */
+  countDroppedLogLines(lines: number): void;
   /** How the active-sessions gauge is read, at scrape time. */
   countSessionsWith(count: () => Promise<number>): void;
 }
@@ -35,8 +37,15 @@ const STORE_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
+const OPERATOR_ROUTES = new Set(['/admin/sessions', '/metrics']);
 const rateLimitKind = (route: string | undefined) =>
-  route === '/api/:provider' ? 'relay' : route === '/auth/:provider/login' ? 'login' : 'other';
+  route === '/api/:provider'
+    ? 'relay'
+    : route === '/auth/:provider/login'
+      ? 'login'
+      : OPERATOR_ROUTES.has(route ?? '')
+        ? 'operator'
+        : 'other';
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
@@ -81,15 +90,21 @@ export function createMetrics(): Metrics {
     'provider',
     'reason',
   ]);
-  const rateLimited = counter('rate_limited_total', 'Requests refused with 429, by limit (login or relay).', [
-    'kind',
-  ]);
+  const rateLimited = counter(
+    'rate_limited_total',
+    'Requests refused with 429, by limit (login, relay or operator token).',
+    ['kind'],
+  );
   const revoked = counter('sessions_revoked_total', 'Sessions revoked, by who asked (user or operator).', [
     'by',
   ]);
   const storeErrors = counter(
     'store_errors_total',
     'Session store calls that failed or timed out (each answered 503).',
+  );
+  const droppedLogLines = counter(
+    'log_lines_dropped_total',
+    'Log lines dropped because the log output (stdout) was slower than they arrived and its buffer full.',
   );
   const storeSeconds = histogram(
     'store_operation_duration_seconds',
@@ -155,6 +170,9 @@ export function createMetrics(): Metrics {
         loginFailures.inc({ provider, reason: entry.reason ?? 'internal_error' });
       else if (entry.event === 'rate_limited') rateLimited.inc({ kind: rateLimitKind(entry.route) });
       else if (entry.event === 'session_revoked') revoked.inc({ by: entry.reason ?? 'user' });
+    },
+    countDroppedLogLines(lines) {
+      droppedLogLines.inc(lines);
     },
     countSessionsWith(count) {
       countSessions = count;

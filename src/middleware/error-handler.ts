@@ -4,6 +4,13 @@ import { AppError, toAppError, toErrorBody, type ErrorCode } from '../errors.js'
 import { audit, type AuditEvent, type Logger } from '../logger.js';
 import { contextOf, type RequestContext } from './request-context.js';
 
+/**
+ * The response header on every error billfold itself answers, holding its code. The relay passes
+ * upstream headers by allow-list and this one is never on it, so an upstream cannot forge it: a
+ * client tells billfold's errors from relayed ones by this header, never by the body's shape.
+ */
+export const BILLFOLD_ERROR_HEADER = 'x-billfold-error';
+
 const AUDITED: Partial<Record<ErrorCode, AuditEvent>> = {
   csrf_header_missing: 'csrf_refused',
   origin_not_allowed: 'origin_refused',
@@ -31,6 +38,7 @@ export function sendError(
       provider: error.provider,
       sessionId: context.sessionId,
       requestId: context.id,
+      clientAddress: context.clientAddress,
       route: context.route,
     });
   }
@@ -54,6 +62,7 @@ export function sendError(
   // The headers every answer carries are on `res` already: every listener writes them first.
   res.statusCode = error.status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader(BILLFOLD_ERROR_HEADER, error.code);
   res.setHeader('content-length', Buffer.byteLength(body));
   if (error.retryAfter !== undefined) res.setHeader('retry-after', String(error.retryAfter));
   res.end(body);

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import proxyAddr from 'proxy-addr';
 import { hashSessionId, type Logger } from '../logger.js';
 import type { ProviderId } from '../upstream/provider-id.js';
+import type { TrustFunction } from './request-guards.js';
 
 /** What billfold knows about one request while it answers it. */
 export interface RequestContext {
@@ -9,6 +11,8 @@ export interface RequestContext {
   readonly startedAt: number;
   /** The route template (`/api/:provider`, `/auth/:provider/login`, ...): what metrics and audits name. */
   readonly route: string;
+  /** The client's address as TRUST_PROXY resolves it (Express's `req.ip`), for log and audit lines. */
+  readonly clientAddress: string | undefined;
   sessionId: string | undefined;
   provider: ProviderId | undefined;
 }
@@ -48,6 +52,15 @@ export function routeTemplate(path: string): string {
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
 
+/**
+ * The client's address: the connecting one, or the one a trusted proxy names in X-Forwarded-For, by
+ * the rules Express's `req.ip` follows (so the two always agree).
+ */
+export function clientAddressOf(req: IncomingMessage, trust: TrustFunction | undefined): string | undefined {
+  if (trust === undefined || req.headers['x-forwarded-for'] === undefined) return req.socket.remoteAddress;
+  return proxyAddr(req, trust);
+}
+
 // The request line holds only fields chosen here (the path without its query, a hashed session id),
 // so it skips the redaction pass every other log line gets, which would cost a few percent per request.
 const requestLoggers = new WeakMap<Logger, Logger>();
@@ -68,6 +81,7 @@ export function beginRequest(
   res: ServerResponse,
   logger: Logger,
   observe?: RequestObserver,
+  trust?: TrustFunction,
 ): RequestContext {
   const requestLog = requestLoggers.get(logger) ?? withoutRedaction(logger);
   const given = req.headers['x-request-id'];
@@ -79,6 +93,7 @@ export function beginRequest(
     id: typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID(),
     startedAt: performance.now(),
     route: routeTemplate(path),
+    clientAddress: clientAddressOf(req, trust),
     sessionId: undefined,
     provider: undefined,
   };
@@ -94,6 +109,7 @@ export function beginRequest(
     requestLog.info(
       {
         requestId: context.id,
+        clientAddress: context.clientAddress,
         method: req.method,
         path,
         status,

@@ -63,7 +63,7 @@ export function createCors(
     allowedHeaders: ALLOWED_REQUEST_HEADERS,
     // Not CORS-safelisted, yet a listed SPA needs them: to wait out a 429, to tell billfold's own
     // errors from relayed ones and quote them, and to send If-Match on a relayed update.
-    exposedHeaders: ['retry-after', 'x-request-id', 'etag'],
+    exposedHeaders: ['retry-after', 'x-request-id', 'etag', 'x-billfold-error'],
     maxAge: 600,
     preflightContinue: true,
   });

@@ -1,6 +1,9 @@
 import { AppError } from '../errors.js';
+import { audit } from '../logger.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
-import { billIndexKey, identityIndexKey } from '../session/session-index.js';
+import { identityIndexKeys } from '../session/session-index.js';
+import type { StoreKeyNames } from '../session/store-key-names.js';
+import { adapterFor, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { isProviderId } from '../upstream/provider-id.js';
 import { revokeSessions, type RevocationDeps } from '../upstream/session-revocation.js';
 import { sendJson, type OperatorRoute } from './operator-listener.js';
@@ -8,12 +11,17 @@ import { sendJson, type OperatorRoute } from './operator-listener.js';
 /** What the operator API is built from. */
 export interface AdminRouteDeps extends RevocationDeps {
   handleOf: (sessionId: string) => string;
+  keyNames: StoreKeyNames;
+  config: { session: { maxSessionsPerIdentity: number } };
 }
 
 const MAX_USER_LENGTH = 320;
 
-/** The index key of `?provider=P&user=U` (and `&orgId=O` for BILL, whose users live in an organization). */
-function identityOfQuery(query: URLSearchParams): string {
+/**
+ * The index keys of `?provider=P&user=U` (and `&orgId=O` for BILL, whose users live in an
+ * organization), the user canonicalised by the provider's own identity rule.
+ */
+function identityOfQuery(query: URLSearchParams, adapters: AdapterRegistry, names: StoreKeyNames): string[] {
   const provider = query.get('provider') ?? '';
   const user = query.get('user') ?? '';
   const orgId = query.get('orgId') ?? '';
@@ -23,7 +31,16 @@ function identityOfQuery(query: URLSearchParams): string {
     provider === 'bill' && orgId === '' ? 'orgId' : '',
   ].filter(Boolean);
   if (invalid.length === 0 && isProviderId(provider)) {
-    return provider === 'bill' ? billIndexKey(user, orgId) : identityIndexKey(provider, user);
+    const adapter = adapterFor(adapters, provider);
+    if (!adapter) throw new AppError('provider_not_configured', { provider });
+    const identity = adapter.personalIdentity({ user, ...(orgId !== '' && { orgId }) });
+    if (identity === undefined) {
+      throw new AppError('invalid_request', {
+        message: 'This provider signs in with shared credentials, which name no person.',
+        provider,
+      });
+    }
+    return identityIndexKeys(names, provider, identity);
   }
   throw new AppError('invalid_request', { message: `Invalid or missing fields: ${invalid.join(', ')}.` });
 }
@@ -31,7 +48,9 @@ function identityOfQuery(query: URLSearchParams): string {
 /**
  * The operator API, on ADMIN_PORT behind ADMIN_TOKEN: `GET /admin/sessions?provider=P&user=U` lists
  * that provider user's live sessions, `DELETE` with the same query revokes them all (with upstream
- * logout). The user is named as the session view shows it; API-key Billbora sessions have no user.
+ * logout). The user is named as the session view shows it (spelled as the upstream compares it, so
+ * any case of an email matches); Billbora users by their Supabase user id. API keys and Billogram
+ * API users are shared credentials and name nobody.
  */
 export function createAdminRoute(deps: AdminRouteDeps): OperatorRoute {
   return async (req, res, context, url) => {
@@ -39,8 +58,19 @@ export function createAdminRoute(deps: AdminRouteDeps): OperatorRoute {
     if (req.method !== 'GET' && req.method !== 'DELETE') throw new AppError('method_not_allowed');
     const provider = url.searchParams.get('provider');
     if (provider && isProviderId(provider)) context.provider = provider;
-    const sessions = await findSessions(deps.repository, [identityOfQuery(url.searchParams)]);
+    const sessions = await findSessions(
+      deps.repository,
+      identityOfQuery(url.searchParams, deps.adapters, deps.keyNames),
+      deps.config.session.maxSessionsPerIdentity,
+    );
     if (req.method === 'GET') {
+      audit(deps.logger, {
+        event: 'admin_sessions_listed',
+        outcome: 'success',
+        provider: context.provider,
+        requestId: context.id,
+        clientAddress: context.clientAddress,
+      });
       sendJson(res, 200, {
         sessions: sessions
           .sort((a, b) => b.record.lastSeenAt - a.record.lastSeenAt)
@@ -48,6 +78,8 @@ export function createAdminRoute(deps: AdminRouteDeps): OperatorRoute {
       });
       return;
     }
-    sendJson(res, 200, { revoked: await revokeSessions(deps, sessions, 'operator', context.id) });
+    sendJson(res, 200, {
+      revoked: await revokeSessions(deps, sessions, 'operator', context.id, context.clientAddress),
+    });
   };
 }

@@ -20,10 +20,12 @@ import {
   type SessionRecord,
 } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
+import type { StoreKeyNames } from '../session/store-key-names.js';
 import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
+import type { CredentialRenewer } from '../upstream/credential-renewer.js';
 import type { ProviderId } from '../upstream/provider-id.js';
-import { logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
+import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
 /** What the auth routes are built from. */
@@ -33,6 +35,9 @@ export interface AuthRouteDeps {
   repository: SessionRepository;
   clock: Clock;
   logger: Logger;
+  keyNames: StoreKeyNames;
+  /** The organization switch runs under the renewal lock, so it never presents a token a renewal spent. */
+  renewer: CredentialRenewer;
 }
 
 /** Validates a JSON body against a schema; the message names the fields, never their values. */
@@ -65,7 +70,12 @@ export function requireJsonBody(req: Request, _res: Response, next: (error?: unk
 /** POST /auth/:provider/login, POST /auth/:provider/logout and POST /auth/logout. */
 export function createAuthRouter(deps: AuthRouteDeps): Router {
   const { config, adapters, repository, clock, logger } = deps;
-  const loginLimiter = createLoginLimiter(repository.backend, config.rateLimits);
+  const loginLimiter = createLoginLimiter(
+    repository.backend,
+    config.rateLimits,
+    deps.keyNames,
+    config.providers.bill?.devKey,
+  );
   const router = express.Router();
   const cookie = sessionCookieOptions(config);
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
@@ -76,50 +86,70 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     const input = parseBody(adapter.loginSchema, req.body);
-    const ip = req.ip ?? 'unknown';
-    const username = loginIdentity(input);
-    await loginLimiter.check(ip, adapter.id, username);
+    const attempt = await loginLimiter.begin(req.ip ?? 'unknown', adapter.id, loginIdentity(input));
     let credential: CredentialOf<ProviderId>;
     try {
       credential = await adapter.login(input, storedRecord(req));
     } catch (error) {
-      if (error instanceof AppError && error.code === 'invalid_credentials') {
-        await loginLimiter.recordFailure(ip, adapter.id, username);
-      }
+      const refused = error instanceof AppError && error.code === 'invalid_credentials';
+      await (refused ? attempt.failed() : attempt.abandoned());
       audit(logger, {
         event: 'login',
         outcome: 'failure',
         provider: adapter.id,
         requestId: context.id,
+        clientAddress: context.clientAddress,
         reason: error instanceof AppError ? error.code : 'internal_error',
       });
       throw error;
     }
 
-    await loginLimiter.recordSuccess(adapter.id, username);
+    await attempt.succeeded();
     // The old id ends before the new one exists. What the old session held at that instant (a
     // renewal that landed meanwhile included) moves to the new id; express-session's regenerate then
     // finds it already gone.
-    const latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
-    const now = clock.now();
-    const record: SessionRecord = {
-      // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.
-      ...latest,
-      createdAt: latest?.createdAt ?? now,
-      lastSeenAt: now,
-      providers: { ...latest?.providers, [adapter.id]: credential },
-      device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
-    };
-    await saveAsNewSession(req, record);
+    let latest: SessionRecord | undefined;
+    let record: SessionRecord;
+    try {
+      latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
+      const now = clock.now();
+      record = {
+        // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.
+        ...latest,
+        createdAt: latest?.createdAt ?? now,
+        lastSeenAt: now,
+        providers: { ...latest?.providers, [adapter.id]: credential },
+        device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
+      };
+      await saveAsNewSession(req, record);
+    } catch (error) {
+      // The upstream session just granted is kept nowhere, nor (once the old id has ended) what the
+      // old session held: sign them all out upstream, and leave no session or cookie behind.
+      forgetSession(req);
+      void logoutUpstream(adapter, credential, logger);
+      void logoutEveryUpstream(adapters, latest?.providers, logger);
+      throw error;
+    }
     context.sessionId = req.sessionID;
     const replaced = latest?.providers[adapter.id];
     if (replaced) void logoutUpstream(adapter, replaced, logger);
+    await enforceSessionCap(
+      deps,
+      record,
+      req.sessionID,
+      config.session.maxSessionsPerIdentity,
+      context.id,
+    ).catch((error: unknown) => {
+      // The cap is enforced again at the identity's next sign-in; this one stands.
+      logger.warn({ code: (error as AppError).code }, 'session cap not enforced');
+    });
     audit(logger, {
       event: 'login',
       outcome: 'success',
       provider: adapter.id,
       sessionId: req.sessionID,
       requestId: context.id,
+      clientAddress: context.clientAddress,
     });
     res.json(view(record));
   });
@@ -144,6 +174,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       provider: adapter.id,
       sessionId: req.sessionID,
       requestId: context.id,
+      clientAddress: context.clientAddress,
     });
     if (!after) {
       forgetSession(req);
@@ -159,17 +190,30 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (!adapter) throw new AppError('provider_not_configured', { provider: 'billbora' });
     if (!hasStoredSession(req)) throw new AppError('unauthenticated');
     const body = parseBody(organizationSwitchSchema, req.body);
-    const current = (await repository.load(req.sessionID))?.record.providers.billbora;
-    if (!current) throw new AppError('provider_not_connected', { provider: 'billbora' });
-    const switched = await adapter.switchOrganization(current, body.organizationId, body.supabaseToken);
-    const after = await repository.update(req.sessionID, (record) => {
-      // Signed out of Billbora meanwhile: the switch does not sign it back in.
-      if (!record.providers.billbora) return undefined;
-      return { ...record, providers: { ...record.providers, billbora: switched } };
-    });
-    if (!after?.record.providers.billbora)
+    const session = await repository.load(req.sessionID);
+    if (!session?.record.providers.billbora)
       throw new AppError('provider_not_connected', { provider: 'billbora' });
-    res.json(view(after.record));
+    const after = await deps.renewer
+      .replace(session, 'billbora', (current, renewal) =>
+        adapter.switchOrganization(
+          current as CredentialOf<'billbora'>,
+          body.organizationId,
+          body.supabaseToken,
+          renewal,
+        ),
+      )
+      .catch((error: unknown) => {
+        // Signed out of Billbora meanwhile: the switch does not sign it back in.
+        if (
+          error instanceof AppError &&
+          (error.code === 'upstream_session_expired' || error.code === 'unauthenticated')
+        )
+          throw new AppError('provider_not_connected', { provider: 'billbora' });
+        throw error;
+      });
+    if (!after.session.record.providers.billbora)
+      throw new AppError('provider_not_connected', { provider: 'billbora' });
+    res.json(view(after.session.record));
   });
 
   router.post('/logout', async (req, res) => {
@@ -177,7 +221,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (hasStoredSession(req)) {
       const sessionId = req.sessionID;
       const ended = await destroySession(req);
-      audit(logger, { event: 'logout', outcome: 'success', sessionId, requestId: context.id });
+      audit(logger, {
+        event: 'logout',
+        outcome: 'success',
+        sessionId,
+        requestId: context.id,
+        clientAddress: context.clientAddress,
+      });
       await logoutEveryUpstream(adapters, ended?.providers, logger);
     }
     forgetSession(req);

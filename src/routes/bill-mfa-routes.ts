@@ -7,7 +7,7 @@ import { createAttemptLimiter } from '../middleware/rate-limits.js';
 import { contextOf } from '../middleware/request-context.js';
 import { hasStoredSession } from '../middleware/session-middleware.js';
 import type { BillCredential, SessionRecord } from '../session/session-record.js';
-import type { BillAdapter, BillMfa } from '../upstream/bill-adapter.js';
+import { billPersonalIdentity, type BillAdapter, type BillMfa } from '../upstream/bill-adapter.js';
 import { BILL_REMEMBER_ME_MS } from '../upstream/bill-v3-adapter.js';
 import { disconnectProvider } from '../upstream/credential-renewer.js';
 import { isSameCredential } from '../upstream/provider-adapter.js';
@@ -37,12 +37,12 @@ interface StepUp {
  * client; a later BILL sign-in in the session offers it, so that session is trusted without a code.
  */
 export function createBillMfaRouter(deps: AuthRouteDeps): Router {
-  const { config, adapters, repository, clock, logger } = deps;
+  const { config, adapters, repository, clock, logger, keyNames } = deps;
   const router = express.Router();
   // Codes are short: every guess counts before BILL sees it, per BILL user, like failed logins. Each
   // challenge texts the user's phone, so asking for codes is limited the same way.
   const limitOf = (name: string) =>
-    createAttemptLimiter(repository.backend, {
+    createAttemptLimiter(repository.backend, keyNames, {
       name,
       limit: config.rateLimits.loginFailuresPerUser,
       windowMs: config.rateLimits.loginWindowMs,
@@ -50,7 +50,9 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
     });
   const attempts = limitOf('mfa:bill');
   const challenges = limitOf('mfa-challenge:bill');
-  const identityOf = (credential: BillCredential) => `${credential.orgId}\n${credential.user}`;
+  // Counted per BILL user however the name is spelled.
+  const identityOf = (credential: BillCredential) =>
+    billPersonalIdentity(credential) ?? `${credential.orgId}\n${credential.user}`;
 
   const stepUpOf = (req: Request): StepUp => {
     contextOf(req).provider = 'bill';

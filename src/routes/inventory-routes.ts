@@ -3,7 +3,6 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { contextOf } from '../middleware/request-context.js';
 import { forgetSession, sessionCookieOptions, sessionRecordOf } from '../middleware/session-middleware.js';
-import { identityKeysOf } from '../session/session-index.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
 import type { LoadedSession } from '../session/session-repository.js';
 import { revokeSessions, type RevocationDeps } from '../upstream/session-revocation.js';
@@ -28,7 +27,11 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
   const visibleSessions = async (req: Request): Promise<LoadedSession[]> => {
     const record = sessionRecordOf(req);
     if (!record) throw new AppError('unauthenticated');
-    const sessions = await findSessions(repository, identityKeysOf(record));
+    const sessions = await findSessions(
+      repository,
+      repository.index.keysOf(record),
+      config.session.maxSessionsPerIdentity,
+    );
     // The caller's own session is listed even if an index missed it (one written before indexes existed).
     if (!sessions.some((session) => session.id === req.sessionID)) {
       const current = await repository.load(req.sessionID);
@@ -53,7 +56,7 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
     const sessions = await visibleSessions(req);
     const target = sessions.find((session) => handleOf(session.id) === req.params.id);
     if (!target) throw new AppError('not_found');
-    await revokeSessions(deps, [target], 'user', contextOf(req).id);
+    await revokeSessions(deps, [target], 'user', contextOf(req).id, contextOf(req).clientAddress);
     if (target.id === req.sessionID) {
       forgetSession(req);
       res.clearCookie(config.session.cookieName, cookie);
@@ -69,7 +72,8 @@ export function createInventoryRouter(deps: InventoryRouteDeps): Router {
     }
     const sessions = await visibleSessions(req);
     const others = sessions.filter((session) => session.id !== req.sessionID);
-    res.json({ revoked: await revokeSessions(deps, others, 'user', contextOf(req).id) });
+    const { id, clientAddress } = contextOf(req);
+    res.json({ revoked: await revokeSessions(deps, others, 'user', id, clientAddress) });
   });
 
   return router;

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -15,6 +16,7 @@ import {
   upstreamUrl,
   type AdapterRegistry,
   type ProviderAdapter,
+  type AuthVerdict,
   type RelayCall,
 } from '../upstream/provider-adapter.js';
 import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
@@ -27,12 +29,13 @@ import {
   canonicalRelayPath,
   checkQuery,
   checkRelayPath,
-  filterResponseHeaders,
   forwardRequestHeaders,
+  relayedResponseHeaders,
   RELAY_METHODS,
-  RELAY_RESPONSE_HEADERS,
 } from '../upstream/relay-policy.js';
-import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js';
+import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
+import { continueIfExpected } from '../middleware/expectations.js';
+import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
 
 /** What the relay is built from. */
 export interface RelayDeps {
@@ -46,12 +49,19 @@ export interface RelayDeps {
   policy: RequestPolicy;
   readSessionId: (cookieHeader: string | undefined) => string | undefined;
   relayLimiter: RelayLimiter;
+  concurrency: RelayConcurrency;
 }
 
 type Credential = CredentialOf<ProviderId>;
 
-/** Largest JSON answer read whole to judge it (BILL's envelope); larger ones pass through unjudged. */
-const JUDGED_BODY_LIMIT = 4 * 1024 * 1024;
+/**
+ * Largest answer read whole to judge it (BILL's envelope, Billogram's 403), declared or not; a larger
+ * one passes through unjudged, the bytes already read first.
+ */
+export const JUDGED_BODY_LIMIT = 4 * 1024 * 1024;
+
+/** Why a relayed call was cancelled: its client went away. */
+class ClientGoneError extends Error {}
 
 /**
  * `ANY /api/:provider/*` on the lean road: no router, no body parsing, no session write-back. A
@@ -67,26 +77,37 @@ export function createRelayHandler(deps: RelayDeps) {
     call: RelayCall,
     credential: Credential,
     stream: Readable | undefined,
+    signal: AbortSignal,
   ) => {
     const authorized = adapter.authorize({ ...call, headers: { ...call.headers } }, credential);
     if (authorized.body !== undefined) authorized.headers['content-length'] = String(authorized.body.length);
-    return client.send(id, { ...authorized, body: authorized.body ?? stream });
+    return client.send(id, { ...authorized, body: authorized.body ?? stream, signal });
   };
 
-  const judge = async (adapter: ProviderAdapter, response: UpstreamResponse) => {
+  // The body is read as bytes and sent on as those same bytes; only the verdict uses its text.
+  const judge = async (adapter: ProviderAdapter, response: UpstreamResponse): Promise<Judged> => {
     const type = response.headers['content-type'] ?? '';
-    const length = Number(response.headers['content-length'] ?? 0);
-    if (!adapter.needsResponseBody(response.status) || !type.includes('json') || length > JUDGED_BODY_LIMIT) {
-      return { verdict: adapter.judge(response.status, undefined), body: undefined };
+    const declared = Number(response.headers['content-length'] ?? 0);
+    if (
+      !adapter.needsResponseBody(response.status) ||
+      !type.includes('json') ||
+      declared > JUDGED_BODY_LIMIT
+    ) {
+      return { verdict: adapter.judge(response.status, undefined), read: undefined, complete: false };
     }
-    const text = await response.body.text();
+    const { chunks, ended } = await readUpTo(response.body, JUDGED_BODY_LIMIT).catch((error: unknown) => {
+      throw toUpstreamError(adapter.id, error);
+    });
+    // Past the bound the answer is not judged: it passes through, the bytes read so far first.
+    if (!ended) return { verdict: 'ok', read: chunks, complete: false };
+    const bytes = Buffer.concat(chunks);
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
     } catch {
       json = undefined;
     }
-    return { verdict: adapter.judge(response.status, json), body: Buffer.from(text) };
+    return { verdict: adapter.judge(response.status, json), read: [bytes], complete: true };
   };
 
   return async function relay(
@@ -119,16 +140,70 @@ export function createRelayHandler(deps: RelayDeps) {
     ) {
       throw new AppError('forbidden_upstream_path', { provider: id });
     }
+    const declaredLength = Number(req.headers['content-length'] ?? 0);
+    const hasBody = declaredLength > 0 || req.headers['transfer-encoding'] !== undefined;
+    // An upstream (or a front end) that ignores a GET body would read it as the next request.
+    if (hasBody && (req.method === 'GET' || req.method === 'HEAD')) {
+      throw new AppError('invalid_request', { message: 'GET and HEAD requests carry no body.' });
+    }
     refuseOversizedBody(req, config.bodyLimitBytes);
 
     const sessionId = deps.readSessionId(req.headers.cookie);
     if (!sessionId) throw new AppError('unauthenticated');
     context.sessionId = sessionId;
+
+    // Every upstream call of this request is cancelled the moment its client goes away, at any
+    // stage: waiting for a connection, sending, or streaming the answer.
+    const cancel = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) cancel.abort(new ClientGoneError('the client went away'));
+    };
+    res.once('close', onClose);
+    try {
+      await relayFor(
+        req,
+        res,
+        context,
+        { id, adapter, providerConfig, path, search, sessionId, hasBody },
+        cancel,
+      );
+    } catch (error) {
+      // Nobody is left to answer; the error is the cancellation itself, not a failure to report.
+      if (cancel.signal.aborted) {
+        res.destroy();
+        return;
+      }
+      throw error;
+    }
+  };
+
+  async function relayFor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    context: RequestContext,
+    target: {
+      id: ProviderId;
+      adapter: ProviderAdapter;
+      providerConfig: NonNullable<Config['providers'][ProviderId]>;
+      path: string;
+      search: string;
+      sessionId: string;
+      hasBody: boolean;
+    },
+    cancel: AbortController,
+  ): Promise<void> {
+    const { id, adapter, providerConfig, path, search, sessionId, hasBody } = target;
+    const { signal } = cancel;
     let session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
     deps.relayLimiter.take(sessionId);
     let credential = session.record.providers[id];
     if (!credential) throw new AppError('provider_not_connected', { provider: id });
+    // A bounded share of the provider's pooled connections per session and per upstream identity;
+    // the slots are given back when the answer is over, however it ends.
+    const release = deps.concurrency.acquire(id, [`s:${sessionId}`, `i:${identityOf(adapter, credential)}`]);
+    res.once('close', release);
+    if (signal.aborted) throw signal.reason;
     if (adapter.needsRenewal?.(credential, clock.now())) {
       ({ session, credential } = await deps.renewer.renew(session, id, credential));
     }
@@ -139,20 +214,20 @@ export function createRelayHandler(deps: RelayDeps) {
       headers: forwardRequestHeaders(req.headers, context.id),
       body: undefined,
     };
-    const hasBody =
-      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    // Every refusal is behind us: a client that sent `Expect: 100-continue` may send its body now.
+    if (hasBody) continueIfExpected(req, res);
     if (hasBody && adapter.buffersRequestBody(credential, call)) {
       call.body = await readBody(req, config.bodyLimitBytes);
     }
     const stream =
       hasBody && call.body === undefined ? req.pipe(limitBytes(config.bodyLimitBytes)) : undefined;
 
-    let response = await send(id, adapter, call, credential, stream).catch(rethrowBodyLimit);
+    let response = await send(id, adapter, call, credential, stream, signal).catch(rethrowBodyLimit);
     let judged = await judge(adapter, response);
     if (judged.verdict === 'renew' && adapter.renew && stream === undefined) {
       await response.body.dump();
       ({ session, credential } = await deps.renewer.renew(session, id, credential));
-      response = await send(id, adapter, call, credential, undefined);
+      response = await send(id, adapter, call, credential, undefined, signal);
       judged = await judge(adapter, response);
     }
     if (judged.verdict === 'untrusted') {
@@ -171,17 +246,25 @@ export function createRelayHandler(deps: RelayDeps) {
         provider: id,
         sessionId,
         requestId: context.id,
+        clientAddress: context.clientAddress,
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }
-    res.writeHead(response.status, {
-      ...filterResponseHeaders(response.headers, adapter.secretsOf(credential)),
-      ...RELAY_RESPONSE_HEADERS,
-    });
+    // billfold's own headers are already on the answer; an upstream Vary joins its Vary: Origin.
+    const vary = res.getHeader('vary');
+    res.writeHead(
+      response.status,
+      relayedResponseHeaders(
+        response.status,
+        response.headers,
+        adapter.secretsOf(credential),
+        typeof vary === 'string' ? { vary } : {},
+      ),
+    );
     recordUse(session, id, adapter, credential);
-    if (judged.body !== undefined) res.end(judged.body);
-    else forward(response.body, res);
-  };
+    if (judged.complete) res.end(judged.read?.[0]);
+    else forward(response.body, res, judged.read);
+  }
 
   // Bookkeeping after a successful call (the idle timer, BILL's last use) is written in the background,
   // throttled, and compare-and-set, so it neither delays the answer nor overwrites a concurrent change.
@@ -209,15 +292,74 @@ export function createRelayHandler(deps: RelayDeps) {
 }
 
 /**
- * Streams the upstream body to the client. Plain `pipe` with both failure paths handled: cheaper
- * than `pipeline`, which builds an AbortController per call.
+ * Streams the upstream body to the client, after any bytes already read. Plain `pipe` with both
+ * failure paths handled: cheaper than `pipeline`, which builds an AbortController per call. A client
+ * that went away has already cancelled the upstream call (and so destroyed `body`).
  */
-function forward(body: Readable, res: ServerResponse): void {
+function forward(body: Readable, res: ServerResponse, head: readonly Buffer[] | undefined): void {
+  if (res.destroyed) {
+    body.destroy();
+    return;
+  }
   body.once('error', () => res.destroy());
   res.once('close', () => {
     if (!body.readableEnded) body.destroy();
   });
+  for (const chunk of head ?? []) res.write(chunk);
   body.pipe(res);
+}
+
+/** Reads until the end or past `limit` bytes, then leaves the rest unread (paused) for `forward`. */
+function readUpTo(body: Readable, limit: number): Promise<{ chunks: Buffer[]; ended: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size <= limit) return;
+      stop();
+      body.pause();
+      resolve({ chunks, ended: false });
+    };
+    const onEnd = () => {
+      stop();
+      resolve({ chunks, ended: true });
+    };
+    const onError = (error: Error) => {
+      stop();
+      reject(error);
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
+}
+
+/** An upstream answer read far enough to judge it. */
+interface Judged {
+  verdict: AuthVerdict;
+  /** The bytes read, exactly as they came; undefined when nothing was read. */
+  read: Buffer[] | undefined;
+  /** Whether `read` is the whole body. */
+  complete: boolean;
+}
+
+/**
+ * Who a call spends its share as: the upstream user where the session view names one, else the
+ * credential itself (API keys and API users are shared, so their holders share a share).
+ */
+function identityOf(adapter: ProviderAdapter, credential: Credential): string {
+  const view = adapter.view(credential);
+  const user = typeof view.user === 'string' ? view.user : undefined;
+  const org = typeof view.orgId === 'string' ? view.orgId : '';
+  const key = user === undefined ? `#${adapter.secretsOf(credential)[0] ?? ''}` : `${org}\n${user}`;
+  return createHash('sha256').update(key).digest('base64url').slice(0, 22);
 }
 
 const BODY_LIMIT_EXCEEDED = Symbol('body limit exceeded');

@@ -71,6 +71,8 @@ export interface SandboxOptions {
   requestLogLimit?: number;
   /** Which BILL API `env` points billfold at (default v2; both are always served). */
   billApiVersion?: 'v2' | 'v3';
+  /** How long (real time) a Supabase refresh waits for a concurrent one of its session before a 409 (default 5 s). */
+  supabaseConcurrentRefreshWaitMs?: number;
 }
 
 /** Starts the sandbox upstreams on one loopback server. */
@@ -101,7 +103,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const billV3 = createBillV3Emulator({ realm: billRealm, limits });
   const billogram = createBillogramEmulator({ clock, limits });
   const billbora = createBillboraEmulator({ clock, limits, supabaseJwtSecret });
-  const supabase = createSupabaseEmulator({ clock, limits, jwtSecret: supabaseJwtSecret });
+  const supabase = createSupabaseEmulator({
+    clock,
+    limits,
+    jwtSecret: supabaseJwtSecret,
+    ...(options.supabaseConcurrentRefreshWaitMs !== undefined && {
+      concurrentRefreshWaitMs: options.supabaseConcurrentRefreshWaitMs,
+    }),
+  });
   const mounts: [string, Emulator<EmulatorControl>][] = [
     [SANDBOX_MOUNTS.billingplatform, billingplatform],
     [SANDBOX_MOUNTS.bill, bill],

@@ -28,6 +28,10 @@ export interface SupabaseControl extends EmulatorControl {
   expireAllSessions(): void;
   /** Refresh tokens are single use (default); off, a used one is accepted again and answers with its successor. */
   setSingleUseRefreshTokens(on: boolean): void;
+  /** Each refresh holds its session's lock this long (real time) before answering, so refreshes can overlap. */
+  setRefreshDelay(ms: number): void;
+  /** Sessions whose token family was revoked because an old refresh token came back. */
+  revokedSessions(): string[];
 }
 
 /** The API version header the newer error body depends on. */
@@ -37,6 +41,10 @@ export const SUPABASE_API_VERSION_HEADER = 'x-supabase-api-version';
 export const SUPABASE_DEMO_USER_ID = '6f1c2a7e-3b5d-4e8f-9a0b-1c2d3e4f5a6b';
 
 const DEFAULT_ACCESS_TOKEN_LIFETIME_MS = 3_600_000;
+/** GoTrue's `refresh_token_reuse_interval` default. */
+const DEFAULT_REUSE_INTERVAL_MS = 10_000;
+/** How long GoTrue retries a refresh whose session another refresh holds, before answering 409. */
+const DEFAULT_CONCURRENT_REFRESH_WAIT_MS = 5_000;
 const AUDIENCE = 'authenticated';
 const CREATED_AT = '2026-01-05T09:00:00Z';
 const SCOPES = new Set(['global', 'local', 'others']);
@@ -53,6 +61,10 @@ export function createSupabaseEmulator(options: {
   jwtSecret: string | Uint8Array;
   anonKey?: string;
   accessTokenLifetimeMs?: number;
+  /** A just-rotated refresh token reused within this (the emulator's clock) answers the current pair. */
+  refreshTokenReuseIntervalMs?: number;
+  /** How long (real time) a refresh waits for a concurrent refresh of its session before a 409. */
+  concurrentRefreshWaitMs?: number;
   limits?: EmulatorLimits;
 }): Emulator<SupabaseControl> {
   const { clock } = options;
@@ -78,10 +90,15 @@ export function createSupabaseEmulator(options: {
     updated_at: CREATED_AT,
     is_anonymous: false,
   };
-  const sessions = new Map<string, { refreshTokens: string[] }>();
-  // A used refresh token remembers its successor, so reuse is recognised rather than "not found".
-  const refreshTokens = new Map<string, { sessionId: string; successor?: string }>();
+  const reuseIntervalMs = options.refreshTokenReuseIntervalMs ?? DEFAULT_REUSE_INTERVAL_MS;
+  const concurrentWaitMs = options.concurrentRefreshWaitMs ?? DEFAULT_CONCURRENT_REFRESH_WAIT_MS;
+  // `active` is the session's newest refresh token; `busy` while a refresh of it is in progress.
+  const sessions = new Map<string, { refreshTokens: string[]; active?: string; busy?: boolean }>();
+  // A used refresh token remembers its successor and when it was rotated, so a reuse is recognised.
+  const refreshTokens = new Map<string, { sessionId: string; successor?: string; rotatedAt?: number }>();
+  const revoked: string[] = [];
   let singleUse = true;
+  let refreshDelayMs = 0;
 
   // The newer `{code, message}` body only for clients that declare an API version, as GoTrue does.
   const failure = (request: RecordedRequest, status: number, code: string, message: string) =>
@@ -122,7 +139,9 @@ export function createSupabaseEmulator(options: {
   const addRefreshToken = (sessionId: string) => {
     const token = randomToken(9);
     refreshTokens.set(token, { sessionId });
-    sessions.get(sessionId)?.refreshTokens.push(token);
+    const session = sessions.get(sessionId);
+    session?.refreshTokens.push(token);
+    if (session) session.active = token;
     return token;
   };
 
@@ -138,26 +157,53 @@ export function createSupabaseEmulator(options: {
     return issue(sessionId, addRefreshToken(sessionId));
   };
 
-  const refreshGrant = (request: RecordedRequest, body: Record<string, unknown>) => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // GoTrue serialises refreshes of one session: it retries for a while, then answers 409.
+  const refreshGrant = async (request: RecordedRequest, body: Record<string, unknown>) => {
     if (typeof body.refresh_token !== 'string' || body.refresh_token === '') {
       return failure(request, 400, 'validation_failed', 'A refresh_token is required.');
     }
-    const record = refreshTokens.get(body.refresh_token);
-    if (!record || !sessions.has(record.sessionId)) {
-      return failure(
-        request,
-        400,
-        'refresh_token_not_found',
-        'Invalid Refresh Token: Refresh Token Not Found',
-      );
+    const notFound = () =>
+      failure(request, 400, 'refresh_token_not_found', 'Invalid Refresh Token: Refresh Token Not Found');
+    const first = refreshTokens.get(body.refresh_token);
+    const session = first && sessions.get(first.sessionId);
+    if (!first || !session) return notFound();
+    const waitUntil = Date.now() + concurrentWaitMs;
+    while (session.busy) {
+      if (Date.now() >= waitUntil) {
+        return failure(
+          request,
+          409,
+          'conflict',
+          'Too many concurrent token refresh requests on the same session or refresh token',
+        );
+      }
+      await sleep(10);
     }
-    if (record.successor !== undefined) {
-      return singleUse
-        ? failure(request, 400, 'refresh_token_already_used', 'Invalid Refresh Token: Already Used')
-        : issue(record.sessionId, record.successor);
+    session.busy = true;
+    try {
+      if (refreshDelayMs > 0) await sleep(refreshDelayMs);
+      const record = refreshTokens.get(body.refresh_token);
+      if (!record || !sessions.has(record.sessionId)) return notFound();
+      if (record.successor !== undefined) {
+        if (!singleUse) return await issue(record.sessionId, record.successor);
+        // The token just rotated, back within the reuse interval: a client that lost the answer gets the current pair.
+        const justRotated = record.successor === session.active;
+        if (justRotated && clock.now() - (record.rotatedAt ?? 0) <= reuseIntervalMs) {
+          return await issue(record.sessionId, record.successor);
+        }
+        // An older token, or too late: treated as stolen, the whole family goes.
+        endSession(record.sessionId);
+        revoked.push(record.sessionId);
+        return failure(request, 400, 'refresh_token_already_used', 'Invalid Refresh Token: Already Used');
+      }
+      record.successor = addRefreshToken(record.sessionId);
+      record.rotatedAt = clock.now();
+      return await issue(record.sessionId, record.successor);
+    } finally {
+      session.busy = false;
     }
-    record.successor = addRefreshToken(record.sessionId);
-    return issue(record.sessionId, record.successor);
   };
 
   // The caller's session from its access token, or the refusal GoTrue gives.
@@ -253,9 +299,15 @@ export function createSupabaseEmulator(options: {
       setSingleUseRefreshTokens(on: boolean) {
         singleUse = on;
       },
+      setRefreshDelay(ms: number) {
+        refreshDelayMs = ms;
+      },
+      revokedSessions: () => [...revoked],
     },
     resetSwitches() {
       singleUse = true;
+      refreshDelayMs = 0;
+      revoked.length = 0;
     },
   });
 }

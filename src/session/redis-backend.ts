@@ -15,6 +15,10 @@ const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+const EXTEND_LOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 const INCREMENT_WINDOW = `
 local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -22,6 +26,20 @@ return {count, redis.call('PTTL', KEYS[1])}`;
 
 const READ_COUNTER = `
 return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('PTTL', KEYS[1])}`;
+
+// Count, compare and refuse in one step. A release never takes a count below zero, nor recreates a
+// counter whose window has ended (which would leave it without a TTL); one given back to nothing goes.
+const RESERVE = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[2]) then return {0, count, redis.call('PTTL', KEYS[1])} end
+count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {1, count, redis.call('PTTL', KEYS[1])}`;
+
+const RELEASE = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 1 then redis.call('DECR', KEYS[1]) else redis.call('DEL', KEYS[1]) end
+return 1`;
 
 // Indexes are sorted sets scored by when each member ends. Times come from billfold's clock (ARGV),
 // and the key's expiry is relative (PEXPIRE), so Redis's own clock never has to agree with billfold's.
@@ -39,6 +57,14 @@ return redis.call('ZREM', KEYS[1], ARGV[1])`;
 const INDEX_MEMBERS = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZRANGE', KEYS[1], 0, -1)`;
+
+const INDEX_NEWEST = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], -tonumber(ARGV[2]), -1)`;
+
+const INDEX_OVERFLOW = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[2]) - 1)`;
 
 const INDEX_SIZE = `
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')`;
@@ -81,6 +107,10 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       within(async () => {
         await evaluate(RELEASE_LOCK, name, [token]);
       }),
+    extendLock: (name, token, ttlMs) =>
+      within(
+        async () => (await evaluate(EXTEND_LOCK, name, [token, String(Math.max(1, Math.ceil(ttlMs)))])) === 1,
+      ),
     increment: (name, windowMs, by = 1) =>
       within(async () =>
         toCounter(
@@ -88,6 +118,19 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
         ),
       ),
     readCounter: (name) => within(async () => toCounter(await evaluate(READ_COUNTER, name, []))),
+    reserve: (name, limit, windowMs) =>
+      within(async () => {
+        const reply = await evaluate(RESERVE, name, [
+          String(Math.max(1, Math.ceil(windowMs))),
+          String(limit),
+        ]);
+        const [granted, count, ttl] = reply as [number, number, number];
+        return { granted: granted === 1, count, resetInMs: Math.max(0, ttl) };
+      }),
+    release: (name) =>
+      within(async () => {
+        await evaluate(RELEASE, name, []);
+      }),
     async indexAdd(name, member, endsAtMs, nowMs) {
       await evaluate(INDEX_ADD, name, [member, String(Math.ceil(endsAtMs)), String(Math.floor(nowMs))]);
     },
@@ -96,6 +139,16 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
     },
     async indexMembers(name, nowMs) {
       return (await evaluate(INDEX_MEMBERS, name, [String(Math.floor(nowMs))])) as string[];
+    },
+    async indexNewest(name, limit, nowMs) {
+      if (limit <= 0) return [];
+      return (await evaluate(INDEX_NEWEST, name, [String(Math.floor(nowMs)), String(limit)])) as string[];
+    },
+    async indexOverflow(name, keep, nowMs) {
+      return (await evaluate(INDEX_OVERFLOW, name, [
+        String(Math.floor(nowMs)),
+        String(Math.max(0, keep)),
+      ])) as string[];
     },
     async indexSize(name, nowMs) {
       return (await evaluate(INDEX_SIZE, name, [String(Math.floor(nowMs))])) as number;

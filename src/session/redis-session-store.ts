@@ -39,10 +39,12 @@ export class RedisSessionStore extends RedisStore {
   readonly repository: SessionRepository;
   private readonly bridge: ExpressSessionBridge;
   private readonly ready: () => Promise<void>;
+  private readonly connection: RedisConnection;
 
   constructor(options: RedisSessionStoreOptions) {
     super({ client: options.connection.client, prefix: `${options.keyPrefix}s:`, disableTouch: true });
     this.ready = options.connection.ready;
+    this.connection = options.connection;
     const records: SealedRecords = {
       read: (sid) => this.readRecord(sid),
       compareAndSet: (sid, expected, value, ttlMs) => this.compareAndSetRecord(sid, expected, value, ttlMs),
@@ -67,17 +69,23 @@ export class RedisSessionStore extends RedisStore {
     ttlMs: number,
   ): Promise<boolean> {
     await this.ready();
-    const reply = await this.client.eval(COMPARE_AND_SET, {
-      keys: [this.prefix + sid],
-      arguments: [expected ?? '', value ?? '', String(Math.max(1, Math.ceil(ttlMs)))],
-    });
+    const key = this.prefix + sid;
+    const args = [expected ?? '', value ?? '', String(Math.max(1, Math.ceil(ttlMs)))];
+    // With REDIS_MIN_REPLICAS_ACK, a login, renewal, logout or revocation counts only once replicas
+    // hold it, so a failover can neither lose it nor bring back what it ended.
+    const reply = this.connection.acknowledges
+      ? await this.connection.durably(key, ['EVAL', COMPARE_AND_SET, '1', key, ...args])
+      : await this.client.eval(COMPARE_AND_SET, { keys: [key], arguments: args });
     return reply === 1;
   }
 
   /** Ends a session: GETDEL, where connect-redis's own destroy (DEL) would not say what it ended. */
   protected async takeRecord(sid: string): Promise<string | null> {
     await this.ready();
-    return this.client.getDel(this.prefix + sid);
+    const key = this.prefix + sid;
+    if (this.connection.acknowledges)
+      return (await this.connection.durably(key, ['GETDEL', key])) as string | null;
+    return this.client.getDel(key);
   }
 
   override get(sid: string, callback: (error?: unknown, data?: SessionData | null) => void): Promise<void> {

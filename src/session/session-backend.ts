@@ -4,6 +4,11 @@ export interface Counter {
   resetInMs: number;
 }
 
+/** What a reservation found: whether it was granted, the count after it, and ms left in the window. */
+export interface Reservation extends Counter {
+  granted: boolean;
+}
+
 /**
  * The raw key-value operations billfold needs beside the session records: locks, counters and the
  * identity indexes. Every write carries a TTL. Implemented by the embedded store and by Redis /
@@ -17,10 +22,19 @@ export interface SessionBackend {
   acquireLock(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Deletes `key` only while it still holds `token`. */
   releaseLock(key: string, token: string): Promise<void>;
+  /** Gives a lock still holding `token` another `ttlMs`; false when it has lapsed or changed hands. */
+  extendLock(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Adds `by` to a counter whose window of `windowMs` starts at its first hit; the new count and ms left. */
   increment(key: string, windowMs: number, by?: number): Promise<Counter>;
   /** A counter's count and ms left in its window, without changing it (0 when absent). */
   readCounter(key: string): Promise<Counter>;
+  /**
+   * Count, compare and refuse in one atomic step: adds one to the counter (its window of `windowMs`
+   * starting at its first hit) only while it holds fewer than `limit`, so no burst passes more.
+   */
+  reserve(key: string, limit: number, windowMs: number): Promise<Reservation>;
+  /** Gives one reserved count back (never below zero; the window keeps its end; at zero the counter goes). */
+  release(key: string): Promise<void>;
   /**
    * Adds `member` to the sorted index at `key`, scored by `endsAtMs` (when it ends for good), drops the
    * members already ended at `nowMs`, and lets the key expire when its last member ends: an index
@@ -30,6 +44,10 @@ export interface SessionBackend {
   indexRemove(key: string, member: string): Promise<void>;
   /** The members of the index not yet ended at `nowMs` (ended ones are dropped on the way). */
   indexMembers(key: string, nowMs: number): Promise<string[]>;
+  /** The newest `limit` members of the index not yet ended at `nowMs` (the latest to end last). */
+  indexNewest(key: string, limit: number, nowMs: number): Promise<string[]>;
+  /** The members past the newest `keep` (the earliest to end first): what a cap of `keep` must end. */
+  indexOverflow(key: string, keep: number, nowMs: number): Promise<string[]>;
   /** How many members of the index have not ended at `nowMs`, without listing them. */
   indexSize(key: string, nowMs: number): Promise<number>;
   /** Resolves when the store answers. */

@@ -1,62 +1,36 @@
-import { createHash } from 'node:crypto';
 import type { ProviderId } from '../upstream/provider-id.js';
 import type { SessionBackend } from './session-backend.js';
-import type { ProviderCredentials, SessionLimits, SessionRecord } from './session-record.js';
+import type { SessionLimits, SessionRecord } from './session-record.js';
+import type { StoreKeyNames } from './store-key-names.js';
 
 /** The index of every session, behind the active-sessions gauge. */
 export const ALL_SESSIONS_INDEX = 'ix:all';
 
 /**
- * The index key of one upstream identity. Keys hold a hash, so no username sits in the store in the
- * clear; the provider stays readable so an operator can tell the indexes apart.
+ * The index keys of one personal upstream identity (as its adapter canonicalised it), one per
+ * configured signing secret. Keys hold a keyed hash, so no name or id sits in the store in the clear
+ * nor can be confirmed by guessing; the provider stays readable so an operator can tell them apart.
  */
-export function identityIndexKey(provider: ProviderId | 'billbora-key', user: string): string {
-  return `ix:${provider}:${createHash('sha256').update(user).digest('base64url').slice(0, 22)}`;
+export function identityIndexKeys(names: StoreKeyNames, provider: ProviderId, identity: string): string[] {
+  return names.all(`identity:${provider}`, identity).map((name) => `ix:${provider}:${name}`);
 }
 
 /**
- * The upstream identity a credential signs in as, as the session view shows it. BILL users are
- * scoped to their organization; an API-key Billbora session has no user, so whoever holds the same
- * key is the same identity.
+ * The index keys of the personal upstream identities a session is signed in as. Only credentials
+ * carrying a verified personal identity count: shared ones (API keys, Billogram API users) and
+ * sign-ins the upstream named no person for are in no identity index.
  */
-function identityOf(provider: ProviderId, providers: ProviderCredentials): string | undefined {
-  switch (provider) {
-    case 'billingplatform':
-      return providers.billingplatform && identityIndexKey(provider, providers.billingplatform.user);
-    case 'bill':
-      // A sync token is an integration's credential, not a person.
-      return providers.bill?.mode === 'sync-token'
-        ? undefined
-        : providers.bill && billIndexKey(providers.bill.user, providers.bill.orgId);
-    case 'billogram':
-      return providers.billogram && identityIndexKey(provider, providers.billogram.user);
-    case 'billbora': {
-      const credential = providers.billbora;
-      if (!credential) return undefined;
-      return credential.mode === 'jwt'
-        ? identityIndexKey(provider, credential.user)
-        : identityIndexKey('billbora-key', credential.apiKey);
-    }
-  }
-}
-
-/** The index key of a BILL user in one organization. */
-export function billIndexKey(userName: string, orgId: string): string {
-  return identityIndexKey('bill', `${orgId}\n${userName}`);
-}
-
-/** The index keys of the upstream identities a session is signed in as. */
-export function identityKeysOf(record: SessionRecord): string[] {
+export function identityKeysOf(names: StoreKeyNames, record: SessionRecord): string[] {
   const keys: string[] = [];
-  for (const provider of Object.keys(record.providers) as ProviderId[]) {
-    const key = identityOf(provider, record.providers);
-    if (key) keys.push(key);
+  for (const [provider, credential] of Object.entries(record.providers) as Array<
+    [ProviderId, { identity?: unknown } | undefined]
+  >) {
+    const identity = credential?.identity;
+    if (typeof identity === 'string' && identity !== '')
+      keys.push(...identityIndexKeys(names, provider, identity));
   }
   return keys;
 }
-
-const indexesOf = (record: SessionRecord | null | undefined): string[] =>
-  record ? [ALL_SESSIONS_INDEX, ...identityKeysOf(record)] : [];
 
 /**
  * Keeps the per-identity indexes in step with the sessions, from the one place every session write
@@ -81,6 +55,12 @@ export interface SessionIndex {
   ): Promise<void>;
   /** The session ids listed under an index key, ended ones dropped. */
   members(indexKey: string): Promise<string[]>;
+  /** The newest `limit` session ids listed under an index key (a bounded read). */
+  newest(indexKey: string, limit: number): Promise<string[]>;
+  /** The session ids past the newest `keep` under an index key, the oldest first. */
+  overflow(indexKey: string, keep: number): Promise<string[]>;
+  /** The index keys of the personal identities a record is signed in as. */
+  keysOf(record: SessionRecord): string[];
   /** Drops one session id from an index key (a reader found its session gone). */
   remove(indexKey: string, sessionId: string): Promise<void>;
   /** Sessions not yet past their absolute end and not ended by logout, revocation or disconnection. */
@@ -93,10 +73,13 @@ export interface SessionIndexDeps {
   now: () => number;
   limits: SessionLimits;
   run: <T>(operation: string, call: () => Promise<T>) => Promise<T>;
+  names: StoreKeyNames;
 }
 
 export function createSessionIndex(deps: SessionIndexDeps): SessionIndex {
-  const { backend, now, limits, run } = deps;
+  const { backend, now, limits, run, names } = deps;
+  const indexesOf = (record: SessionRecord | null | undefined): string[] =>
+    record ? [ALL_SESSIONS_INDEX, ...identityKeysOf(names, record)] : [];
   // Scored by the absolute end, which no activity moves: a session that ends unseen (idle or absolute)
   // is pruned by the next add or read at the latest, and the index key expires with its last member.
   const add = (sessionId: string, record: SessionRecord, keys: string[]) =>
@@ -128,6 +111,9 @@ export function createSessionIndex(deps: SessionIndexDeps): SessionIndex {
       );
     },
     members: (indexKey) => run('index_members', () => backend.indexMembers(indexKey, now())),
+    newest: (indexKey, limit) => run('index_members', () => backend.indexNewest(indexKey, limit, now())),
+    overflow: (indexKey, keep) => run('index_members', () => backend.indexOverflow(indexKey, keep, now())),
+    keysOf: (record) => identityKeysOf(names, record),
     remove: (indexKey, sessionId) => run('index_remove', () => backend.indexRemove(indexKey, sessionId)),
     countSessions: () => run('index_size', () => backend.indexSize(ALL_SESSIONS_INDEX, now())),
   };

@@ -1,6 +1,5 @@
 import { createHmac } from 'node:crypto';
 import type { ProviderId } from '../upstream/provider-id.js';
-import { identityKeysOf } from './session-index.js';
 import type { LoadedSession, SessionRepository } from './session-repository.js';
 
 /** One session as the inventory shows it: a handle in place of its id, and no secret. */
@@ -26,21 +25,24 @@ export function createSessionHandles(secret: string): (sessionId: string) => str
 }
 
 /**
- * The live sessions listed under any of `indexKeys` whose record still carries that identity. A
- * member whose session is gone, or no longer signed in as that identity, is dropped from the index.
+ * The live sessions listed under any of `indexKeys` whose record still carries that identity, at
+ * most the newest `limit` members of each index (one store read per member). A member whose session
+ * is gone, or no longer signed in as that identity, is dropped from the index.
  */
 export async function findSessions(
   repository: SessionRepository,
   indexKeys: readonly string[],
+  limit: number,
 ): Promise<LoadedSession[]> {
   const found = new Map<string, LoadedSession>();
   await Promise.all(
     indexKeys.map(async (indexKey) => {
-      const members = await repository.index.members(indexKey);
+      const members = await repository.index.newest(indexKey, limit);
       await Promise.all(
         members.map(async (sessionId) => {
           const session = await repository.load(sessionId);
-          if (session && identityKeysOf(session.record).includes(indexKey)) found.set(sessionId, session);
+          if (session && repository.index.keysOf(session.record).includes(indexKey))
+            found.set(sessionId, session);
           else await repository.index.remove(indexKey, sessionId);
         }),
       );

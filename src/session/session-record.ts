@@ -4,6 +4,8 @@ import type { ProviderId } from '../upstream/provider-id.js';
 export interface BillingPlatformCredential {
   sessionId: string;
   user: string;
+  /** The personal upstream identity, canonicalised by the adapter (what the identity indexes use). */
+  identity?: string;
   connectedAt: number;
 }
 
@@ -16,6 +18,8 @@ export interface BillCredential {
   /** The userName, or the sync token's name. */
   user: string;
   orgId: string;
+  /** The personal upstream identity, canonicalised by the adapter (what the identity indexes use). */
+  identity?: string;
   connectedAt: number;
   lastUsedAt: number;
   /** How it signed in; absent means a password. */
@@ -54,8 +58,15 @@ export interface BillboraJwtCredential {
   accessExpiresAt: number;
   /** Present when billfold signed in to Supabase itself (email and password). */
   supabaseRefresh?: string;
+  /**
+   * Set once `refresh` was refused, or presented without an answer (so possibly spent): it is never
+   * presented again, and the next renewal starts from the Supabase session.
+   */
+  refreshSpent?: true;
   organization: { id: string; name: string };
   user: string;
+  /** The Supabase user id (`sub`): the identity indexes use it, and an organization switch must match it. */
+  identity?: string;
   connectedAt: number;
 }
 

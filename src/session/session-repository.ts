@@ -5,6 +5,7 @@ import type { SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
 import type { SealedRecords } from './session-store.js';
 import { createSessionIndex, type SessionIndex } from './session-index.js';
+import type { StoreKeyNames } from './store-key-names.js';
 import { isSessionLive, sessionDeadlines, type SessionLimits, type SessionRecord } from './session-record.js';
 
 /** A record as loaded, with the exact stored value an update must find still in place. */
@@ -63,6 +64,8 @@ export interface SessionRepositoryOptions {
   clock: Clock;
   limits: SessionLimits;
   timeoutMs: number;
+  /** How the identity index keys are named (keyed hashes). */
+  keyNames: StoreKeyNames;
   /** Called once per store failure, before it becomes a 503. */
   onStoreError: (error: unknown) => void;
   /** Called after every store call, failed or not, with its duration (for metrics). */
@@ -88,7 +91,13 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       options.onStoreCall?.(name, (performance.now() - started) / 1000);
     }
   };
-  const index = createSessionIndex({ backend, now: () => clock.now(), limits, run: guard });
+  const index = createSessionIndex({
+    backend,
+    now: () => clock.now(),
+    limits,
+    run: guard,
+    names: options.keyNames,
+  });
 
   const ttlOf = (record: SessionRecord) => sessionDeadlines(record, limits).endsAt - clock.now();
 

@@ -6,6 +6,7 @@ import type { SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
 import type { SessionLimits, SessionRecord } from './session-record.js';
 import type { LoadedSession, SessionRepository } from './session-repository.js';
+import type { StoreKeyNames } from './store-key-names.js';
 
 declare module 'express-session' {
   // The session record's fields live directly on req.session for the Express routes.
@@ -44,6 +45,8 @@ export interface SessionStoreOptions {
   clock: Clock;
   limits: SessionLimits;
   timeoutMs: number;
+  /** How the identity index keys are named (keyed hashes). */
+  keyNames: StoreKeyNames;
   /** The attributes of the session cookie, which the store hands back to express-session. */
   cookie: session.CookieOptions;
   onStoreError: (error: unknown) => void;

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { BillApiVersion, ProviderConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BillCredential } from '../session/session-record.js';
+import { canonicalEmail } from './identity-names.js';
 import { loginFailure } from './login-failure.js';
 import { firstSegment, upstreamUrl, type ProviderAdapter, type RelayCall } from './provider-adapter.js';
 import type { UpstreamClient } from './upstream-client.js';
@@ -61,12 +62,25 @@ export function toBillLogin(input: unknown): BillLogin {
     : { userName: userName ?? '', password: password ?? '', orgId, mode: 'password' };
 }
 
-/** What billfold stores for a new BILL session. */
+/**
+ * A BILL user as one person: an email address (trimmed, NFC, lower-cased) within one organization;
+ * the same address elsewhere is another user.
+ */
+export function billPersonalIdentity({ user, orgId }: { user: string; orgId?: string }): string | undefined {
+  return orgId === undefined || orgId.trim() === '' ? undefined : `${orgId.trim()}\n${canonicalEmail(user)}`;
+}
+
+/** What billfold stores for a new BILL session. A sync token is an integration's, not a person's: it has no identity. */
 export function newBillCredential(sessionId: string, login: BillLogin, now: number): BillCredential {
+  const identity =
+    login.mode === 'password'
+      ? billPersonalIdentity({ user: login.userName, orgId: login.orgId })
+      : undefined;
   return {
     sessionId,
     user: login.userName,
     orgId: login.orgId,
+    ...(identity !== undefined && { identity }),
     connectedAt: now,
     lastUsedAt: now,
     mode: login.mode,
@@ -100,6 +114,7 @@ export function billIdleExpiresAt(credential: BillCredential): number {
 /** The parts of the BILL adapter both API versions share: the use bookkeeping and the session view. */
 export function billCommon(apiVersion: BillApiVersion) {
   return {
+    personalIdentity: billPersonalIdentity,
     afterUse: (credential: BillCredential, now: number) =>
       now - credential.lastUsedAt >= LAST_USE_RESOLUTION_MS ? { ...credential, lastUsedAt: now } : undefined,
     view: (credential: BillCredential) => ({
@@ -159,7 +174,6 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
   const { config, client, clock } = deps;
   const provider = 'bill';
   const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
-
   return {
     id: provider,
     apiVersion: 'v2',

@@ -135,6 +135,7 @@ export function createBillV3Adapter(deps: BillAdapterDeps): BillAdapter {
       return { ...rest, trusted: false };
     },
     secretsOf: (credential) => [credential.sessionId, config.devKey],
+    personalIdentity: common.personalIdentity,
 
     view(credential) {
       const trusted = credential.trusted === true;

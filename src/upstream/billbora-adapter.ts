@@ -9,8 +9,23 @@ import type {
   CredentialOf,
 } from '../session/session-record.js';
 import { loginFailure } from './login-failure.js';
-import { upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
+import { upstreamUrl, type ProviderAdapter, type RenewalContext } from './provider-adapter.js';
 import type { UpstreamClient, UpstreamJsonResponse } from './upstream-client.js';
+
+/**
+ * Whether a failed call may still have reached the upstream and been acted on: anything but a
+ * connection that was never made.
+ */
+function mayHaveArrived(error: unknown): boolean {
+  if (!(error instanceof AppError)) return true;
+  if (error.code === 'upstream_timeout') return true;
+  // An answer that arrived and was refused (a redirect) carries no cause: the token was not taken.
+  const cause = error.cause as { code?: unknown } | undefined;
+  if (error.code !== 'upstream_unavailable' || cause === undefined) return false;
+  return (
+    cause.code !== 'ECONNREFUSED' && cause.code !== 'UND_ERR_CONNECT_TIMEOUT' && cause.code !== 'ENOTFOUND'
+  );
+}
 
 /** Renew this long before the access token expires, so a relayed call rarely meets an expired one. */
 export const BILLBORA_RENEW_BEFORE_MS = 60_000;
@@ -53,7 +68,8 @@ export interface BillboraAdapter extends ProviderAdapter<'billbora'> {
   switchOrganization(
     credential: CredentialOf<'billbora'>,
     organizationId: string,
-    supabaseToken?: string,
+    supabaseToken: string | undefined,
+    context: RenewalContext,
   ): Promise<BillboraJwtCredential>;
 }
 
@@ -71,12 +87,13 @@ export function createBillboraAdapter(deps: {
   const { config, client, clock } = deps;
   const provider = 'billbora';
 
-  const postJson = (url: URL, body: unknown, headers: Record<string, string> = {}) =>
+  const postJson = (url: URL, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
     client.sendJson(provider, {
       method: 'POST',
       url,
       headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
       body: JSON.stringify(body),
+      signal,
     });
 
   const errorCode = (response: UpstreamJsonResponse) => {
@@ -95,7 +112,11 @@ export function createBillboraAdapter(deps: {
     return clock.now() + 3_600_000;
   };
 
-  const supabaseGrant = async (grant: 'password' | 'refresh_token', body: Record<string, string>) => {
+  const supabaseGrant = async (
+    grant: 'password' | 'refresh_token',
+    body: Record<string, string>,
+    signal?: AbortSignal,
+  ) => {
     if (!config.supabase) {
       throw new AppError('invalid_request', {
         message: 'Email sign-in to Billbora is not configured; use supabaseToken or apiKey.',
@@ -103,10 +124,12 @@ export function createBillboraAdapter(deps: {
     }
     const url = new URL(`${config.supabase.url.href.replace(/\/+$/, '')}/auth/v1/token`);
     url.searchParams.set('grant_type', grant);
-    const response = await postJson(url, body, {
-      apikey: config.supabase.anonKey,
-      'x-supabase-api-version': '2024-01-01',
-    });
+    const response = await postJson(
+      url,
+      body,
+      { apikey: config.supabase.anonKey, 'x-supabase-api-version': '2024-01-01' },
+      signal,
+    );
     const parsed = supabaseSessionSchema.safeParse(response.json);
     if (response.status === 200 && parsed.success) return parsed.data;
     // A refused anon key is billfold's configuration, not the user's password.
@@ -117,13 +140,19 @@ export function createBillboraAdapter(deps: {
   const exchange = async (
     supabaseToken: string,
     organization: string | undefined,
-    user: string,
+    person: { user: string; identity: string | undefined },
     supabaseRefresh?: string,
+    signal?: AbortSignal,
   ) => {
-    const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/exchange/'), {
-      supabase_token: supabaseToken,
-      ...(organization !== undefined && { organization_id: organization }),
-    });
+    const response = await postJson(
+      upstreamUrl(config.baseUrl, 'users/auth/exchange/'),
+      {
+        supabase_token: supabaseToken,
+        ...(organization !== undefined && { organization_id: organization }),
+      },
+      {},
+      signal,
+    );
     if (response.status === 403 && errorCode(response) === 'organization_access_denied') {
       throw new AppError('organization_access_denied', { provider });
     }
@@ -136,21 +165,55 @@ export function createBillboraAdapter(deps: {
       refresh: parsed.data.refresh,
       accessExpiresAt: expiryOf(parsed.data.access),
       organization: parsed.data.organization,
-      user,
+      user: person.user,
       connectedAt: clock.now(),
     };
+    if (person.identity !== undefined) credential.identity = person.identity;
     if (supabaseRefresh !== undefined) credential.supabaseRefresh = supabaseRefresh;
     return credential;
   };
 
-  const emailOf = (token: string) => {
+  // A Supabase refresh rotates its token at once: the new one is kept even when the exchange then fails.
+  const viaSupabase = async (
+    credential: BillboraJwtCredential,
+    organization: string,
+    context: RenewalContext,
+  ) => {
+    if (!credential.supabaseRefresh) throw new AppError('invalid_credentials', { provider });
+    await context.fence();
+    const session = await supabaseGrant(
+      'refresh_token',
+      { refresh_token: credential.supabaseRefresh },
+      context.signal,
+    );
+    context.keep({ ...credential, supabaseRefresh: session.refresh_token });
+    return exchange(
+      session.access_token,
+      organization,
+      personOfCredential(credential),
+      session.refresh_token,
+      context.signal,
+    );
+  };
+
+  // Who a Supabase token names: its `sub` (Supabase's stable user id) is the identity; the email is
+  // only what the session view shows, and phone or anonymous users have none. Read unverified: the
+  // exchange that follows is Billbora's verification, and nothing is stored unless it succeeds.
+  const personOf = (token: string) => {
     try {
-      const { email } = decodeJwt(token);
-      return typeof email === 'string' ? email : 'unknown';
+      const { email, sub } = decodeJwt(token);
+      return {
+        user: typeof email === 'string' && email !== '' ? email : 'unknown',
+        identity: typeof sub === 'string' && sub.trim() !== '' ? sub.trim() : undefined,
+      };
     } catch {
       throw new AppError('invalid_credentials', { provider });
     }
   };
+  const personOfCredential = (credential: BillboraJwtCredential) => ({
+    user: credential.user,
+    identity: credential.identity,
+  });
 
   const adapter: BillboraAdapter = {
     id: provider,
@@ -175,9 +238,15 @@ export function createBillboraAdapter(deps: {
       }
       if ('email' in body) {
         const session = await supabaseGrant('password', { email: body.email, password: body.password });
-        return exchange(session.access_token, body.organizationId, body.email, session.refresh_token);
+        const { identity } = personOf(session.access_token);
+        return exchange(
+          session.access_token,
+          body.organizationId,
+          { user: body.email, identity },
+          session.refresh_token,
+        );
       }
-      return exchange(body.supabaseToken, body.organizationId, emailOf(body.supabaseToken));
+      return exchange(body.supabaseToken, body.organizationId, personOf(body.supabaseToken));
     },
 
     async logout(credential) {
@@ -204,48 +273,65 @@ export function createBillboraAdapter(deps: {
     needsResponseBody: () => false,
     judge: (status) => (status === 401 ? 'renew' : 'ok'),
 
-    async renew(credential) {
+    async renew(credential, context) {
       if (credential.mode !== 'jwt') throw new AppError('invalid_credentials', { provider });
-      const response = await postJson(upstreamUrl(config.baseUrl, 'users/auth/refresh/'), {
-        refresh: credential.refresh,
-      });
-      const parsed = refreshSchema.safeParse(response.json);
-      if (response.status === 200 && parsed.success) {
-        return { ...credential, ...parsed.data, accessExpiresAt: expiryOf(parsed.data.access) };
+      if (!credential.refreshSpent) {
+        await context.fence();
+        let response: UpstreamJsonResponse | undefined;
+        try {
+          response = await postJson(
+            upstreamUrl(config.baseUrl, 'users/auth/refresh/'),
+            { refresh: credential.refresh },
+            {},
+            context.signal,
+          );
+        } catch (error) {
+          // Presented without an answer, the refresh token may be spent: it is never presented again.
+          if (!mayHaveArrived(error)) throw error;
+          context.keep({ ...credential, refreshSpent: true });
+          if (!credential.supabaseRefresh) throw error;
+        }
+        if (response) {
+          const parsed = refreshSchema.safeParse(response.json);
+          if (response.status === 200 && parsed.success) {
+            const { refreshSpent: _spent, ...rest } = credential;
+            return { ...rest, ...parsed.data, accessExpiresAt: expiryOf(parsed.data.access) };
+          }
+          if (response.status !== 401 && response.status !== 400)
+            throw loginFailure(provider, response.status, parsed.success);
+          context.keep({ ...credential, refreshSpent: true });
+        }
       }
-      if (response.status !== 401 && response.status !== 400)
-        throw loginFailure(provider, response.status, parsed.success);
       // The Billbora refresh token is dead; a Supabase session, when billfold has one, can start a new one.
       if (!credential.supabaseRefresh) throw new AppError('invalid_credentials', { provider });
-      const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
-      return exchange(
-        session.access_token,
-        credential.organization.id,
-        credential.user,
-        session.refresh_token,
-      );
+      return viaSupabase({ ...credential, refreshSpent: true }, credential.organization.id, context);
     },
 
     needsRenewal: (credential, now) =>
       credential.mode === 'jwt' && now >= credential.accessExpiresAt - BILLBORA_RENEW_BEFORE_MS,
 
-    async switchOrganization(credential, organization, supabaseToken) {
+    async switchOrganization(credential, organization, supabaseToken, context) {
       if (credential.mode !== 'jwt') {
         throw new AppError('invalid_request', {
           message: 'An API key is bound to its organization.',
           provider,
         });
       }
-      if (supabaseToken !== undefined)
-        return exchange(supabaseToken, organization, emailOf(supabaseToken), credential.supabaseRefresh);
+      if (supabaseToken !== undefined) {
+        // Only the same Supabase user may move this credential: another user's token would leave one
+        // credential holding two users (their tokens, this one's Supabase refresh token).
+        const person = personOf(supabaseToken);
+        if (credential.identity === undefined || person.identity !== credential.identity)
+          throw new AppError('organization_access_denied', { provider });
+        return exchange(supabaseToken, organization, person, credential.supabaseRefresh, context.signal);
+      }
       if (!credential.supabaseRefresh) {
         throw new AppError('invalid_request', {
           message: 'supabaseToken is required to switch organization.',
           provider,
         });
       }
-      const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
-      return exchange(session.access_token, organization, credential.user, session.refresh_token);
+      return viaSupabase(credential, organization, context);
     },
 
     secretsOf: (credential) =>
@@ -256,6 +342,9 @@ export function createBillboraAdapter(deps: {
             ...(credential.supabaseRefresh ? [credential.supabaseRefresh] : []),
           ]
         : [credential.apiKey],
+
+    // An API key is the organization's, shared by whoever holds it; a person is their Supabase `sub`.
+    personalIdentity: ({ user }) => (user.trim() === '' ? undefined : user.trim()),
 
     view: (credential) =>
       credential.mode === 'jwt'

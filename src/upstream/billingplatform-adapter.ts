@@ -22,6 +22,8 @@ export function createBillingPlatformAdapter(deps: {
 }): ProviderAdapter<'billingplatform'> {
   const { config, client, clock } = deps;
   const provider = 'billingplatform';
+  // BillingPlatform compares usernames as typed: only the Unicode spelling is made one.
+  const personalIdentity = ({ user }: { user: string }) => user.normalize('NFC');
 
   return {
     id: provider,
@@ -44,7 +46,12 @@ export function createBillingPlatformAdapter(deps: {
         result?.ErrorCode === '0' &&
         result.SessionID !== ''
       ) {
-        return { sessionId: result.SessionID, user: username, connectedAt: clock.now() };
+        return {
+          sessionId: result.SessionID,
+          user: username,
+          identity: personalIdentity({ user: username }),
+          connectedAt: clock.now(),
+        };
       }
       throw loginFailure(provider, response.status, parsed.success);
     },
@@ -78,6 +85,8 @@ export function createBillingPlatformAdapter(deps: {
     judge: (status) => (status === 401 ? 'expired' : 'ok'),
 
     secretsOf: (credential) => [credential.sessionId],
+
+    personalIdentity,
 
     view: (credential) => ({
       connected: true,

@@ -60,6 +60,8 @@ export function createBillogramAdapter(deps: {
     },
 
     secretsOf: (credential) => [credential.basic],
+    // An API user is the organization's credential, shared by whoever holds it: no person.
+    personalIdentity: () => undefined,
 
     view: (credential) => ({
       connected: true,

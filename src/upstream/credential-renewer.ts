@@ -9,6 +9,7 @@ import {
   isSameCredential,
   type AdapterRegistry,
   type ProviderAdapter,
+  type RenewalContext,
 } from './provider-adapter.js';
 import type { ProviderId } from './provider-id.js';
 
@@ -28,6 +29,16 @@ export interface CredentialRenewer {
    * twice would revoke the whole token family upstream.
    */
   renew(session: LoadedSession, id: ProviderId, used: Credential): Promise<Renewed>;
+  /**
+   * Replaces the stored credential with what `change` makes of it, under the same lock as renewal:
+   * `change` receives the credential stored once the lock is held (newer than `seen` when a renewal
+   * ran meanwhile), so it never presents a token another renewal spent.
+   */
+  replace(
+    session: LoadedSession,
+    id: ProviderId,
+    change: (current: Credential, context: RenewalContext) => Promise<Credential>,
+  ): Promise<Renewed>;
 }
 
 /** What the renewer needs. */
@@ -36,8 +47,10 @@ export interface CredentialRenewerDeps {
   repository: SessionRepository;
   clock: Clock;
   logger: Logger;
-  /** How long a renewal may hold the lock: longer than one upstream call. */
+  /** How long the lock lives unless its holder extends it (it does, every third of this, while it works). */
   lockTtlMs: number;
+  /** The most one renewal may take, all its upstream calls together; it is cancelled past it. */
+  renewalDeadlineMs: number;
   /** Pause between looks while another instance renews. */
   pollMs?: number;
 }
@@ -49,18 +62,114 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
 
   const expired = (id: ProviderId) => new AppError('upstream_session_expired', { provider: id });
 
-  // Someone else's renewal is visible as a different credential in the store.
-  const storedNewer = async (
-    sessionId: string,
-    id: ProviderId,
-    adapter: ProviderAdapter,
-    used: Credential,
-  ) => {
+  const loadStored = async (sessionId: string, id: ProviderId) => {
     const session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
     const stored = session.record.providers[id];
     if (!stored) throw expired(id);
-    return isSameCredential(adapter, stored, used) ? undefined : { session, credential: stored };
+    return { session, credential: stored };
+  };
+
+  // Stores `next` in place of `expected` unless the provider changed or was signed out meanwhile.
+  const store = (
+    sessionId: string,
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    expected: Credential,
+    next: Credential,
+  ) =>
+    repository.update(sessionId, (record) => {
+      if (!isSameCredential(adapter, record.providers[id], expected)) return undefined;
+      return { ...record, providers: { ...record.providers, [id]: next } };
+    });
+
+  /**
+   * Runs `work` holding the session's renewal lock for `id`. The lock is extended while `work` runs
+   * and `work` is cancelled (its upstream calls aborted) once the lock cannot be confirmed or the
+   * renewal deadline passes; `skip` may answer from the store instead, before and after the lock is taken.
+   */
+  const underLock = async (
+    session: LoadedSession,
+    id: ProviderId,
+    adapter: ProviderAdapter,
+    skip: (stored: Renewed) => Renewed | undefined,
+    work: (current: Credential, context: RenewalContext) => Promise<Credential>,
+  ): Promise<Renewed> => {
+    const lock = `l:renew:${session.id}:${id}`;
+    const token = randomUUID();
+    // A waiter gives up once the holder must have finished or lost its lock.
+    const waitUntil = deps.clock.now() + deps.renewalDeadlineMs + deps.lockTtlMs;
+    for (;;) {
+      const answer = skip(await loadStored(session.id, id));
+      if (answer) return answer;
+      if (await repository.backend.acquireLock(lock, token, deps.lockTtlMs).catch(storeDown)) break;
+      if (deps.clock.now() > waitUntil) throw new AppError('upstream_timeout', { provider: id });
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+
+    const cancel = new AbortController();
+    const deadline = setTimeout(
+      () => cancel.abort(new AppError('upstream_timeout', { provider: id })),
+      deps.renewalDeadlineMs,
+    );
+    const lost = (cause?: unknown) =>
+      cancel.abort(
+        cause === undefined
+          ? new AppError('upstream_timeout', { provider: id, message: 'The renewal lost its lock.' })
+          : new AppError('session_store_unavailable', { cause }),
+      );
+    const confirm = async () => {
+      if (cancel.signal.aborted) throw cancel.signal.reason;
+      const held = await repository.backend
+        .extendLock(lock, token, deps.lockTtlMs)
+        .catch((error: unknown) => {
+          lost(error);
+          return false;
+        });
+      if (!held) {
+        if (!cancel.signal.aborted) lost();
+        throw cancel.signal.reason;
+      }
+    };
+    const heartbeat = setInterval(
+      () => void confirm().catch(() => undefined),
+      Math.max(1, deps.lockTtlMs / 3),
+    );
+    let kept: Credential | undefined;
+    let current: Credential | undefined;
+    try {
+      const stored = await loadStored(session.id, id);
+      const answer = skip(stored);
+      if (answer) return answer;
+      current = stored.credential;
+      const context: RenewalContext = {
+        signal: cancel.signal,
+        fence: confirm,
+        keep: (credential) => void (kept = credential),
+      };
+      let fresh: Credential;
+      try {
+        fresh = await work(current, context);
+      } catch (error) {
+        audit(logger, { event: 'renewal', outcome: 'failure', provider: id, sessionId: session.id });
+        // Tokens the upstream already rotated are kept, or the next renewal would present spent ones.
+        if (kept) {
+          await store(session.id, id, adapter, current, kept).catch(() => undefined);
+          current = kept;
+        }
+        throw cancel.signal.aborted && !(error instanceof AppError && error.status < 500)
+          ? (cancel.signal.reason as Error)
+          : error;
+      }
+      const written = await store(session.id, id, adapter, current, fresh);
+      audit(logger, { event: 'renewal', outcome: 'success', provider: id, sessionId: session.id });
+      if (!written) throw new AppError('unauthenticated');
+      return { session: written, credential: written.record.providers[id] ?? fresh };
+    } finally {
+      clearTimeout(deadline);
+      clearInterval(heartbeat);
+      await repository.backend.releaseLock(lock, token).catch(() => undefined);
+    }
   };
 
   const renewOnce = async (
@@ -71,45 +180,24 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
   ) => {
     const renew = adapter.renew?.bind(adapter);
     if (!renew) throw expired(id);
-    const lock = `l:renew:${session.id}:${id}`;
-    const token = randomUUID();
-    const deadline = deps.clock.now() + deps.lockTtlMs;
-    for (;;) {
-      const newer = await storedNewer(session.id, id, adapter, used);
-      if (newer) return newer;
-      if (await repository.backend.acquireLock(lock, token, deps.lockTtlMs).catch(storeDown)) break;
-      if (deps.clock.now() > deadline) throw new AppError('upstream_timeout', { provider: id });
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
-    }
+    // Someone else's renewal is visible as a different credential in the store.
+    const newer = (stored: Renewed) =>
+      isSameCredential(adapter, stored.credential, used) ? undefined : stored;
     try {
-      const newer = await storedNewer(session.id, id, adapter, used);
-      if (newer) return newer;
-      let fresh: Credential;
-      try {
-        fresh = await renew(used);
-      } catch (error) {
-        audit(logger, { event: 'renewal', outcome: 'failure', provider: id, sessionId: session.id });
-        if (!(error instanceof AppError) || error.code !== 'invalid_credentials') throw error;
-        // The upstream refused renewal: this provider is signed out (unless it changed meanwhile).
-        await disconnectProvider(repository, session.id, adapter, used);
-        audit(logger, {
-          event: 'upstream_session_expired',
-          outcome: 'failure',
-          provider: id,
-          sessionId: session.id,
-        });
-        throw expired(id);
-      }
-      const stored = await repository.update(session.id, (record) => {
-        // Never bring back a provider (or a session) that was signed out meanwhile.
-        if (!isSameCredential(adapter, record.providers[id], used)) return undefined;
-        return { ...record, providers: { ...record.providers, [id]: fresh } };
+      return await underLock(session, id, adapter, newer, (current, context) => renew(current, context));
+    } catch (error) {
+      if (!(error instanceof AppError) || error.code !== 'invalid_credentials') throw error;
+      // The upstream refused renewal: this provider is signed out (unless it changed meanwhile).
+      const stored = await repository.load(session.id);
+      const current = stored?.record.providers[id];
+      await disconnectProvider(repository, session.id, adapter, current ?? used);
+      audit(logger, {
+        event: 'upstream_session_expired',
+        outcome: 'failure',
+        provider: id,
+        sessionId: session.id,
       });
-      audit(logger, { event: 'renewal', outcome: 'success', provider: id, sessionId: session.id });
-      if (!stored) throw new AppError('unauthenticated');
-      return { session: stored, credential: stored.record.providers[id] ?? fresh };
-    } finally {
-      await repository.backend.releaseLock(lock, token).catch(() => undefined);
+      throw expired(id);
     }
   };
 
@@ -124,6 +212,11 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
         inFlight.set(key, pending);
       }
       return pending;
+    },
+    replace(session, id, change) {
+      const adapter = adapterFor(deps.adapters, id);
+      if (!adapter) return Promise.reject(new AppError('provider_not_configured', { provider: id }));
+      return underLock(session, id, adapter, () => undefined, change);
     },
   };
 }

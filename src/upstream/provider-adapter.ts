@@ -54,8 +54,8 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   needsResponseBody(status: number): boolean;
   /** Reads an upstream answer: fine, the credential is dead, or it should be renewed and the call replayed once. */
   judge(status: number, body: unknown): AuthVerdict;
-  /** Exchanges a credential for a fresh one (Billbora's rotating JWTs). */
-  renew?(credential: CredentialOf<P>): Promise<CredentialOf<P>>;
+  /** Exchanges a credential for a fresh one (Billbora's rotating JWTs), holding the renewal lock. */
+  renew?(credential: CredentialOf<P>, context: RenewalContext): Promise<CredentialOf<P>>;
   /** Whether the credential should be renewed before use (shortly before it expires). */
   needsRenewal?(credential: CredentialOf<P>, now: number): boolean;
   /** The credential to store once the upstream answered `untrusted` (BILL's view of its MFA trust is stale). */
@@ -66,6 +66,22 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   secretsOf(credential: CredentialOf<P>): string[];
   /** The provider's entry in the session view. */
   view(credential: CredentialOf<P>): ProviderView;
+  /**
+   * The personal identity an operator's `user` (and BILL's `orgId`) names, canonicalised as the
+   * upstream compares it and as `login` records it on the credential; undefined where the
+   * provider's credentials are shared, not personal.
+   */
+  personalIdentity(name: { user: string; orgId?: string }): string | undefined;
+}
+
+/** What a renewal runs under: the renewer's lock, its deadline, and what it must not lose. */
+export interface RenewalContext {
+  /** Aborted once the renewal's deadline passes or its lock is lost; pass it to every upstream call. */
+  readonly signal: AbortSignal;
+  /** Confirms (and extends) the lock; call it right before presenting a single-use token. Throws when the lock is lost. */
+  fence(): Promise<void>;
+  /** Records a credential holding tokens the upstream has already rotated or may have spent: stored even if the renewal then fails. */
+  keep(credential: CredentialOf<ProviderId>): void;
 }
 
 /** The configured adapters by provider. */

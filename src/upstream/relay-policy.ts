@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { memoize } from '../bounded-cache.js';
 import { AppError } from '../errors.js';
 
 /** Methods the relay forwards. */
@@ -102,12 +101,56 @@ export function isCredentialName(name: string): boolean {
   return SECRET_NAMES.has(normalized) || SECRET_SUFFIXES.some((suffix) => normalized.endsWith(suffix));
 }
 
-/** Refuses a query string that carries a credential-like parameter. */
+// Latin look-alikes from other scripts, folded so `pаssword` (a Cyrillic а) is still a password.
+const CONFUSABLES: Record<string, string> = {
+  а: 'a',
+  е: 'e',
+  о: 'o',
+  р: 'p',
+  с: 'c',
+  у: 'y',
+  х: 'x',
+  і: 'i',
+  ј: 'j',
+  ѕ: 's',
+  ԁ: 'd',
+  ԛ: 'q',
+  ԝ: 'w',
+  һ: 'h',
+  к: 'k',
+  т: 't',
+  м: 'm',
+  в: 'b',
+  н: 'h',
+  α: 'a',
+  ο: 'o',
+  ρ: 'p',
+  ν: 'v',
+  ι: 'i',
+  κ: 'k',
+  τ: 't',
+  υ: 'u',
+  ε: 'e',
+  ѡ: 'w',
+  ı: 'i',
+};
+const foldConfusables = (name: string) =>
+  [...name.toLowerCase()].map((character) => CONFUSABLES[character] ?? character).join('');
+
+/**
+ * Refuses a query string that carries a credential-like parameter, on every route. Each name is read
+ * as any server might read it: split on `&` or `;`, `+` as a space, percent-decoded until stable,
+ * NFKC-normalised, look-alike letters folded; a name that would not decode is judged as sent.
+ */
 export function checkQuery(search: string): void {
   if (search === '' || search === '?') return;
   if (CONTROL_CHARACTERS.test(search)) throw new AppError('invalid_path');
-  for (const name of new URLSearchParams(search).keys()) {
-    if (isCredentialName(name)) throw new AppError('secret_in_query');
+  const query = search.startsWith('?') ? search.slice(1) : search;
+  for (const pair of query.split(/[&;]/)) {
+    const raw = (pair.split('=', 1)[0] ?? '').replaceAll('+', ' ');
+    const read = readSegmentAsUpstream(raw) ?? raw.normalize('NFKC');
+    if (isCredentialName(foldConfusables(read)) || isCredentialName(foldConfusables(raw)))
+      throw new AppError('secret_in_query');
   }
 }
 
@@ -122,9 +165,11 @@ const FORWARDED_REQUEST_HEADERS = [
   'idempotency-key',
 ] as const;
 
+// A repeated header reaches billfold as an array (undici keeps an upstream's repeats apart).
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
-  const value = headers.connection;
-  return new Set(value ? value.split(',').map((token) => token.trim().toLowerCase()) : []);
+  const value: unknown = headers.connection;
+  const lines = Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : [];
+  return new Set(lines.flatMap((line) => line.split(',').map((token) => token.trim().toLowerCase())));
 }
 
 /** The allow-listed client headers, minus any the client declared hop-by-hop in `Connection`. */
@@ -141,55 +186,45 @@ export function forwardRequestHeaders(
   return forwarded;
 }
 
-const DROPPED_RESPONSE_HEADERS = new Set([
-  'set-cookie',
-  'set-cookie2',
-  'www-authenticate',
-  'proxy-authenticate',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'server',
-  'x-powered-by',
-  'strict-transport-security',
-  'content-security-policy',
-  'content-security-policy-report-only',
-  'x-content-type-options',
-  'cache-control',
-  'expires',
-  'pragma',
-  // billfold's own request id identifies the answer; an upstream's must not replace it.
-  'x-request-id',
-  // What the browser is told about billfold's origin is billfold's to say: helmet's headers (set on
-  // every answer, an upstream's would replace them), and navigation, cache or cookie clearing, and
-  // alternative services, which an upstream's answer could otherwise point at billfold's origin.
-  'cross-origin-opener-policy',
-  'cross-origin-resource-policy',
-  'cross-origin-embedder-policy',
-  'origin-agent-cluster',
-  'referrer-policy',
-  'x-dns-prefetch-control',
-  'x-download-options',
-  'x-frame-options',
-  'x-permitted-cross-domain-policies',
-  'x-xss-protection',
-  'refresh',
-  'clear-site-data',
-  'alt-svc',
+/**
+ * Upstream response headers a client may see, by name. Everything else is dropped: cookies, auth
+ * challenges, hop-by-hop headers, CORS and security headers (billfold sets its own), caching headers
+ * (billfold answers `no-store`), and whatever would act for billfold's origin in a browser —
+ * reporting (`NEL`, `Report-To`), client hints (`Accept-CH`), `Link` preloads, `Content-Disposition`,
+ * `Refresh`, `Clear-Site-Data`, `Alt-Svc` — including headers a provider adds later.
+ */
+const PASSED_RESPONSE_HEADERS = new Set([
+  // the representation
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-range',
+  'accept-ranges',
+  // validators, for conditional requests
+  'etag',
+  'last-modified',
+  // pacing and time
+  'retry-after',
+  'date',
+  // paging and counts
+  'x-total-count',
+  'x-total',
+  'x-total-pages',
+  'x-page',
+  'x-per-page',
+  'x-next-page',
+  'x-prev-page',
+  // rate-limit state
+  'ratelimit',
+  'ratelimit-policy',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+  'x-ratelimit-limit',
+  'x-ratelimit-remaining',
+  'x-ratelimit-reset',
 ]);
-
-const isDroppedResponseHeader = memoize(
-  (name: string) =>
-    DROPPED_RESPONSE_HEADERS.has(name) ||
-    name.startsWith('access-control-') ||
-    isCredentialName(name) ||
-    /token|session|auth/.test(name),
-  1000,
-);
 
 /** Headers billfold puts on every relayed answer, so upstream content is inert in a browser. */
 export const RELAY_RESPONSE_HEADERS = {
@@ -199,20 +234,50 @@ export const RELAY_RESPONSE_HEADERS = {
 };
 
 /**
- * The upstream response headers a client may see: cookies, auth challenges, hop-by-hop headers, CORS
- * and security headers (billfold sets its own) and anything naming or echoing a credential are dropped.
+ * The headers of a relayed answer: billfold's own (`base`: security, CORS, `Vary: Origin`), the
+ * allow-listed upstream headers that echo no credential, an upstream `Vary` merged into billfold's
+ * rather than replacing it, and `RELAY_RESPONSE_HEADERS` last. A 304 keeps the upstream's
+ * `Cache-Control` with its validators, as a cache revalidating its copy expects.
  */
-export function filterResponseHeaders(
-  headers: IncomingHttpHeaders,
+export function relayedResponseHeaders(
+  status: number,
+  upstream: IncomingHttpHeaders,
   secrets: readonly string[],
+  base: Readonly<Record<string, string>>,
 ): OutgoingHttpHeaders {
-  const hopByHop = connectionTokens(headers);
-  const kept: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || isDroppedResponseHeader(name) || hopByHop.has(name)) continue;
+  const hopByHop = connectionTokens(upstream);
+  const echoes = (value: string | string[]) => {
     const text = Array.isArray(value) ? value.join(', ') : value;
-    if (secrets.some((secret) => text.includes(secret))) continue;
-    kept[name] = value;
+    return secrets.some((secret) => secret !== '' && text.includes(secret));
+  };
+  const headers: OutgoingHttpHeaders = { ...base };
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || !PASSED_RESPONSE_HEADERS.has(name) || hopByHop.has(name) || echoes(value))
+      continue;
+    headers[name] = value;
   }
-  return kept;
+  Object.assign(headers, RELAY_RESPONSE_HEADERS);
+  const vary = mergeVary(base.vary, upstream.vary);
+  if (vary !== undefined) headers.vary = vary;
+  const cacheControl = upstream['cache-control'];
+  if (status === 304 && typeof cacheControl === 'string' && !echoes(cacheControl))
+    headers['cache-control'] = cacheControl;
+  return headers;
+}
+
+/** One `Vary` holding every field name of both, each once (case-insensitively); `*` absorbs the rest. */
+export function mergeVary(
+  ours: string | undefined,
+  theirs: string | string[] | undefined,
+): string | undefined {
+  const names = new Map<string, string>();
+  for (const value of [ours, ...(Array.isArray(theirs) ? theirs : [theirs])]) {
+    for (const name of (value ?? '').split(',')) {
+      const trimmed = name.trim();
+      const key = trimmed.toLowerCase();
+      if (!names.has(key) && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(trimmed)) names.set(key, trimmed);
+    }
+  }
+  if (names.has('*')) return '*';
+  return names.size === 0 ? undefined : [...names.values()].join(', ');
 }

@@ -1,6 +1,7 @@
 import type { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
-import type { CredentialOf, ProviderCredentials } from '../session/session-record.js';
+import { findSessions } from '../session/session-inventory.js';
+import type { CredentialOf, ProviderCredentials, SessionRecord } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import { adapterFor, type AdapterRegistry, type ProviderAdapter } from './provider-adapter.js';
 import { PROVIDER_IDS, type ProviderId } from './provider-id.js';
@@ -51,8 +52,9 @@ export interface RevocationDeps {
 export async function revokeSessions(
   deps: RevocationDeps,
   sessions: readonly LoadedSession[],
-  by: 'user' | 'operator',
+  by: 'user' | 'operator' | 'session_limit',
   requestId: string,
+  clientAddress?: string,
 ): Promise<number> {
   const ended = await Promise.all(
     sessions.map(async (session) => {
@@ -63,6 +65,7 @@ export async function revokeSessions(
         outcome: 'success',
         sessionId: session.id,
         requestId,
+        clientAddress,
         reason: by,
       });
       await logoutEveryUpstream(deps.adapters, record.providers, deps.logger);
@@ -70,4 +73,34 @@ export async function revokeSessions(
     }),
   );
   return ended.filter(Boolean).length;
+}
+
+/**
+ * Holds every personal identity of `record` to `max` live sessions: past it, the oldest sessions
+ * (by when they were created) end, with upstream logout, audited as `session_limit`. The session
+ * just signed in (`keep`) is never the one ended. Reads are bounded: an index is only listed in full
+ * when it holds more than `max`, and then only its newest members up to what it holds past `max`.
+ */
+export async function enforceSessionCap(
+  deps: RevocationDeps,
+  record: SessionRecord,
+  keep: string,
+  max: number,
+  requestId: string,
+): Promise<number> {
+  const { index } = deps.repository;
+  let ended = 0;
+  for (const indexKey of index.keysOf(record)) {
+    const over = await index.overflow(indexKey, max);
+    if (over.length === 0) continue;
+    // Members whose session already ended (idle, signed out) are dropped on the way, not counted.
+    const live = await findSessions(deps.repository, [indexKey], max + over.length);
+    if (live.length <= max) continue;
+    const oldest = live
+      .filter((session) => session.id !== keep)
+      .sort((a, b) => a.record.createdAt - b.record.createdAt)
+      .slice(0, live.length - max);
+    ended += await revokeSessions(deps, oldest, 'session_limit', requestId);
+  }
+  return ended;
 }

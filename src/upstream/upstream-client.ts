@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Agent, errors, request } from 'undici';
 import { AppError } from '../errors.js';
 import type { ProviderId } from './provider-id.js';
@@ -10,6 +10,8 @@ export interface UpstreamRequest {
   url: URL;
   headers: Record<string, string>;
   body?: string | Buffer | Readable | undefined;
+  /** Cancels the call at any stage (queued, sending, or reading the answer) and frees its connection. */
+  signal?: AbortSignal | undefined;
 }
 
 /** An upstream answer whose body is still a stream. */
@@ -28,15 +30,33 @@ export interface UpstreamJsonResponse {
 
 /** The only way billfold talks to upstreams: pooled keep-alive connections, bounded time, no redirects. */
 export interface UpstreamClient {
-  /** Sends the request; network failures and redirects become 502/504 AppErrors naming the provider. */
+  /** Sends the request; network failures become 502/504 AppErrors naming the provider. */
   send(provider: ProviderId, upstreamRequest: UpstreamRequest): Promise<UpstreamResponse>;
-  /** Sends and reads a JSON body of at most `maxBytes`; a non-JSON answer is a 502. */
+  /** Sends and reads a JSON body of at most `maxBytes`; a redirect or non-JSON answer is a 502. */
   sendJson(
     provider: ProviderId,
     upstreamRequest: UpstreamRequest,
     maxBytes?: number,
   ): Promise<UpstreamJsonResponse>;
+  /** Each provider's pool as undici counts it; `exhausted` when every connection is busy and calls queue. */
+  poolStatus(): Partial<Record<ProviderId, PoolStatus>>;
   close(): Promise<void>;
+}
+
+/** One provider's connection pool. */
+export interface PoolStatus {
+  running: number;
+  queued: number;
+  connections: number;
+  exhausted: boolean;
+}
+
+/** Connections per upstream origin: the pool every session of an instance shares. */
+export const UPSTREAM_CONNECTIONS = 256;
+
+/** Whether an upstream status is a redirect billfold refuses; 304 Not Modified is not one. */
+export function isRedirect(status: number): boolean {
+  return status >= 300 && status < 400 && status !== 304;
 }
 
 /** What the client needs. */
@@ -51,6 +71,14 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 /** Why a request was aborted when its answer's headers had not arrived within the timeout. */
 class AnswerDeadlineError extends Error {}
 
+/** Rejects with the signal's reason once it aborts. */
+function whenAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason as Error);
+    else signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+  });
+}
+
 /** Turns a network-level failure into the AppError the client sees. */
 export function toUpstreamError(provider: ProviderId, error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -61,31 +89,52 @@ export function toUpstreamError(provider: ProviderId, error: unknown): AppError 
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
   const agent = new Agent({
-    connections: 256,
+    connections: UPSTREAM_CONNECTIONS,
     keepAliveTimeout: 30_000,
-    headersTimeout: options.timeoutMs,
+    // The call's own deadline (in `send`) bounds the wait for headers exactly; undici's timer, which
+    // can fire early under load, is only a backstop behind it.
+    headersTimeout: options.timeoutMs + 1000,
     bodyTimeout: options.timeoutMs,
     connect: { timeout: Math.min(options.timeoutMs, 10_000) },
   });
 
+  const origins = new Map<ProviderId, string>();
+
   const client: UpstreamClient = {
     async send(provider, upstreamRequest) {
       const started = performance.now();
-      // undici's headersTimeout starts only once the body is sent, so a client trickling a streamed
-      // body could hold a pooled upstream connection for ever: such an exchange gets the timeout
-      // from its start to the answer's headers. (Bodiless and buffered calls need no extra timer.)
-      const streamed = upstreamRequest.body instanceof Readable;
-      const deadline = streamed ? new AbortController() : undefined;
-      const timer =
-        deadline && setTimeout(() => deadline.abort(new AnswerDeadlineError()), options.timeoutMs);
+      origins.set(provider, upstreamRequest.url.origin);
+      // One deadline from the start of the call to the answer's headers, whatever holds it up: a wait
+      // for a pooled connection (undici's own timers start only once a request is dispatched), or a
+      // client trickling a streamed body (headersTimeout starts only once the body is sent).
+      const deadline = new AbortController();
+      // A timer can fire early by the event loop's lag; the deadline is never shorter than the timeout.
+      const expire = () => {
+        const left = options.timeoutMs - (performance.now() - started);
+        if (left > 0) timer = setTimeout(expire, left);
+        else deadline.abort(new AnswerDeadlineError());
+      };
+      let timer = setTimeout(expire, options.timeoutMs);
+      const signal = upstreamRequest.signal
+        ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
+        : deadline.signal;
       let response: Awaited<ReturnType<typeof request>>;
       try {
-        response = await request(upstreamRequest.url, {
+        const sent = request(upstreamRequest.url, {
           dispatcher: agent,
           method: upstreamRequest.method as 'GET',
           headers: upstreamRequest.headers,
           body: upstreamRequest.body ?? null,
-          ...(deadline && { signal: deadline.signal }),
+          signal,
+        });
+        // undici acts on an abort only once the request is dispatched, so a call still queued for a
+        // connection is given up here (undici drops it the moment a connection would take it).
+        response = await Promise.race([sent, whenAborted(signal)]).catch((error: unknown) => {
+          sent.then(
+            (late) => late.body.destroy(),
+            () => undefined,
+          );
+          throw error;
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
       } catch (error) {
@@ -96,8 +145,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         clearTimeout(timer);
       }
       // Redirects are never followed, nor passed on: a redirect could send the client, or a retry
-      // carrying a credential, to somewhere billfold was not configured to call.
-      if (response.statusCode >= 300 && response.statusCode < 400) {
+      // carrying a credential, to somewhere billfold was not configured to call. A 304 is no redirect.
+      if (isRedirect(response.statusCode)) {
         await response.body.dump();
         throw new AppError('upstream_unavailable', {
           provider,
@@ -109,6 +158,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
     async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {
       const response = await client.send(provider, upstreamRequest);
+      // billfold's own calls send no validators, so a 304 here is an answer without the JSON asked for.
+      if (response.status === 304) {
+        await response.body.dump();
+        throw new AppError('upstream_unavailable', {
+          provider,
+          message: 'The provider answer was malformed.',
+        });
+      }
       const declared = Number(response.headers['content-length'] ?? 0);
       if (declared > maxBytes) {
         await response.body.dump();
@@ -142,6 +199,23 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           cause: error,
         });
       }
+    },
+
+    poolStatus() {
+      const stats = agent.stats;
+      const status: Partial<Record<ProviderId, PoolStatus>> = {};
+      for (const [provider, origin] of origins) {
+        const pool = stats[origin] as { running?: number; queued?: number } | undefined;
+        const running = pool?.running ?? 0;
+        const queued = pool?.queued ?? 0;
+        status[provider] = {
+          running,
+          queued,
+          connections: UPSTREAM_CONNECTIONS,
+          exhausted: queued > 0 || running >= UPSTREAM_CONNECTIONS,
+        };
+      }
+      return status;
     },
 
     close: () => agent.close(),

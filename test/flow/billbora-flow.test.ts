@@ -29,7 +29,13 @@ describe('Billbora end to end on Redis', () => {
 
   beforeAll(async () => {
     sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
+    // One session sends bursts of 50 here to test single-flight renewal, so its share of connections is wider.
+    billfold = await startBillfold({
+      ...sandbox.env,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
+    });
   });
   afterAll(async () => {
     await billfold.close();

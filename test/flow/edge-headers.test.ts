@@ -94,7 +94,7 @@ describe('the headers every answer carries, on every listener and both roads', (
       expect(listed.headers).toMatchObject({
         'access-control-allow-origin': LISTED,
         'access-control-allow-credentials': 'true',
-        'access-control-expose-headers': 'retry-after,x-request-id,etag',
+        'access-control-expose-headers': 'retry-after,x-request-id,etag,x-billfold-error',
       });
     },
   );

@@ -65,6 +65,8 @@ describe('audit trail', () => {
     ]);
     for (const entry of auditLines()) {
       expect(entry.requestId).toBeTruthy();
+      // Who asked: the connecting address, as no proxy is trusted here.
+      expect(entry.clientAddress).toBe('127.0.0.1');
       if (entry.session !== undefined) expect(entry.session).toMatch(/^[A-Za-z0-9_-]{12}$/);
     }
     expect(auditLines()[0]).toMatchObject({ provider: 'billingplatform', reason: 'invalid_credentials' });
@@ -81,6 +83,7 @@ describe('audit trail', () => {
     'provider',
     'session',
     'requestId',
+    'clientAddress',
     'route',
     'reason',
     'msg',

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type Config } from '../../src/config.js';
 import { compileTrust, isSecureRequest } from '../../src/middleware/request-guards.js';
+import { TLS_PROFILE } from '../../src/tls-credentials.js';
 import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { freePort } from '../support/redis-server.js';
 import { TEST_SECRETS } from '../support/test-config.js';
@@ -251,6 +252,33 @@ describe('docker-compose.yml', () => {
     expect(config.publicOrigin).toBe(OPERATOR.PUBLIC_ORIGIN);
   });
 
+  it('trusts only the address Docker’s port forwarding connects from, never a whole private range', () => {
+    const network = mapAt(mapAt(compose.networks, 'networks').default, 'networks.default');
+    const [pool] = mapAt(network.ipam, 'networks.default.ipam').config as Yaml[];
+    const gateway = stringAt(mapAt(pool, 'networks.default.ipam.config[0]').gateway, 'gateway');
+    const { config } = loadConfig(containerEnvironment(OPERATOR));
+    expect(config.trustProxy).toEqual([gateway]);
+    expect(believesHttps(config.trustProxy, gateway)).toBe(true);
+    // The other containers on the network, and every other private address, claim nothing.
+    for (const other of [
+      '172.29.0.2',
+      '172.29.0.254',
+      '172.17.0.1',
+      '10.0.0.5',
+      '192.168.1.10',
+      'fd00::1',
+      'fe80::1',
+    ]) {
+      expect(believesHttps(config.trustProxy, other), other).toBe(false);
+    }
+    for (const service of Object.values(services)) {
+      const environment = mapAt(service, 'service').environment;
+      const trust = environment ? mapAt(environment, 'environment').TRUST_PROXY : undefined;
+      if (typeof trust === 'string')
+        expect(trust).not.toMatch(/uniquelocal|linklocal|loopback|\/|true|^\$\{[^}]*:-\d+\}$/);
+    }
+  });
+
   it('names only environment variables billfold reads, in its settings and its comments alike', () => {
     const known = configVariables();
     expect(known.size).toBeGreaterThan(20);
@@ -441,9 +469,12 @@ describe('docker-compose.yml: two replicas behind a TLS-terminating proxy (profi
 });
 
 describe('deploy/nginx.conf', () => {
-  it('terminates TLS 1.2 and 1.3 on 443', () => {
+  it('terminates TLS 1.2 and 1.3 on 443, TLS 1.2 with the forward-secret suites billfold itself uses', () => {
     expect(each(tlsServer?.block, 'listen').map((l) => l.args)).toEqual([['443', 'ssl']]);
     expect(one(tlsServer?.block, 'ssl_protocols').args).toEqual(['TLSv1.2', 'TLSv1.3']);
+    const tls12 = TLS_PROFILE.ciphers.split(':').filter((suite) => !suite.startsWith('TLS_'));
+    expect(one(tlsServer?.block, 'ssl_ciphers').args).toEqual([tls12.join(':')]);
+    expect(one(tlsServer?.block, 'ssl_prefer_server_ciphers').args).toEqual(['off']);
     expect(one(http.block, 'server_tokens').args).toEqual(['off']);
   });
 
@@ -651,13 +682,17 @@ describe('.ci/run', () => {
     expect(text).toMatch(/^set -euo pipefail$/m);
   });
 
-  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests and smokes the benchmark', async () => {
+  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests, smokes the benchmark and soaks for a minute', async () => {
     const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
     const { code, output } = await ci.run();
     expect(code, output).toBe(0);
     const calls = ci.calls();
     expect(calls[0]).toBe('npm ci');
-    expect(calls.slice(-2)).toEqual(['npm test', 'npm run bench -- --smoke']);
+    expect(calls.slice(-3)).toEqual([
+      'npm test',
+      'npm run bench -- --smoke',
+      'npm run soak -- --minutes 1 --sessions 2000',
+    ]);
     expect(calls.filter((c) => c.startsWith('apt-get'))).toEqual([
       'apt-get update DEBIAN_FRONTEND=noninteractive',
       'apt-get install -y redis-server DEBIAN_FRONTEND=noninteractive',
@@ -679,6 +714,7 @@ describe('.ci/run', () => {
       'redis-cli -h 127.0.0.1 -p 6379 ping',
       'npm test',
       'npm run bench -- --smoke',
+      'npm run soak -- --minutes 1 --sessions 2000',
     ]);
   });
 

@@ -1,5 +1,6 @@
-import { GoTrueClient } from '@supabase/auth-js';
+import { createClient as createSupabaseClient } from '@supabase/supabase-js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { WebSocket } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { createTestClock } from '../support/test-clock.js';
@@ -11,9 +12,10 @@ const VERSION = { 'x-supabase-api-version': '2024-01-01' };
 
 describe('Supabase emulator', () => {
   let t: TestSandbox;
-  // Near real time, because @supabase/auth-js judges expiry by Date.now().
+  // Near real time, because @supabase/supabase-js judges expiry by Date.now(). A refresh waits 300 ms
+  // (not GoTrue's 5 s) for a concurrent one before its 409, to keep the suite quick.
   beforeAll(async () => {
-    t = await startTestSandbox({ clock: createTestClock(Date.now()) });
+    t = await startTestSandbox({ clock: createTestClock(Date.now()), supabaseConcurrentRefreshWaitMs: 300 });
   });
   afterAll(() => t.sandbox.close());
   beforeEach(() => t.sandbox.reset());
@@ -74,7 +76,7 @@ describe('Supabase emulator', () => {
   });
 
   describe('POST /auth/v1/token?grant_type=refresh_token', () => {
-    it('rotates the refresh token, and a used one answers 400 refresh_token_already_used', async () => {
+    it('rotates the refresh token; the just-rotated one reused within the reuse interval answers the current pair', async () => {
       const session = await signIn();
       const refreshed = await token('refresh_token', { refresh_token: session.refresh_token });
       expect(refreshed.status).toBe(200);
@@ -82,6 +84,20 @@ describe('Supabase emulator', () => {
       expect(decodeJwt(refreshed.body.access_token).session_id).toBe(
         decodeJwt(session.access_token).session_id,
       );
+      t.clock.advance(9_000);
+      const reused = await token('refresh_token', { refresh_token: session.refresh_token });
+      expect(reused.status).toBe(200);
+      expect(reused.body.refresh_token).toBe(refreshed.body.refresh_token);
+      expect(t.sandbox.supabase.revokedSessions()).toEqual([]);
+      expect((await token('refresh_token', { refresh_token: refreshed.body.refresh_token })).status).toBe(
+        200,
+      );
+    });
+
+    it('revokes the whole token family when the just-rotated token comes back after the reuse interval', async () => {
+      const session = await signIn();
+      const refreshed = await token('refresh_token', { refresh_token: session.refresh_token });
+      t.clock.advance(10_001);
       const reused = await token(
         'refresh_token',
         { refresh_token: session.refresh_token },
@@ -89,15 +105,60 @@ describe('Supabase emulator', () => {
       );
       expect(reused.status).toBe(400);
       expect(reused.body.code).toBe('refresh_token_already_used');
+      const sessionId = String(decodeJwt(session.access_token).session_id);
+      expect(t.sandbox.supabase.revokedSessions()).toEqual([sessionId]);
+      expect(t.sandbox.supabase.sessions()).not.toContain(sessionId);
+      // The newest token of the family is dead too.
       expect((await token('refresh_token', { refresh_token: refreshed.body.refresh_token })).status).toBe(
-        200,
+        400,
       );
+    });
+
+    it('revokes the family when an older token than the just-rotated one comes back, even within the interval', async () => {
+      const session = await signIn();
+      const second = await token('refresh_token', { refresh_token: session.refresh_token });
+      const third = await token('refresh_token', { refresh_token: second.body.refresh_token });
+      expect(third.status).toBe(200);
+      const reused = await token(
+        'refresh_token',
+        { refresh_token: session.refresh_token },
+        { ...APIKEY, ...VERSION },
+      );
+      expect(reused.status).toBe(400);
+      expect(reused.body.code).toBe('refresh_token_already_used');
+      expect((await token('refresh_token', { refresh_token: third.body.refresh_token })).status).toBe(400);
+    });
+
+    it('serialises concurrent refreshes of one session: one waits its turn, one held past the wait answers 409', async () => {
+      const session = await signIn();
+      t.sandbox.supabase.setRefreshDelay(100);
+      // Within the wait: the second runs after the first and, reusing the just-rotated token, gets the same pair.
+      const [a, b] = await Promise.all([
+        token('refresh_token', { refresh_token: session.refresh_token }),
+        token('refresh_token', { refresh_token: session.refresh_token }),
+      ]);
+      expect([a.status, b.status]).toEqual([200, 200]);
+      expect(a.body.refresh_token).toBe(b.body.refresh_token);
+      // Held longer than the wait: the late one is refused with 409, and nothing is revoked.
+      t.sandbox.supabase.setRefreshDelay(600);
+      const [c, d] = await Promise.all([
+        token('refresh_token', { refresh_token: a.body.refresh_token }),
+        token('refresh_token', { refresh_token: a.body.refresh_token }, { ...APIKEY, ...VERSION }),
+      ]);
+      expect(c.status).toBe(200);
+      expect(d.status).toBe(409);
+      expect(d.body).toEqual({
+        code: 'conflict',
+        message: 'Too many concurrent token refresh requests on the same session or refresh token',
+      });
+      expect(t.sandbox.supabase.revokedSessions()).toEqual([]);
     });
 
     it('accepts a used refresh token again, answering its successor, while single use is switched off', async () => {
       const session = await signIn();
       const first = await token('refresh_token', { refresh_token: session.refresh_token });
       t.sandbox.supabase.setSingleUseRefreshTokens(false);
+      t.clock.advance(60_000);
       const again = await token('refresh_token', { refresh_token: session.refresh_token });
       expect(again.status).toBe(200);
       expect(again.body.refresh_token).toBe(first.body.refresh_token);
@@ -154,14 +215,13 @@ describe('Supabase emulator', () => {
     });
   });
 
-  describe('with the real @supabase/auth-js client', () => {
+  describe('with the real @supabase/supabase-js client', () => {
     const createClient = () =>
-      new GoTrueClient({
-        url: `${t.sandbox.env.SUPABASE_URL}/auth/v1`,
-        headers: { apikey: t.sandbox.env.SUPABASE_ANON_KEY! },
-        persistSession: false,
-        autoRefreshToken: false,
-      });
+      createSupabaseClient(t.sandbox.env.SUPABASE_URL!, t.sandbox.env.SUPABASE_ANON_KEY!, {
+        auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+        // Node 20 has no global WebSocket; the client wants one for realtime even though auth never uses it.
+        realtime: { transport: WebSocket as never },
+      }).auth;
 
     it('signs in, refreshes, reads the user and signs out', async () => {
       const client = createClient();
@@ -194,8 +254,23 @@ describe('Supabase emulator', () => {
       const client = createClient();
       const session = (await client.signInWithPassword(demo)).data.session!;
       await token('refresh_token', { refresh_token: session.refresh_token });
+      t.clock.advance(10_001);
       const { error } = await client.refreshSession(session);
       expect(error?.code).toBe('refresh_token_already_used');
+    });
+
+    it('meets the 409 when another refresh of the same session holds it past the wait', async () => {
+      const client = createClient();
+      const session = (await client.signInWithPassword(demo)).data.session!;
+      t.sandbox.supabase.setRefreshDelay(600);
+      const elsewhere = token('refresh_token', { refresh_token: session.refresh_token });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const { data, error } = await client.refreshSession(session);
+      expect(data.session).toBeNull();
+      expect(error?.status).toBe(409);
+      expect(error?.code).toBe('conflict');
+      expect((await elsewhere).status).toBe(200);
+      expect(t.sandbox.supabase.revokedSessions()).toEqual([]);
     });
   });
 });

@@ -82,4 +82,19 @@ describe('rotating keys across instances that share a Redis', () => {
       expect(await signedInOn(notYet, cookie)).toBe(false);
     },
   );
+  it('keeps finding the sessions signed in before a signing-secret rotation in their identity index', async () => {
+    prefix = uniquePrefix();
+    const old = await instance([OLD_KEY], [OLD_SECRET]);
+    const first = await signIn(old);
+    const second = await signIn(old);
+    // Promoted: the new secret signs and names keys; the old one still verifies and is still read.
+    const rotated = await instance([OLD_KEY], [NEW_SECRET, OLD_SECRET]);
+    const third = await signIn(rotated);
+    const client = createCookieClient(rotated.url, 'billfold');
+    client.cookie = third;
+    expect((await client.get('/auth/sessions')).body.sessions).toHaveLength(3);
+    expect((await client.request('DELETE', '/auth/sessions?others=true')).body).toEqual({ revoked: 2 });
+    expect(await signedInOn(rotated, first)).toBe(false);
+    expect(await signedInOn(rotated, second)).toBe(false);
+  });
 });

@@ -22,6 +22,8 @@ describe('three billfold processes on one Redis', () => {
       REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
       LOGIN_MAX_FAILURES_PER_USER: '3',
+      // One session sends 60 relays at once here to test single-flight renewal, so its share is wider.
+      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
     };
     instances = await Promise.all([spawnBillfold(env), spawnBillfold(env), spawnBillfold(env)]);
   }, 60_000);

@@ -77,6 +77,8 @@ describe('billfold on a three-master Redis Cluster', () => {
       REDIS_CLUSTER_NODES: cluster.nodes.join(','),
       REDIS_KEY_PREFIX: PREFIX,
       STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
+      // One session sends 50 relays at once here to test single-flight renewal, so its share is wider.
+      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
     };
     [first, second] = await Promise.all([startBillfold(env), startBillfold(env)]);
   }, 60_000);

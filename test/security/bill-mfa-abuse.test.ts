@@ -31,6 +31,10 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
       REDIS_KEY_PREFIX: uniquePrefix(),
       LOGIN_MAX_FAILURES_PER_IP: '1000000',
       LOGIN_MAX_FAILURES_PER_USER: '1000000',
+      LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '1000000',
+      LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
+      BILL_LOGINS_PER_HOUR: '100000',
+      BILL_LOGINS_PER_HOUR_PER_IP: '100000',
     });
   });
   afterAll(async () => {

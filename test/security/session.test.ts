@@ -157,8 +157,10 @@ describe('the session id travels only in the cookie', () => {
 
   it('ignores an id in the query string', async () => {
     const stranger = createCookieClient(billfold.url, 'billfold');
-    const query = `sid=${id}&session=${id}&billfold=${cookieValue}&connect.sid=${cookieValue}`;
+    const query = `session=${id}&billfold=${cookieValue}&connect.sid=${cookieValue}`;
     expect((await stranger.get(`/auth/session?${query}`)).body).toEqual({ authenticated: false });
+    // A credential-like name is refused outright, on the auth routes as on the relay.
+    expectDocumentedError(await stranger.get(`/auth/session?sid=${id}`), 400, 'secret_in_query');
     expectDocumentedError(
       await stranger.get(`/api/billingplatform/ACCOUNT/1001?billfold=${cookieValue}`),
       401,

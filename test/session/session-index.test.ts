@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { ALL_SESSIONS_INDEX, identityIndexKey } from '../../src/session/session-index.js';
+import { ALL_SESSIONS_INDEX, identityIndexKeys } from '../../src/session/session-index.js';
+import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 import { findSessions } from '../../src/session/session-inventory.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import { connectRedis, uniquePrefix } from '../support/redis.js';
@@ -11,9 +12,12 @@ import {
   type TestStore,
 } from '../support/session-stores.js';
 import { createTestClock, type TestClock } from '../support/test-clock.js';
+import { TEST_SECRETS } from '../support/test-config.js';
 
-const DEMO = identityIndexKey('billingplatform', 'demo');
-const BILLOGRAM = identityIndexKey('billogram', 'api-user');
+// As the test stores name them (test/support/session-stores.ts).
+const keyNames = createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]);
+const DEMO = identityIndexKeys(keyNames, 'billingplatform', 'demo')[0]!;
+const BILL_USER = identityIndexKeys(keyNames, 'bill', 'ORG1\ndemo@example.com')[0]!;
 
 /** What a test reads of an index as the store holds it (in Redis: every member, ended or not) and its TTL. */
 interface RawIndex {
@@ -76,7 +80,7 @@ describe.each([
       createdAt: clock.now(),
       lastSeenAt: clock.now(),
       providers: {
-        billingplatform: { sessionId: 'upstream', user: 'demo', connectedAt: clock.now() },
+        billingplatform: { sessionId: 'upstream', user: 'demo', identity: 'demo', connectedAt: clock.now() },
         ...providers,
       },
     });
@@ -122,10 +126,19 @@ describe.each([
 
   it('follows a session as it gains, loses and ends its identities', async () => {
     const { subject, repository, record } = setUp();
-    const both = record({ billogram: { basic: 'Basic eA==', user: 'api-user', connectedAt: 0 } });
+    const both = record({
+      bill: {
+        sessionId: 'bill-session',
+        user: 'demo@example.com',
+        orgId: 'ORG1',
+        identity: 'ORG1\ndemo@example.com',
+        connectedAt: 0,
+        lastUsedAt: 0,
+      },
+    });
     const created = await repository.create('sid-both', both);
     expect(await subject.raw.members(DEMO)).toEqual(['sid-both']);
-    expect(await subject.raw.members(BILLOGRAM)).toEqual(['sid-both']);
+    expect(await subject.raw.members(BILL_USER)).toEqual(['sid-both']);
 
     // Signing out of one provider takes the session out of that identity's index only.
     await repository.update(
@@ -133,7 +146,7 @@ describe.each([
       (stored) => ({ ...stored, providers: { billingplatform: stored.providers.billingplatform! } }),
       created,
     );
-    expect(await subject.raw.members(BILLOGRAM)).toEqual([]);
+    expect(await subject.raw.members(BILL_USER)).toEqual([]);
     expect(await subject.raw.members(DEMO)).toEqual(['sid-both']);
 
     // Ending it takes it out of every index.
@@ -149,7 +162,7 @@ describe.each([
     await repository.create('sid-active', record());
     // Still listed: its absolute end has not come; the session itself has ended.
     expect((await subject.raw.members(DEMO)).sort()).toEqual(['sid-active', 'sid-idle']);
-    const found = await findSessions(repository, [DEMO]);
+    const found = await findSessions(repository, [DEMO], 20);
     expect(found.map((session) => session.id)).toEqual(['sid-active']);
     expect(await subject.raw.members(DEMO)).toEqual(['sid-active']);
   });

@@ -12,6 +12,8 @@ export function headerOf(answer: Answer | RawAnswer, name: string): string | und
 export function expectDocumentedError(answer: Answer | RawAnswer, status: number, code: string): void {
   expect({ status: answer.status, code: answer.body?.error?.code }).toEqual({ status, code });
   expect(answer.body.error.requestId).toBe(headerOf(answer, 'x-request-id'));
+  // The mark an upstream cannot forge: billfold's own errors carry it, relayed answers never do.
+  expect(headerOf(answer, 'x-billfold-error')).toBe(code);
   expect(headerOf(answer, 'content-type')).toMatch(/^application\/json/);
   expect(headerOf(answer, 'cache-control')).toBe('no-store');
   expect(headerOf(answer, 'strict-transport-security')).toMatch(/max-age=\d+/);

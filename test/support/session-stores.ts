@@ -8,8 +8,9 @@ import { RedisSessionStore, type RedisSessionStoreOptions } from '../../src/sess
 import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionLimits } from '../../src/session/session-record.js';
 import type { SessionStore } from '../../src/session/session-store.js';
+import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 import { REDIS_URL, uniquePrefix } from './redis.js';
-import { testConfig } from './test-config.js';
+import { TEST_SECRETS, testConfig } from './test-config.js';
 
 /** The limits most store tests use: SPEC's defaults. */
 export const TEST_LIMITS: SessionLimits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
@@ -29,6 +30,7 @@ const commonOptions = (options: TestStoreOptions) => ({
   limits: options.limits ?? TEST_LIMITS,
   timeoutMs: options.timeoutMs ?? 1000,
   cookie: { path: '/', httpOnly: true },
+  keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
   onStoreError: options.onStoreError ?? (() => undefined),
 });
 

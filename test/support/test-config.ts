@@ -4,7 +4,8 @@ import { loadConfig, type Config } from '../../src/config.js';
 /** Fixed secrets for tests, so a second billfold instance can read the first one's sessions. */
 export const TEST_SECRETS = {
   SESSION_SECRETS: 'test-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz',
-  SESSION_ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64url')}`,
+  // A fixed key that looks random: production refuses all-zero and low-entropy keys.
+  SESSION_ENCRYPTION_KEYS: 'k1:FJKuUASd5SNidhK2ylvpPNEVtFFDnzE3fsNH-eWWzOU',
 };
 
 /** A random encryption key entry, `kid:base64url`. */

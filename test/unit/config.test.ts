@@ -1,5 +1,13 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, compileRelayPattern, loadConfig, parseByteSize } from '../../src/config.js';
+import {
+  ConfigError,
+  compileRelayPattern,
+  estimateEntropyBits,
+  isLoopbackHost,
+  loadConfig,
+  parseByteSize,
+} from '../../src/config.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 
 const problemsOf = (env: Record<string, string>) => {
@@ -177,5 +185,201 @@ describe('configuration', () => {
     const { config } = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.session)).toBe(true);
+  });
+});
+
+describe('configuration that fails safe', () => {
+  const PRODUCTION = {
+    NODE_ENV: 'production',
+    PUBLIC_ORIGIN: 'https://billfold.example.com',
+    SESSION_STORE: 'memory',
+    ...TEST_SECRETS,
+  };
+  const TOKEN = 'Qz7hV2mK9pXw4sLc8RbT1nYe6uJa3dFg';
+  const key = (bytes: Buffer) => `k1:${bytes.toString('base64url')}`;
+
+  it('decides production from the parsed value, whatever whitespace surrounds it, and refuses other spellings', () => {
+    for (const spelling of ['production ', ' production', '\tproduction\n']) {
+      const { config } = loadConfig({ ...PRODUCTION, NODE_ENV: spelling });
+      expect(config.production).toBe(true);
+      expect(config.nodeEnv).toBe('production');
+    }
+    for (const spelling of ['Production', 'PRODUCTION', 'prod', 'productio\u0301n', 'ｐｒｏｄｕｃｔｉｏｎ']) {
+      expect(problemsOf({ ...PRODUCTION, NODE_ENV: spelling }).join(), spelling).toMatch(/NODE_ENV/);
+    }
+  });
+
+  it('refuses development mode on a non-loopback HOST unless ALLOW_DEVELOPMENT_ON_NETWORK=true says it knowingly', () => {
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', 'billfold.internal', '[::]']) {
+      for (const nodeEnv of ['development', 'test', '']) {
+        const problems = problemsOf({ HOST: host, NODE_ENV: nodeEnv }).join('\n');
+        expect(problems, `${nodeEnv} ${host}`).toMatch(/ALLOW_DEVELOPMENT_ON_NETWORK=true/);
+        expect(problems).toContain(host);
+      }
+      expect(loadConfig({ HOST: host, ALLOW_DEVELOPMENT_ON_NETWORK: 'true' }).config.host).toBe(host);
+      expect(loadConfig({ ...PRODUCTION, HOST: host }).config.host).toBe(host);
+    }
+    for (const host of ['127.0.0.1', '127.3.4.5', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) {
+      expect(problemsOf({ HOST: host }), host).toEqual([]);
+    }
+    // The operator ports' own address counts too.
+    expect(problemsOf({ OPERATOR_HOST: '0.0.0.0', METRICS_PORT: '9100' }).join()).toMatch(
+      /OPERATOR_HOST=0.0.0.0 is reachable/,
+    );
+    expect(problemsOf({ OPERATOR_HOST: '0.0.0.0' })).toEqual([]);
+  });
+
+  it('puts BODY_LIMIT under a 64 MiB ceiling and refuses sizes that parse to nothing or to Infinity', () => {
+    expect(loadConfig({ BODY_LIMIT: '64mb' }).config.bodyLimitBytes).toBe(64 * 1024 * 1024);
+    expect(loadConfig({ BODY_LIMIT: String(64 * 1024 * 1024) }).config.bodyLimitBytes).toBe(67_108_864);
+    for (const size of [
+      '100gb',
+      '64.01mb',
+      String(64 * 1024 * 1024 + 1),
+      '9'.repeat(400),
+      `${'9'.repeat(400)}gb`,
+    ]) {
+      expect(problemsOf({ BODY_LIMIT: size }).join(), size).toMatch(/BODY_LIMIT: .*(ceiling|not a size)/);
+    }
+    for (const size of ['0', '0.5b', 'Infinity', '1e9', '-1mb', '1 tb']) {
+      expect(problemsOf({ BODY_LIMIT: size }).join(), size).toMatch(/BODY_LIMIT: .* is not a size/);
+    }
+  });
+
+  it('refuses in production a TRUST_PROXY that trusts every peer, and names the fix', () => {
+    for (const value of ['true', '0.0.0.0/0', '::/0', '10.0.0.7, 0.0.0.0/0']) {
+      const problems = problemsOf({ ...PRODUCTION, TRUST_PROXY: value }).join('\n');
+      expect(problems, value).toMatch(/TRUST_PROXY: in production it must name the proxy's own address/);
+    }
+    expect(loadConfig({ TRUST_PROXY: 'true' }).config.trustProxy).toBe(true);
+    expect(loadConfig({ ...PRODUCTION, TRUST_PROXY: '10.0.0.7' }).config.trustProxy).toEqual(['10.0.0.7']);
+    // Trusting a hop count or a whole private range is accepted, with a warning.
+    expect(loadConfig({ ...PRODUCTION, TRUST_PROXY: '1' }).warnings.join()).toMatch(/TRUST_PROXY=1 trusts/);
+    expect(loadConfig({ ...PRODUCTION, TRUST_PROXY: 'uniquelocal' }).warnings.join()).toMatch(
+      /whole private range/,
+    );
+  });
+
+  it('refuses in production all-zero and low-entropy keys, secrets and tokens, all in one message', () => {
+    const problems = problemsOf({
+      ...PRODUCTION,
+      SESSION_SECRETS: `${'a'.repeat(32)},${'abcdefghijklmnop'.repeat(2)},${TEST_SECRETS.SESSION_SECRETS}`,
+      SESSION_ENCRYPTION_KEYS: `${key(Buffer.alloc(32))},k2:${Buffer.alloc(32, 7).toString('base64url')},k3:${Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString('base64url')}`,
+      ADMIN_PORT: '9100',
+      ADMIN_TOKEN: '0'.repeat(40),
+      METRICS_TOKEN: 'abababababababababababababababab',
+      OPERATOR_HOST: '127.0.0.1',
+      BODY_LIMIT: '100gb',
+    });
+    const text = problems.join('\n');
+    expect(problems.filter((p) => p.startsWith('SESSION_SECRETS:'))).toHaveLength(2);
+    expect(problems.filter((p) => p.startsWith('SESSION_ENCRYPTION_KEYS:'))).toHaveLength(3);
+    expect(text).toMatch(/SESSION_ENCRYPTION_KEYS: a value is all zeros/);
+    expect(text).toMatch(/ADMIN_TOKEN: a value is low-entropy/);
+    expect(text).toMatch(/METRICS_TOKEN: a value is low-entropy/);
+    expect(text).toMatch(/BODY_LIMIT/);
+    // Outside production the same values start, with a warning each.
+    const { warnings } = loadConfig({
+      SESSION_ENCRYPTION_KEYS: key(Buffer.alloc(32)),
+      SESSION_SECRETS: 'z'.repeat(40),
+    });
+    expect(warnings.join('\n')).toMatch(/SESSION_ENCRYPTION_KEYS: a value is all zeros/);
+    expect(warnings.join('\n')).toMatch(/SESSION_SECRETS: a value is low-entropy/);
+  });
+
+  it('never refuses a randomly generated key, secret or token of the documented sizes', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 16, maxLength: 48 }),
+        (bytes, secret) => {
+          // Secrets as the README generates them (base64url) and as hex, the shortest accepted length.
+          const base64 = Buffer.from(secret).toString('base64url').padEnd(32, 'x');
+          const hex = Buffer.from(secret).toString('hex').slice(0, 32).padEnd(32, 'f');
+          expect(estimateEntropyBits([...bytes])).toBeGreaterThan(64);
+          if (secret.length >= 24)
+            expect(estimateEntropyBits([...base64].map((c) => c.charCodeAt(0)))).toBeGreaterThan(64);
+          if (secret.length >= 16)
+            expect(estimateEntropyBits([...hex].map((c) => c.charCodeAt(0)))).toBeGreaterThan(64);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses operator ports in production that would listen on the network in clear', () => {
+    const operator = {
+      ADMIN_PORT: '9100',
+      ADMIN_TOKEN: TOKEN,
+      METRICS_PORT: '9200',
+      METRICS_TOKEN: `${TOKEN}x`,
+    };
+    for (const host of ['0.0.0.0', '10.0.0.5', '::']) {
+      const problems = problemsOf({ ...PRODUCTION, ...operator, HOST: host }).join('\n');
+      expect(problems, host).toMatch(
+        /ADMIN_PORT: in production an operator port needs TLS .* or a loopback OPERATOR_HOST/,
+      );
+      expect(problems, host).toMatch(/METRICS_PORT: in production an operator port needs TLS/);
+    }
+    // Either fix is enough: a loopback bind, or TLS.
+    expect(problemsOf({ ...PRODUCTION, ...operator, HOST: '0.0.0.0', OPERATOR_HOST: '127.0.0.1' })).toEqual(
+      [],
+    );
+    const tls = { TLS_CERT_FILE: '/run/tls/cert.pem', TLS_KEY_FILE: '/run/tls/key.pem' };
+    expect(problemsOf({ ...PRODUCTION, ...operator, ...tls, HOST: '0.0.0.0' })).toEqual([]);
+    // On the network, the metrics port needs its token too, TLS or not.
+    const { METRICS_TOKEN: _token, ...withoutToken } = operator;
+    expect(problemsOf({ ...PRODUCTION, ...withoutToken, ...tls, HOST: '0.0.0.0' }).join()).toMatch(
+      /METRICS_TOKEN: required in production/,
+    );
+    expect(problemsOf({ ...PRODUCTION, ...withoutToken, HOST: '0.0.0.0', OPERATOR_HOST: '::1' })).toEqual([]);
+    const { config } = loadConfig({
+      ...PRODUCTION,
+      ...operator,
+      HOST: '0.0.0.0',
+      OPERATOR_HOST: '127.0.0.1',
+    });
+    expect({ host: config.host, operatorHost: config.operatorHost }).toEqual({
+      host: '0.0.0.0',
+      operatorHost: '127.0.0.1',
+    });
+    expect(loadConfig({}).config.operatorHost).toBe('127.0.0.1');
+  });
+
+  it('refuses one token for both operator ports, or a session secret as a token', () => {
+    expect(problemsOf({ ADMIN_PORT: '9100', ADMIN_TOKEN: TOKEN, METRICS_TOKEN: TOKEN }).join()).toMatch(
+      /ADMIN_TOKEN: must differ from METRICS_TOKEN/,
+    );
+    const secret = TEST_SECRETS.SESSION_SECRETS;
+    for (const env of [{ ADMIN_PORT: '9100', ADMIN_TOKEN: secret }, { METRICS_TOKEN: secret }]) {
+      expect(problemsOf({ ...TEST_SECRETS, ...env }).join()).toMatch(
+        /must differ from every SESSION_SECRETS entry/,
+      );
+    }
+    expect(problemsOf({ ADMIN_PORT: '9100', ADMIN_TOKEN: TOKEN, METRICS_TOKEN: `${TOKEN}x` })).toEqual([]);
+  });
+
+  it('recognises loopback listen addresses and nothing else', () => {
+    for (const host of [
+      '127.0.0.1',
+      '127.255.255.254',
+      'localhost',
+      'LOCALHOST',
+      '::1',
+      '[::1]',
+      '::ffff:127.0.0.1',
+    ])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of [
+      '0.0.0.0',
+      '::',
+      '',
+      '128.0.0.1',
+      '127.0.0.1.example.com',
+      'localhost.example.com',
+      '::ffff:10.0.0.1',
+      '1.127.0.0',
+    ])
+      expect(isLoopbackHost(host), host).toBe(false);
   });
 });

@@ -1,10 +1,13 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   checkQuery,
   checkRelayPath,
-  filterResponseHeaders,
   forwardRequestHeaders,
   isCredentialName,
+  mergeVary,
+  relayedResponseHeaders,
+  RELAY_RESPONSE_HEADERS,
 } from '../../src/upstream/relay-policy.js';
 
 const code = (run: () => unknown) => {
@@ -123,28 +126,258 @@ describe('request headers forwarded upstream', () => {
   });
 });
 
+/** Every header family an upstream may answer with, and what the client gets of it. */
+const HEADER_FATES: Array<{ family: string; headers: Record<string, string>; fate: 'passes' | 'dropped' }> = [
+  {
+    family: 'representation',
+    headers: {
+      'content-type': 'application/json',
+      'content-length': '12',
+      'content-encoding': 'gzip',
+      'content-language': 'sv',
+      'content-range': 'bytes 0-11/12',
+      'accept-ranges': 'bytes',
+    },
+    fate: 'passes',
+  },
+  {
+    family: 'validators',
+    headers: { etag: '"v1"', 'last-modified': 'Tue, 01 Dec 2026 08:00:00 GMT' },
+    fate: 'passes',
+  },
+  {
+    family: 'pacing and time',
+    headers: { 'retry-after': '3', date: 'Tue, 01 Dec 2026 08:00:00 GMT' },
+    fate: 'passes',
+  },
+  {
+    family: 'paging',
+    headers: {
+      'x-total-count': '40',
+      'x-total': '40',
+      'x-total-pages': '2',
+      'x-page': '1',
+      'x-per-page': '20',
+      'x-next-page': '2',
+      'x-prev-page': '',
+    },
+    fate: 'passes',
+  },
+  {
+    family: 'rate-limit state',
+    headers: {
+      ratelimit: 'limit=10, remaining=9',
+      'ratelimit-policy': '10;w=1',
+      'x-ratelimit-limit': '10',
+      'x-ratelimit-remaining': '9',
+      'x-ratelimit-reset': '1',
+    },
+    fate: 'passes',
+  },
+  { family: 'cookies', headers: { 'set-cookie': 'JSESSIONID=1', 'set-cookie2': 'a=1' }, fate: 'dropped' },
+  {
+    family: 'auth challenges',
+    headers: { 'www-authenticate': 'Basic realm="x"', 'proxy-authenticate': 'Basic' },
+    fate: 'dropped',
+  },
+  {
+    family: 'hop-by-hop',
+    headers: {
+      connection: 'keep-alive',
+      'keep-alive': 'timeout=5',
+      'transfer-encoding': 'chunked',
+      te: 'trailers',
+      trailer: 'x',
+      upgrade: 'h2c',
+      'proxy-connection': 'keep-alive',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'CORS',
+    headers: {
+      'access-control-allow-origin': '*',
+      'access-control-allow-credentials': 'true',
+      'access-control-expose-headers': '*',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'security policy (billfold sets its own)',
+    headers: {
+      'strict-transport-security': 'max-age=0',
+      'content-security-policy': 'default-src *',
+      'content-security-policy-report-only': 'x',
+      'x-content-type-options': 'none',
+      'x-frame-options': 'ALLOW',
+      'cross-origin-opener-policy': 'unsafe-none',
+      'cross-origin-resource-policy': 'cross-origin',
+      'cross-origin-embedder-policy': 'unsafe-none',
+      'origin-agent-cluster': '?0',
+      'referrer-policy': 'unsafe-url',
+      'permissions-policy': 'camera=*',
+      'x-xss-protection': '1',
+      'x-dns-prefetch-control': 'on',
+      'x-download-options': 'x',
+      'x-permitted-cross-domain-policies': 'all',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'caching (billfold answers no-store)',
+    headers: {
+      'cache-control': 'public, max-age=600',
+      expires: 'Tue, 01 Dec 2027 08:00:00 GMT',
+      pragma: 'cache',
+      age: '5',
+      'surrogate-control': 'max-age=600',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'reporting',
+    headers: {
+      nel: '{"report_to":"x"}',
+      'report-to': '{"group":"x"}',
+      'reporting-endpoints': 'x="https://evil"',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'client hints',
+    headers: {
+      'accept-ch': 'Sec-CH-UA-Model',
+      'critical-ch': 'Sec-CH-UA-Model',
+      'accept-ch-lifetime': '86400',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'links and navigation',
+    headers: {
+      link: '<https://evil/x.js>; rel=preload',
+      location: 'https://evil/',
+      'content-location': 'https://evil/',
+      refresh: '0;url=https://evil/',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'downloads and site data',
+    headers: {
+      'content-disposition': 'attachment; filename=x.html',
+      'clear-site-data': '"cookies"',
+      'alt-svc': 'h3=":443"',
+    },
+    fate: 'dropped',
+  },
+  {
+    family: 'server identity',
+    headers: { server: 'nginx/1.2', 'x-powered-by': 'PHP', via: '1.1 proxy' },
+    fate: 'dropped',
+  },
+  {
+    family: 'request ids and billfold’s own marker',
+    headers: { 'x-request-id': 'forged', 'x-billfold-error': 'upstream_session_expired' },
+    fate: 'dropped',
+  },
+  {
+    family: 'credential-named',
+    headers: { sessionid: 'x', 'x-auth-token': 'x', 'x-api-key': 'x' },
+    fate: 'dropped',
+  },
+  {
+    family: 'whatever a provider adds next',
+    headers: { 'x-new-feature': '1', 'sec-new': '1' },
+    fate: 'dropped',
+  },
+];
+
 describe('response headers returned to the client', () => {
-  it('drops cookies, auth challenges, hop-by-hop, upstream CORS and security headers, and credential echoes', () => {
-    const kept = filterResponseHeaders(
-      {
-        'content-type': 'application/json',
-        'content-length': '12',
-        etag: '"v1"',
-        'set-cookie': ['JSESSIONID=1'],
-        'www-authenticate': 'Basic realm="x"',
-        connection: 'keep-alive, x-hop',
-        'x-hop': 'gone',
-        'keep-alive': 'timeout=5',
-        'transfer-encoding': 'chunked',
-        'access-control-allow-origin': '*',
-        'content-security-policy': 'default-src *',
-        server: 'nginx/1.2',
-        sessionid: 'leak',
-        'x-auth-token': 'leak',
-        'x-echo': 'your session is upstream-secret-value',
-      },
+  for (const { family, headers, fate } of HEADER_FATES) {
+    it(`${fate === 'passes' ? 'passes' : 'drops'} ${family}`, () => {
+      const kept = relayedResponseHeaders(200, headers, [], {});
+      for (const [name, value] of Object.entries(headers)) {
+        if (fate === 'passes') expect(kept[name], name).toBe(value);
+        else expect(kept[name] === value && !(name in RELAY_RESPONSE_HEADERS), name).toBe(false);
+      }
+    });
+  }
+
+  it('drops an allow-listed header that echoes a credential, and any header the upstream names in Connection', () => {
+    const kept = relayedResponseHeaders(
+      200,
+      { etag: '"upstream-secret-value"', 'x-total-count': '3', connection: 'x-total-count' },
       ['upstream-secret-value'],
+      {},
     );
-    expect(kept).toEqual({ 'content-type': 'application/json', 'content-length': '12', etag: '"v1"' });
+    expect(kept.etag).toBeUndefined();
+    expect(kept['x-total-count']).toBeUndefined();
+  });
+
+  it('merges an upstream Vary into billfold’s Vary: Origin instead of replacing it', () => {
+    expect(
+      relayedResponseHeaders(200, { vary: 'Accept-Encoding, origin' }, [], { vary: 'Origin' }).vary,
+    ).toBe('Origin, Accept-Encoding');
+    expect(relayedResponseHeaders(200, { vary: '*' }, [], { vary: 'Origin' }).vary).toBe('*');
+    expect(mergeVary('Origin', ['Accept', 'Accept-Language, bad header'])).toBe(
+      'Origin, Accept, Accept-Language',
+    );
+  });
+
+  it('keeps billfold’s security headers and no-store over the upstream’s, but passes a 304’s Cache-Control with its validators', () => {
+    const upstream = { 'cache-control': 'private, max-age=60', etag: '"v2"', 'last-modified': 'x' };
+    const ok = relayedResponseHeaders(200, upstream, [], {});
+    expect(ok).toMatchObject({ ...RELAY_RESPONSE_HEADERS, etag: '"v2"', 'last-modified': 'x' });
+    const notModified = relayedResponseHeaders(304, upstream, [], {});
+    expect(notModified).toMatchObject({
+      'cache-control': 'private, max-age=60',
+      etag: '"v2"',
+      'last-modified': 'x',
+    });
+  });
+});
+
+describe('response headers under hostile upstreams (property)', () => {
+  const PASSED = new Set(
+    HEADER_FATES.filter(({ fate }) => fate === 'passes').flatMap(({ headers }) => Object.keys(headers)),
+  );
+  const base = { 'strict-transport-security': 'max-age=31536000', vary: 'Origin', 'x-request-id': 'ours' };
+  const headerName = fc.oneof(
+    fc.constantFrom(
+      ...HEADER_FATES.flatMap(({ headers }) => Object.keys(headers)),
+      'vary',
+      'x-billfold-error',
+    ),
+    fc.stringMatching(/^[a-z0-9!#$%&'*+.^_`|~-]{1,20}$/),
+  );
+  const headerValue = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.constant('upstream-secret'),
+    fc.constant('*'),
+  );
+
+  it('never passes an unlisted header, a credential echo or a forged mark, and never loses billfold’s own', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(headerName, fc.oneof(headerValue, fc.array(headerValue, { maxLength: 3 }))),
+        fc.constantFrom(200, 204, 304, 404, 500),
+        (upstream, status) => {
+          const out = relayedResponseHeaders(status, upstream, ['upstream-secret'], base);
+          for (const [name, value] of Object.entries(out)) {
+            const ours = name in base || name in RELAY_RESPONSE_HEADERS;
+            expect(ours || PASSED.has(name), name).toBe(true);
+            if (!ours) expect(String(value)).not.toContain('upstream-secret');
+          }
+          expect(out['x-billfold-error']).toBeUndefined();
+          expect(out['x-request-id']).toBe('ours');
+          expect(out['strict-transport-security']).toBe('max-age=31536000');
+          expect(out['content-security-policy']).toBe(RELAY_RESPONSE_HEADERS['content-security-policy']);
+          expect(String(out.vary)).toMatch(/^(\*|Origin(, .+)?)$/);
+          if (status !== 304) expect(out['cache-control']).toBe('no-store');
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -180,7 +180,11 @@ describe.each(FIXTURES)('the $name adapter keeps the adapter contract', (fixture
     fixture.expire(sandbox);
     const answer = await callWith(credential);
     if (adapter.renew && answer.verdict === 'renew') {
-      const renewed = await adapter.renew(credential);
+      const renewed = await adapter.renew(credential, {
+        signal: new AbortController().signal,
+        fence: () => Promise.resolve(),
+        keep: () => undefined,
+      });
       expect(adapter.secretsOf(renewed)[0]).not.toBe(adapter.secretsOf(credential)[0]);
       expect((await callWith(renewed)).verdict).toBe('ok');
     } else {
@@ -207,6 +211,42 @@ describe.each(FIXTURES)('the $name adapter keeps the adapter contract', (fixture
     if (fixture.logoutEndsIt) expect((await callWith(credential)).verdict).toBe('expired');
   });
 });
+
+describe.each(FIXTURES.filter((fixture) => fixture.id === 'bill'))(
+  'the $name adapter names the person signed in',
+  (fixture) => {
+    let sandbox: Sandbox;
+    let client: UpstreamClient;
+
+    beforeAll(async () => {
+      sandbox = await startSandbox();
+      client = createUpstreamClient({ timeoutMs: 5000 });
+    });
+    afterAll(async () => {
+      await client.close();
+      await sandbox.close();
+    });
+
+    it('sets the identity personalIdentity gives any spelling of the user, and none for a sync token', async () => {
+      const config = testConfig({ ...sandbox.env, ...fixture.env?.(sandbox) });
+      const adapter = adapterFor(createAdapters(config, client, systemClock), 'bill')!;
+      const credential = (await adapter.login(fixture.login)) as BillCredential;
+      if ('tokenName' in fixture.login) {
+        expect(credential.identity).toBeUndefined();
+        return;
+      }
+      const { userName = '', orgId = '' } = fixture.login;
+      expect(credential.identity).toBeTruthy();
+      expect(adapter.personalIdentity({ user: ` ${userName.toUpperCase()} `, orgId })).toBe(
+        credential.identity,
+      );
+      expect(adapter.personalIdentity({ user: userName, orgId: `${orgId}-other` })).not.toBe(
+        credential.identity,
+      );
+      expect(adapter.personalIdentity({ user: userName })).toBeUndefined();
+    });
+  },
+);
 
 describe('the bill v3 adapter’s MFA step-up keeps its contract', () => {
   let sandbox: Sandbox;
