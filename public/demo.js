@@ -15,6 +15,17 @@ const PROVIDERS = {
       path: '/api/bill/List/Vendor.json',
       form: { data: JSON.stringify({ start: 0, max: 10 }) },
     },
+    // BILL also takes a sync token; on API v3 (the view says which) calls are JSON, and payments need
+    // an MFA-trusted session.
+    syncToken: { tokenName: 'demo-sync-token', tokenValue: 'demo-sync-token-value', orgId: '00801DEMOORG' },
+    v3: {
+      call: { method: 'GET', path: '/api/bill/vendors?max=10' },
+      payment: {
+        method: 'POST',
+        path: '/api/bill/payments',
+        json: { vendorId: '00901DEMOVEND01', amount: 42 },
+      },
+    },
   },
   billogram: {
     title: 'Billogram',
@@ -39,6 +50,8 @@ const ERROR_ADVICE = {
   invalid_credentials: 'The provider rejected those credentials.',
   provider_not_connected: 'Sign in to this provider first.',
   upstream_session_expired: 'The provider ended its session. Sign in to it again.',
+  mfa_required:
+    'BILL needs an MFA-verified session for this. Send a code, enter it, and the call is repeated.',
   csrf_header_missing: 'The X-CSRF header is missing (a client bug).',
   origin_not_allowed: 'This page’s origin may not call billfold.',
   https_required: 'billfold must be reached over HTTPS.',
@@ -174,7 +187,102 @@ function renderSession(view) {
     $('.login', card).hidden = connected;
     $('.actions', card).hidden = !connected;
     if (spec.organizations) renderOrganizations(card, spec, connected && state.mode === 'jwt' ? state : null);
+    if (spec.v3) renderBill(card, spec, connected ? state : null);
   }
+}
+
+/** BILL's extras: sync-token sign-in, and on v3 the JSON call, a payment and the MFA step-up. */
+function renderBill(card, spec, state) {
+  spec.v2Call ??= spec.call;
+  const v3 = state?.apiVersion === 'v3';
+  spec.call = v3 ? spec.v3.call : spec.v2Call;
+  $('.login-sync', card).hidden = state !== null;
+  $('.pay', card).hidden = !v3 || state.mode !== 'password';
+  if (!v3 || state.mode !== 'password' || state.trusted) $('.mfa', card).hidden = true;
+  if (v3) {
+    const trust = state.trusted
+      ? `MFA-trusted until ${new Date(state.trustedUntil).toLocaleString()}`
+      : state.mode === 'sync-token'
+        ? 'sync token'
+        : 'not MFA-trusted';
+    $('.status', card).textContent += ` · v3 · ${trust}`;
+  }
+}
+
+/** The call BILL refused with mfa_required, repeated once the step-up succeeds. */
+let pendingBillCall;
+
+function buildBill(card, spec) {
+  const sync = document.createElement('form');
+  sync.className = 'login-sync';
+  for (const [name, value] of Object.entries(spec.syncToken)) sync.append(loginField(name, value));
+  const useToken = document.createElement('button');
+  useToken.type = 'submit';
+  useToken.textContent = 'Use the sync token';
+  sync.append(useToken);
+  sync.addEventListener('submit', (event) => {
+    event.preventDefault();
+    void runAuth('POST', '/auth/bill/login', { json: Object.fromEntries(new FormData(sync)) });
+  });
+
+  const pay = document.createElement('button');
+  pay.type = 'button';
+  pay.className = 'pay';
+  pay.textContent = 'Pay a bill';
+  pay.hidden = true;
+  const payment = spec.v3.payment;
+  const callPayment = () => api(payment.method, payment.path, payment);
+  pay.addEventListener('click', () => {
+    void run(async () => {
+      try {
+        return await callPayment();
+      } catch (error) {
+        if (error.code === 'mfa_required') {
+          pendingBillCall = callPayment;
+          $('.mfa', card).hidden = false;
+          $('.mfa input[name="token"]', card).focus();
+        }
+        throw error;
+      }
+    });
+  });
+
+  const mfa = document.createElement('form');
+  mfa.className = 'mfa';
+  mfa.hidden = true;
+  mfa.innerHTML =
+    '<p>BILL needs a verified code. The sandbox’s code is printed when billfold starts.</p>' +
+    '<button type="button" class="mfa-send">Send code</button>' +
+    '<label>Code<input name="token" autocomplete="one-time-code" inputmode="numeric"></label>' +
+    '<label class="check"><input type="checkbox" name="rememberMe" checked> Remember this device</label>' +
+    '<button type="submit">Verify</button>';
+  let challengeId;
+  $('.mfa-send', mfa).addEventListener('click', () => {
+    void run(async () => {
+      const result = await api('POST', '/auth/bill/mfa/challenge');
+      challengeId = result.data.challengeId;
+      return result;
+    });
+  });
+  mfa.addEventListener('submit', (event) => {
+    event.preventDefault();
+    void run(async () => {
+      const token = $('input[name="token"]', mfa).value;
+      const rememberMe = $('input[name="rememberMe"]', mfa).checked;
+      const result = await api('POST', '/auth/bill/mfa/validate', {
+        json: { challengeId, token, rememberMe },
+      });
+      renderSession(result.data);
+      $('input[name="token"]', mfa).value = '';
+      const retry = pendingBillCall;
+      pendingBillCall = undefined;
+      return retry ? retry() : result;
+    });
+  });
+
+  $('.login', card).after(sync);
+  $('.actions', card).append(pay);
+  card.append(mfa);
 }
 
 /** Only a Billbora user signed in with email or a Supabase token can switch; an API key is bound to one. */
@@ -234,6 +342,19 @@ function runAuth(method, path, options) {
   });
 }
 
+/** A labelled login input, prefilled with the sandbox's demo value; secrets are masked. */
+function loginField(name, value) {
+  const label = document.createElement('label');
+  label.textContent = name;
+  const input = document.createElement('input');
+  input.name = name;
+  input.value = value;
+  input.type = /password|tokenValue/i.test(name) ? 'password' : 'text';
+  input.autocomplete = 'off';
+  label.append(input);
+  return label;
+}
+
 function buildCards() {
   const template = $('#provider-card');
   for (const [id, spec] of Object.entries(PROVIDERS)) {
@@ -241,17 +362,7 @@ function buildCards() {
     card.dataset.provider = id;
     $('.name', card).textContent = spec.title;
     const fields = $('.fields', card);
-    for (const [name, value] of Object.entries(spec.fields)) {
-      const label = document.createElement('label');
-      label.textContent = name;
-      const input = document.createElement('input');
-      input.name = name;
-      input.value = value;
-      input.type = /password/i.test(name) ? 'password' : 'text';
-      input.autocomplete = 'off';
-      label.append(input);
-      fields.append(label);
-    }
+    for (const [name, value] of Object.entries(spec.fields)) fields.append(loginField(name, value));
     $('.login', card).addEventListener('submit', (event) => {
       event.preventDefault();
       void runAuth('POST', `/auth/${id}/login`, { json: Object.fromEntries(new FormData(event.target)) });
@@ -272,6 +383,7 @@ function buildCards() {
         void runAuth('POST', '/auth/billbora/organization', { json: { organizationId } });
       });
     }
+    if (spec.v3) buildBill(card, spec);
     $('#providers').append(card);
   }
 }

@@ -29,6 +29,7 @@ import {
 import { createSecurityHeaders, type SecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
 import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
+import { createBillMfaRouter } from './routes/bill-mfa-routes.js';
 import { createHealthRouter } from './routes/health-routes.js';
 import { createInventoryRouter } from './routes/inventory-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
@@ -142,6 +143,7 @@ export function createApp(deps: AppDeps): RequestListener {
     createSessionMiddleware(config, deps.store),
     createSessionRouter(deps),
     createInventoryRouter(deps),
+    createBillMfaRouter({ ...deps, renewer }),
     createAuthRouter({ ...deps, renewer }),
   );
   if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));

@@ -18,6 +18,9 @@ export interface ProviderConfig {
   relayAllow: readonly RegExp[];
 }
 
+/** Which of BILL's APIs billfold speaks: v2 (form posts, long-term support) or v3 (JSON, MFA step-up). */
+export type BillApiVersion = 'v2' | 'v3';
+
 /** Limits on failed logins and relayed calls, from the configuration. */
 export interface RateLimitConfig {
   /** Failed logins one client address may make per window, across providers. */
@@ -80,7 +83,7 @@ export interface Config {
   readonly bodyLimitBytes: number;
   readonly providers: {
     readonly billingplatform?: ProviderConfig;
-    readonly bill?: ProviderConfig & { readonly devKey: string };
+    readonly bill?: ProviderConfig & { readonly devKey: string; readonly apiVersion: BillApiVersion };
     readonly billogram?: ProviderConfig;
     readonly billbora?: ProviderConfig & {
       readonly supabase: { readonly url: URL; readonly anonKey: string } | undefined;
@@ -230,7 +233,11 @@ const envSchema = z.object({
   REDIS_KEY_PREFIX: optionalString.transform((v) => v ?? 'billfold:').describe('prefix of every Redis key'),
   STORE_TIMEOUT_MS: integer(1000, 10, 60_000).describe('session store operation timeout'),
   BILLINGPLATFORM_BASE_URL: optionalString.describe('BillingPlatform REST 2.0 base URL'),
-  BILL_BASE_URL: optionalString.describe('BILL API v2 base URL'),
+  BILL_BASE_URL: optionalString.describe('BILL API base URL (v2, or v3 with BILL_API_VERSION=v3)'),
+  BILL_API_VERSION: optionalString
+    .pipe(z.enum(['v2', 'v3']).optional())
+    .transform((v) => v ?? 'v2')
+    .describe('which BILL API BILL_BASE_URL is: v2 (form posts) or v3 (JSON, MFA step-up)'),
   BILL_DEV_KEY: optionalString.describe('BILL developer key (server-side only)'),
   BILLOGRAM_BASE_URL: optionalString.describe('Billogram API v2 base URL'),
   BILLBORA_BASE_URL: optionalString.describe('Billbora API v1 base URL'),
@@ -823,7 +830,14 @@ function parseProviders(env: Env, problems: string[]): Config['providers'] {
   if (common.billingplatform) providers.billingplatform = common.billingplatform;
   if (common.billogram) providers.billogram = common.billogram;
   if (common.bill) {
-    if (env.BILL_DEV_KEY) providers.bill = { ...common.bill, devKey: env.BILL_DEV_KEY };
+    const apiVersion = env.BILL_API_VERSION;
+    // A v3 gateway spoken to as v2 (or the reverse) would fail on every call; say so at start instead.
+    const path = common.bill.baseUrl.pathname.toLowerCase();
+    if (apiVersion === 'v2' && path.endsWith('/connect/v3'))
+      problems.push('BILL_BASE_URL: ends in /connect/v3, BILL API v3; set BILL_API_VERSION=v3');
+    else if (apiVersion === 'v3' && path.endsWith('/api/v2'))
+      problems.push('BILL_BASE_URL: ends in /api/v2, BILL API v2; unset BILL_API_VERSION or set it to v2');
+    if (env.BILL_DEV_KEY) providers.bill = { ...common.bill, devKey: env.BILL_DEV_KEY, apiVersion };
     else problems.push('BILL_DEV_KEY: required when BILL_BASE_URL is set');
   }
   if (common.billbora) {

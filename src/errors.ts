@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   invalid_credentials: 401,
   provider_not_connected: 401,
   upstream_session_expired: 401,
+  mfa_required: 403,
   csrf_header_missing: 403,
   origin_not_allowed: 403,
   https_required: 403,
@@ -38,6 +39,8 @@ const DEFAULT_MESSAGES: Record<ErrorCode, string> = {
   invalid_credentials: 'The provider rejected the credentials.',
   provider_not_connected: 'This session is not signed in to the provider.',
   upstream_session_expired: 'The provider session has expired; sign in again.',
+  mfa_required:
+    'The provider requires an MFA-trusted session for this call; complete the MFA step-up and retry.',
   csrf_header_missing: 'The X-CSRF: 1 header is required.',
   origin_not_allowed: 'The request origin is not allowed.',
   https_required: 'HTTPS is required.',

@@ -24,6 +24,8 @@ const REDACTED_FIELDS = [
   'basic',
   'supabaseToken',
   'supabaseRefresh',
+  'rememberMeId',
+  'tokenValue',
   'set-cookie',
 ];
 
@@ -92,6 +94,7 @@ export type AuditEvent =
   | 'rate_limited'
   | 'store_unavailable'
   | 'session_revoked'
+  | 'mfa_step_up'
   | 'operator_auth_failed'
   | 'admin_sessions_listed';
 

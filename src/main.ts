@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   if (!loaded.config.production && Object.keys(loaded.config.providers).length === 0) {
     // Loaded only here, so a production start never touches the emulators.
     const { formatSandboxBanner, startSandbox } = await import('./sandbox/sandbox.js');
-    sandbox = await startSandbox();
+    sandbox = await startSandbox({ billApiVersion: env.BILL_API_VERSION === 'v3' ? 'v3' : 'v2' });
     banner = formatSandboxBanner(sandbox);
     try {
       loaded = loadConfig({ ...env, ...sandbox.env });

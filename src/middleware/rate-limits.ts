@@ -12,6 +12,15 @@ const refuse = (resetInMs: number, provider?: ProviderId) =>
     ...(provider && { provider }),
   });
 
+// A counter the store cannot read or write is an outage, never a pass.
+const guard = async <T>(operation: () => Promise<T>) => {
+  try {
+    return await operation();
+  } catch (error) {
+    throw new AppError('session_store_unavailable', { cause: error });
+  }
+};
+
 /**
  * A username as the login limits count it: every spelling an upstream might take for the same
  * account (case, width, compatibility forms, surrounding space) is one, so no spelling buys more tries.
@@ -82,13 +91,6 @@ export function createLoginLimiter(
   names: StoreKeyNames,
   billDevKey: string | undefined,
 ): LoginLimiter {
-  const guard = async <T>(operation: () => Promise<T>) => {
-    try {
-      return await operation();
-    } catch (error) {
-      throw new AppError('session_store_unavailable', { cause: error });
-    }
-  };
   const window = config.loginWindowMs;
   const releaseAll = (limits: readonly Limit[]) =>
     // A release that fails leaves a count standing: the limit errs on the strict side.
@@ -187,6 +189,35 @@ export function createLoginLimiter(
           await backend.delete(userIpKey).catch(() => undefined);
       };
       return { succeeded: settle('succeeded'), failed: settle('failed'), abandoned: settle('abandoned') };
+    },
+  };
+}
+
+/**
+ * Attempts at a guessable secret (BILL's MFA codes), limited per key. Each attempt is counted before
+ * it is made, so a parallel burst cannot get more than `limit` guesses through.
+ */
+export interface AttemptLimiter {
+  /** Counts one attempt; throws 429 rate_limited (with Retry-After) past the limit. */
+  take(key: string): Promise<void>;
+  /** A success clears the count. */
+  clear(key: string): Promise<void>;
+}
+
+export function createAttemptLimiter(
+  backend: SessionBackend,
+  names: StoreKeyNames,
+  options: { name: string; limit: number; windowMs: number; provider: ProviderId },
+): AttemptLimiter {
+  const keyOf = (key: string) => `rl:${options.name}:${names.current(options.name, key)}`;
+  return {
+    async take(key) {
+      // Counted and compared in one atomic step: no burst gets past the limit.
+      const reservation = await guard(() => backend.reserve(keyOf(key), options.limit, options.windowMs));
+      if (!reservation.granted) throw refuse(reservation.resetInMs, options.provider);
+    },
+    async clear(key) {
+      await guard(() => backend.delete(keyOf(key)));
     },
   };
 }

@@ -13,7 +13,12 @@ import {
   saveAsNewSession,
   sessionCookieOptions,
 } from '../middleware/session-middleware.js';
-import { hasProviders, type CredentialOf, type SessionRecord } from '../session/session-record.js';
+import {
+  forgetTrustedDevice,
+  hasProviders,
+  type CredentialOf,
+  type SessionRecord,
+} from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
 import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
@@ -46,8 +51,13 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.outp
 /** The name a login is made under, for the per-username failure limit (token logins have none). */
 function loginIdentity(input: unknown): string | undefined {
   const body = input as Record<string, unknown>;
-  const name = body.username ?? body.userName ?? body.apiUserId ?? body.email;
+  const name = body.username ?? body.userName ?? body.tokenName ?? body.apiUserId ?? body.email;
   return typeof name === 'string' ? name : undefined;
+}
+
+/** The session record express-session loaded for this request, when it has a stored one. */
+function storedRecord(req: Request): SessionRecord | undefined {
+  return hasStoredSession(req) ? (req.session as unknown as SessionRecord) : undefined;
 }
 
 /** Auth routes take JSON bodies only; a body of any other type is a 415 (body-less POSTs are fine). */
@@ -79,7 +89,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const attempt = await loginLimiter.begin(req.ip ?? 'unknown', adapter.id, loginIdentity(input));
     let credential: CredentialOf<ProviderId>;
     try {
-      credential = await adapter.login(input);
+      credential = await adapter.login(input, storedRecord(req));
     } catch (error) {
       const refused = error instanceof AppError && error.code === 'invalid_credentials';
       await (refused ? attempt.failed() : attempt.abandoned());
@@ -104,6 +114,8 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
       const now = clock.now();
       record = {
+        // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.
+        ...latest,
         createdAt: latest?.createdAt ?? now,
         lastSeenAt: now,
         providers: { ...latest?.providers, [adapter.id]: credential },
@@ -152,6 +164,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       removed = record.providers[adapter.id];
       if (!removed) return undefined;
       delete record.providers[adapter.id];
+      forgetTrustedDevice(record, adapter.id);
       return hasProviders(record) ? record : null;
     });
     if (removed) await logoutUpstream(adapter, removed, logger);

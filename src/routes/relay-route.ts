@@ -20,7 +20,11 @@ import {
   type RelayCall,
 } from '../upstream/provider-adapter.js';
 import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
-import { disconnectProvider, type CredentialRenewer } from '../upstream/credential-renewer.js';
+import {
+  disconnectProvider,
+  replaceCredential,
+  type CredentialRenewer,
+} from '../upstream/credential-renewer.js';
 import {
   canonicalRelayPath,
   checkQuery,
@@ -225,6 +229,13 @@ export function createRelayHandler(deps: RelayDeps) {
       ({ session, credential } = await deps.renewer.renew(session, id, credential));
       response = await send(id, adapter, call, credential, undefined, signal);
       judged = await judge(adapter, response);
+    }
+    if (judged.verdict === 'untrusted') {
+      // The credential is fine; the call needs a stepped-up session (BILL's MFA), then a retry.
+      await response.body.dump();
+      const distrusted = adapter.afterUntrusted?.(credential);
+      if (distrusted) await replaceCredential(repository, session.id, adapter, credential, distrusted);
+      throw new AppError('mfa_required', { provider: id });
     }
     if (judged.verdict !== 'ok') {
       await response.body.dump();

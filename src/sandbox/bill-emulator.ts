@@ -1,70 +1,30 @@
-import type { Clock } from '../clock.js';
-import { SANDBOX_DEMO_CREDENTIALS } from './sandbox-demo.js';
 import {
-  appendBounded,
+  BILL_CODES,
+  isRefusal,
+  type BillControl,
+  type BillRealm,
+  type BillRefusal,
+  type BillSignedIn,
+  type Vendor,
+} from './bill-realm.js';
+import {
   createEmulator,
-  createIdleSessionTable,
   htmlReply,
   jsonReply,
   parseJson,
   withUpstreamAuthHeaders,
   type Emulator,
-  type EmulatorControl,
   type EmulatorLimits,
   type RecordedRequest,
   type Reply,
 } from './sandbox-http.js';
 
-/** A BILL credential sent in a query string: names only, never the values. */
-export interface SecretInQueryViolation {
-  readonly method: string;
-  readonly path: string;
-  readonly names: readonly string[];
-  readonly receivedAt: number;
-}
-
-/** The BILL emulator's control surface. */
-export interface BillControl extends EmulatorControl {
-  /** The live sessionIds. */
-  sessions(): string[];
-  /** Kills one session at once, as the idle timeout would. */
-  expireSession(sessionId: string): void;
-  expireAllSessions(): void;
-  /** Past `perHour` logins per devKey in one clock hour, `BDC_1144` (BILL's figure is 200); null turns it off. */
-  setLoginLimit(perHour: number | null): void;
-  /** Past `max` unanswered requests per devKey and organization, `BDC_1322` (BILL's figure is 3); null turns it off. */
-  setConcurrencyLimit(max: number | null): void;
-  /** While on, a secret in the query string is refused with HTTP 400 (it is always recorded). */
-  setStrictMode(on: boolean): void;
-  /** Every request that carried userName, password, devKey or sessionId in its URL (bounded like the request log). */
-  readonly violations: readonly SecretInQueryViolation[];
-}
-
-/** BILL ends a session after 35 minutes without a call. */
-export const BILL_SESSION_IDLE_TIMEOUT_MS = 35 * 60_000;
-
 /** The BILL error code for a secret refused in a query string in strict mode *(ours)*. */
-export const BILL_SECRET_IN_QUERY_CODE = 'SANDBOX_SECRET_IN_QUERY';
+export const BILL_SECRET_IN_QUERY_CODE = BILL_CODES.secretInQuery;
 
-const HOUR_MS = 3_600_000;
 const FORM_TYPE = 'application/x-www-form-urlencoded';
-const SECRET_FIELDS = new Set(['username', 'password', 'devkey', 'sessionid']);
-const DEMO_USER_ID = '00601DEMOUSER';
 
-interface BillSession {
-  userId: string;
-  orgId: string;
-}
-
-interface Vendor {
-  entity: 'Vendor';
-  id: string;
-  isActive: '1' | '2';
-  name: string;
-  [field: string]: unknown;
-}
-
-type Operation = (fields: URLSearchParams, session: BillSession) => Reply;
+type Operation = (fields: URLSearchParams, signedIn: BillSignedIn) => Reply;
 
 /** A BILL success envelope, always HTTP 200. */
 function success(data: unknown): Reply {
@@ -80,10 +40,11 @@ function failure(code: string, message: string, status = 200): Reply {
   });
 }
 
-const missing = (name: string) => failure('BDC_1108', `Missing parameter value for parameter: ${name}.`);
-const BAD_DEV_KEY = failure('BDC_1102', 'Developer key is invalid.');
-const INVALID_SESSION = failure('BDC_1109', 'Session is invalid. Please log in.');
-const UNKNOWN_API = failure('BDC_1121', 'API not supported.', 404);
+const missing = (name: string) =>
+  failure(BILL_CODES.missingField, `Missing parameter value for parameter: ${name}.`);
+const UNKNOWN_API = failure(BILL_CODES.unknownApi, 'API not supported.', 404);
+/** A realm refusal in v2's envelope (HTTP 200, as BILL v2 answers every error). */
+const refused = (refusal: BillRefusal) => failure(refusal.code, refusal.message);
 
 /** The operation's parameters from the `data` field (a JSON object), or the envelope that refuses them. */
 function dataOf(
@@ -101,44 +62,18 @@ function dataOf(
 
 /**
  * BILL API v2: every call a form POST answered inside an HTTP 200 envelope; sessions from `Login.json`
- * die after 35 idle minutes; secrets in URLs are recorded (and refused in strict mode).
+ * die after 35 idle minutes (sync-token ones after 48 hours); secrets in URLs are recorded (and refused
+ * in strict mode). Users, sessions and data live in the realm it shares with the v3 emulator.
  */
 export function createBillEmulator(options: {
-  clock: Clock;
+  realm: BillRealm;
   /** The `apiEndPoint` a login answers with (the sandbox's `/bill/api`). */
   apiEndPoint: string;
-  devKey?: string;
-  idleTimeoutMs?: number;
   limits?: EmulatorLimits;
 }): Emulator<BillControl> {
-  const { clock } = options;
-  const devKey = options.devKey ?? SANDBOX_DEMO_CREDENTIALS.billDevKey;
-  const demo = SANDBOX_DEMO_CREDENTIALS.bill;
-  const sessions = createIdleSessionTable<BillSession>(
-    clock,
-    options.idleTimeoutMs ?? BILL_SESSION_IDLE_TIMEOUT_MS,
-  );
-  const vendors = new Map<string, Map<string, Vendor>>([
-    [
-      demo.orgId,
-      new Map([
-        [
-          '00901DEMOVEND01',
-          { entity: 'Vendor', id: '00901DEMOVEND01', isActive: '1', name: 'Acme Supplies' },
-        ],
-        ['00901DEMOVEND02', { entity: 'Vendor', id: '00901DEMOVEND02', isActive: '1', name: 'Initech' }],
-      ]),
-    ],
-  ]);
-  let nextVendor = 3;
-  const violations: SecretInQueryViolation[] = [];
-  const logLimit = options.limits?.requestLogLimit ?? 1000;
+  const { realm } = options;
   const inFlight = new Set<RecordedRequest>();
   const fieldCache = new WeakMap<RecordedRequest, URLSearchParams>();
-  const loginWindows = new Map<string, { hour: number; count: number }>();
-  let loginLimit: number | null = null;
-  let concurrencyLimit: number | null = null;
-  let strict = false;
 
   // Form fields, then query parameters the form does not set (as a servlet's getParameter merges them).
   const fieldsOf = (request: RecordedRequest) => {
@@ -157,71 +92,56 @@ export function createBillEmulator(options: {
   const concurrencyKey = (request: RecordedRequest) => {
     const fields = fieldsOf(request);
     const orgId =
-      request.path === '/Login.json'
-        ? fields.get('orgId')
-        : sessions.peek(fields.get('sessionId') ?? '')?.orgId;
+      request.path === '/Login.json' ? fields.get('orgId') : realm.peek(fields.get('sessionId') ?? '')?.orgId;
     return orgId ? `${fields.get('devKey')}|${orgId}` : undefined;
   };
-
-  const overConcurrency = (request: RecordedRequest) => {
-    if (concurrencyLimit === null) return false;
-    const key = concurrencyKey(request);
-    if (key === undefined) return false;
-    let others = 0;
-    for (const other of inFlight) if (other !== request && concurrencyKey(other) === key) others += 1;
-    return others >= concurrencyLimit;
-  };
+  realm.countInFlight(inFlight, concurrencyKey);
 
   const login = (fields: URLSearchParams) => {
     for (const name of ['userName', 'password', 'orgId', 'devKey'])
       if (!fields.get(name)) return missing(name);
-    if (fields.get('devKey') !== devKey) return BAD_DEV_KEY;
-    // BILL counts logins per developer key per clock hour, and the window reopens at the next hour.
-    const hour = Math.floor(clock.now() / HOUR_MS);
-    const window = loginWindows.get(devKey);
-    const count = window?.hour === hour ? window.count : 0;
-    loginWindows.set(devKey, { hour, count: count + 1 });
-    if (loginLimit !== null && count >= loginLimit) {
-      return failure('BDC_1144', 'Max number of login calls per developer key per hour exceeded.');
-    }
-    if (fields.get('orgId') !== demo.orgId) return failure('BDC_1123', 'Invalid organization id.');
-    if (fields.get('userName') !== demo.userName || fields.get('password') !== demo.password) {
-      return failure('BDC_1101', 'User name and/or password do not match our records.');
-    }
-    const sessionId = sessions.create({ userId: DEMO_USER_ID, orgId: demo.orgId });
-    return success({ sessionId, orgId: demo.orgId, apiEndPoint: options.apiEndPoint, usersId: DEMO_USER_ID });
+    const signedIn = realm.signIn({
+      userName: fields.get('userName') ?? '',
+      password: fields.get('password') ?? '',
+      orgId: fields.get('orgId') ?? '',
+      devKey: fields.get('devKey') ?? '',
+    });
+    if (isRefusal(signedIn)) return refused(signedIn);
+    const { sessionId, session } = signedIn;
+    return success({
+      sessionId,
+      orgId: session.orgId,
+      apiEndPoint: options.apiEndPoint,
+      usersId: session.userId,
+    });
   };
 
-  const vendorsOf = (session: BillSession) => {
-    let table = vendors.get(session.orgId);
-    if (!table) vendors.set(session.orgId, (table = new Map<string, Vendor>()));
-    return table;
-  };
+  const vendorsOf = (signedIn: BillSignedIn) => realm.vendorsOf(signedIn.session.orgId);
 
   const operations: Record<string, Operation> = {
-    '/Logout.json': (fields) => {
-      sessions.delete(fields.get('sessionId') ?? '');
+    '/Logout.json': (_fields, signedIn) => {
+      realm.endSession(signedIn.sessionId);
       return success({});
     },
-    '/GetSessionInfo.json': (_fields, session) =>
+    '/GetSessionInfo.json': (_fields, { session }) =>
       success({ organizationId: session.orgId, userId: session.userId }),
-    '/List/Vendor.json': (fields, session) => {
+    '/List/Vendor.json': (fields, signedIn) => {
       const parsed = dataOf(fields, false);
       if ('refusal' in parsed) return parsed.refusal;
       const { data } = parsed;
       const start = typeof data.start === 'number' ? data.start : 0;
       const max = typeof data.max === 'number' ? data.max : 999;
-      return success([...vendorsOf(session).values()].slice(start, start + max));
+      return success([...vendorsOf(signedIn).values()].slice(start, start + max));
     },
-    '/Crud/Read/Vendor.json': (fields, session) => {
+    '/Crud/Read/Vendor.json': (fields, signedIn) => {
       const parsed = dataOf(fields, true);
       if ('refusal' in parsed) return parsed.refusal;
       const { data } = parsed;
       if (typeof data.id !== 'string') return failure('BDC_1117', 'Missing required data for: id.');
-      const vendor = vendorsOf(session).get(data.id);
+      const vendor = vendorsOf(signedIn).get(data.id);
       return vendor ? success(vendor) : failure('BDC_1120', 'No data found.');
     },
-    '/Crud/Create/Vendor.json': (fields, session) => {
+    '/Crud/Create/Vendor.json': (fields, signedIn) => {
       const parsed = dataOf(fields, true);
       if ('refusal' in parsed) return parsed.refusal;
       const obj = parsed.data.obj as Record<string, unknown> | undefined;
@@ -236,9 +156,9 @@ export function createBillEmulator(options: {
       if (typeof obj.name !== 'string' || obj.name === '') {
         return failure('BDC_1117', 'Missing required data for: name.');
       }
-      const id = `00901SBXVEND${String(nextVendor++).padStart(2, '0')}`;
+      const id = realm.newVendorId();
       const vendor: Vendor = { isActive: '1', ...obj, entity: 'Vendor', id, name: obj.name };
-      vendorsOf(session).set(id, vendor);
+      vendorsOf(signedIn).set(id, vendor);
       return success(vendor);
     },
     '/sandbox/html': () => htmlReply('BILL'),
@@ -246,56 +166,27 @@ export function createBillEmulator(options: {
   };
 
   return createEmulator({
-    clock,
+    clock: realm.clock,
     limits: options.limits,
     inFlight,
     route(request) {
-      const names = [...new URLSearchParams(request.query).keys()].filter((name) =>
-        SECRET_FIELDS.has(name.toLowerCase()),
-      );
-      if (names.length > 0) {
-        appendBounded(
-          violations,
-          { method: request.method, path: request.path, names, receivedAt: request.receivedAt },
-          logLimit,
-        );
-        if (strict) {
-          return failure(BILL_SECRET_IN_QUERY_CODE, `Credentials in the URL: ${names.join(', ')}.`, 400);
-        }
-      }
+      const screened = realm.screenQuery(request);
+      if (screened) return failure(screened.code, screened.message, 400);
       const operation = operations[request.path];
       if (request.method !== 'POST' || !(operation || request.path === '/Login.json')) return UNKNOWN_API;
-      if (overConcurrency(request)) {
-        return failure('BDC_1322', 'Too many concurrent requests for this developer key and organization.');
+      if (realm.overConcurrency(request, concurrencyKey)) {
+        return failure(
+          BILL_CODES.concurrency,
+          'Too many concurrent requests for this developer key and organization.',
+        );
       }
       const fields = fieldsOf(request);
       if (!operation) return login(fields);
       for (const name of ['devKey', 'sessionId']) if (!fields.get(name)) return missing(name);
-      if (fields.get('devKey') !== devKey) return BAD_DEV_KEY;
-      const session = sessions.touch(fields.get('sessionId') ?? '');
-      return session ? operation(fields, session) : INVALID_SESSION;
+      const signedIn = realm.authenticate(fields.get('devKey') ?? '', fields.get('sessionId') ?? '');
+      return isRefusal(signedIn) ? refused(signedIn) : operation(fields, signedIn);
     },
-    control: {
-      violations,
-      sessions: () => sessions.ids(),
-      expireSession: (sessionId: string) => sessions.delete(sessionId),
-      expireAllSessions: () => sessions.clear(),
-      setLoginLimit(perHour: number | null) {
-        loginLimit = perHour;
-      },
-      setConcurrencyLimit(max: number | null) {
-        concurrencyLimit = max;
-      },
-      setStrictMode(on: boolean) {
-        strict = on;
-      },
-    },
-    resetSwitches() {
-      violations.length = 0;
-      loginWindows.clear();
-      loginLimit = null;
-      concurrencyLimit = null;
-      strict = false;
-    },
+    control: realm.control,
+    resetSwitches: () => realm.resetSwitches(),
   });
 }

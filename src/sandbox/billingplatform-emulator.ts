@@ -26,6 +26,11 @@ export interface BillingPlatformControl extends EmulatorControl {
   setLoginFailureStatus(status: 200 | 401): void;
   /** While on, every request is answered 429. */
   setRateLimited(on: boolean): void;
+  /**
+   * Which header logout accepts: `sessionid` (default, as every other call) or only
+   * `Authorization: Session <SessionID>`, the form the vendor's own logout example shows.
+   */
+  setLogoutForm(form: 'sessionid' | 'authorization'): void;
 }
 
 /** BillingPlatform's default idle timeout *(ours)*: 30 minutes. */
@@ -73,6 +78,7 @@ export function createBillingPlatformEmulator(options: {
   let nextAccountId = 1003;
   let loginFailureStatus: 200 | 401 = 401;
   let rateLimited = false;
+  let logoutForm: 'sessionid' | 'authorization' = 'sessionid';
 
   const loginFailure = (message: string) =>
     jsonReply(loginFailureStatus, {
@@ -115,11 +121,17 @@ export function createBillingPlatformEmulator(options: {
     return jsonReply(200, { queryResponse: rows });
   };
 
+  const logout = (request: RecordedRequest) => {
+    const sessionId =
+      logoutForm === 'authorization'
+        ? /^Session +(\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
+        : request.headers.sessionid;
+    if (typeof sessionId !== 'string' || !sessions.touch(sessionId)) return INVALID_SESSION;
+    sessions.delete(sessionId);
+    return jsonReply(200, { logoutResponse: [{ ErrorCode: '0', ErrorText: [] }] });
+  };
+
   const route = createRouter<Handler>({
-    'POST /logout': (request) => {
-      sessions.delete(String(request.headers.sessionid));
-      return jsonReply(200, { logoutResponse: [{ ErrorCode: '0', ErrorText: [] }] });
-    },
     'GET /ACCOUNT/:id': (_request, _query, id) => {
       const account = accounts.get(id);
       return account
@@ -138,6 +150,7 @@ export function createBillingPlatformEmulator(options: {
     route(request, query) {
       if (rateLimited) return RATE_LIMITED;
       if (request.method === 'POST' && request.path === '/login') return login(request);
+      if (request.method === 'POST' && request.path === '/logout') return logout(request);
       // Node lower-cases header names, so `sessionid` matches whatever case the client sent.
       const sessionId = request.headers.sessionid;
       if (typeof sessionId !== 'string' || !sessions.touch(sessionId)) return INVALID_SESSION;
@@ -155,10 +168,14 @@ export function createBillingPlatformEmulator(options: {
       setRateLimited(on: boolean) {
         rateLimited = on;
       },
+      setLogoutForm(form: 'sessionid' | 'authorization') {
+        logoutForm = form;
+      },
     },
     resetSwitches() {
       loginFailureStatus = 401;
       rateLimited = false;
+      logoutForm = 'sessionid';
     },
   });
 }

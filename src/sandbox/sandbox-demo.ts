@@ -7,6 +7,10 @@ export const SANDBOX_DEMO_CREDENTIALS = {
   bill: { userName: 'demo@example.com', password: 'demo-password', orgId: '00801DEMOORG' },
   /** BILL's developer key is server configuration (BILL_DEV_KEY), never part of a login body. */
   billDevKey: 'demo-dev-key',
+  /** A BILL sync token of the demo organization (token-based sign-in, v2 and v3). */
+  billSyncToken: { tokenName: 'demo-sync-token', tokenValue: 'demo-sync-token-value', orgId: '00801DEMOORG' },
+  /** The code BILL's MFA challenge "sends" to the demo user's phone (v3). */
+  billMfaCode: '246810',
   billogram: { apiUserId: 'demo-api-user', apiPassword: 'demo-api-password' },
   billbora: { email: 'demo@example.com', password: 'demo-password' },
   billboraApiKey: 'bb_demo_key',

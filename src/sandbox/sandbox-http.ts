@@ -176,8 +176,8 @@ export function createRouter<H>(
 
 /** A table of sessions that die after `idleTimeoutMs` without use; every use slides the timer. */
 export interface IdleSessionTable<T> {
-  /** Stores `data` under a new random session id and returns the id. */
-  create(data: T): string;
+  /** Stores `data` under a new random session id and returns the id; `idleTimeoutMs` overrides the table's. */
+  create(data: T, idleTimeoutMs?: number): string;
   /** The session's data with its idle timer restarted; undefined (and forgotten) when unknown or idle too long. */
   touch(id: string): T | undefined;
   /** Like `touch`, without counting as use. */
@@ -190,9 +190,9 @@ export interface IdleSessionTable<T> {
 
 /** An in-memory idle-expiring session table on the given clock. */
 export function createIdleSessionTable<T>(clock: Clock, idleTimeoutMs: number): IdleSessionTable<T> {
-  const entries = new Map<string, { data: T; lastUsed: number }>();
+  const entries = new Map<string, { data: T; lastUsed: number; idleMs: number }>();
   let sweepAt = 1024;
-  const alive = (entry: { lastUsed: number }) => clock.now() - entry.lastUsed < idleTimeoutMs;
+  const alive = (entry: { lastUsed: number; idleMs: number }) => clock.now() - entry.lastUsed < entry.idleMs;
   const live = (id: string) => {
     const entry = entries.get(id);
     if (entry && alive(entry)) return entry;
@@ -200,14 +200,14 @@ export function createIdleSessionTable<T>(clock: Clock, idleTimeoutMs: number): 
     return undefined;
   };
   return {
-    create(data) {
+    create(data, idleMs = idleTimeoutMs) {
       // Expired sessions are swept now and then, so a login-heavy benchmark cannot grow the table forever.
       if (entries.size >= sweepAt) {
         for (const [id, entry] of entries) if (!alive(entry)) entries.delete(id);
         sweepAt = Math.max(1024, entries.size * 2);
       }
       const id = randomToken(18);
-      entries.set(id, { data, lastUsed: clock.now() });
+      entries.set(id, { data, lastUsed: clock.now(), idleMs });
       return id;
     },
     touch(id) {

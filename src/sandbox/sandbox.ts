@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { systemClock, type Clock } from '../clock.js';
-import { createBillEmulator, type BillControl } from './bill-emulator.js';
+import { createBillEmulator } from './bill-emulator.js';
+import { createBillRealm, type BillControl } from './bill-realm.js';
+import { createBillV3Emulator } from './bill-v3-emulator.js';
 import { createBillboraEmulator, type BillboraControl } from './billbora-emulator.js';
 import { createBillingPlatformEmulator, type BillingPlatformControl } from './billingplatform-emulator.js';
 import { createBillogramEmulator, type BillogramControl } from './billogram-emulator.js';
@@ -20,6 +22,7 @@ import { createSupabaseEmulator, type SupabaseControl } from './supabase-emulato
 export const SANDBOX_MOUNTS = {
   billingplatform: '/billingplatform/demo/rest/2.0',
   bill: '/bill/api/v2',
+  billV3: '/bill/connect/v3',
   billogram: '/billogram/api/v2',
   billbora: '/billbora/api/v1',
   supabase: '/supabase',
@@ -39,10 +42,14 @@ export const SANDBOX_MOUNTS = {
 export interface Sandbox {
   /** The server's origin, e.g. `http://127.0.0.1:4000`. */
   readonly url: string;
-  /** The environment that points billfold at the sandbox. */
+  /** The environment that points billfold at the sandbox (BILL at the API version asked for). */
   readonly env: Readonly<Record<string, string>>;
+  /** What to add to `env` to point billfold at BILL API v3 instead. */
+  readonly billV3Env: Readonly<Record<string, string>>;
   readonly billingplatform: BillingPlatformControl;
+  /** BILL API v2; it shares users, sessions and switches with `billV3`, each keeps its own request log. */
   readonly bill: BillControl;
+  readonly billV3: BillControl;
   readonly billogram: BillogramControl;
   readonly billbora: BillboraControl;
   readonly supabase: SupabaseControl;
@@ -62,6 +69,8 @@ export interface SandboxOptions {
   port?: number;
   /** How many requests each emulator's log keeps (default 1000). */
   requestLogLimit?: number;
+  /** Which BILL API `env` points billfold at (default v2; both are always served). */
+  billApiVersion?: 'v2' | 'v3';
   /** How long (real time) a Supabase refresh waits for a concurrent one of its session before a 409 (default 5 s). */
   supabaseConcurrentRefreshWaitMs?: number;
 }
@@ -89,7 +98,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   // Built once the port is known, because BILL's login answers with its own apiEndPoint URL.
   const supabaseJwtSecret = randomBytes(32);
   const billingplatform = createBillingPlatformEmulator({ clock, limits });
-  const bill = createBillEmulator({ clock, limits, apiEndPoint: `${url}/bill/api` });
+  const billRealm = createBillRealm({ clock, requestLogLimit: options.requestLogLimit });
+  const bill = createBillEmulator({ realm: billRealm, limits, apiEndPoint: `${url}/bill/api` });
+  const billV3 = createBillV3Emulator({ realm: billRealm, limits });
   const billogram = createBillogramEmulator({ clock, limits });
   const billbora = createBillboraEmulator({ clock, limits, supabaseJwtSecret });
   const supabase = createSupabaseEmulator({
@@ -103,6 +114,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const mounts: [string, Emulator<EmulatorControl>][] = [
     [SANDBOX_MOUNTS.billingplatform, billingplatform],
     [SANDBOX_MOUNTS.bill, bill],
+    [SANDBOX_MOUNTS.billV3, billV3],
     [SANDBOX_MOUNTS.billogram, billogram],
     [SANDBOX_MOUNTS.billbora, billbora],
     [SANDBOX_MOUNTS.supabase, supabase],
@@ -126,11 +138,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   });
 
   let closing: Promise<void> | undefined;
+  const billV3Env = { BILL_API_VERSION: 'v3', BILL_BASE_URL: `${url}${SANDBOX_MOUNTS.billV3}` };
   return {
     url,
+    billV3Env,
     env: {
       BILLINGPLATFORM_BASE_URL: `${url}${SANDBOX_MOUNTS.billingplatform}`,
       BILL_BASE_URL: `${url}${SANDBOX_MOUNTS.bill}`,
+      ...(options.billApiVersion === 'v3' && billV3Env),
       BILL_DEV_KEY: SANDBOX_DEMO_CREDENTIALS.billDevKey,
       BILLOGRAM_BASE_URL: `${url}${SANDBOX_MOUNTS.billogram}`,
       BILLBORA_BASE_URL: `${url}${SANDBOX_MOUNTS.billbora}`,
@@ -140,6 +155,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     },
     billingplatform: billingplatform.control,
     bill: bill.control,
+    billV3: billV3.control,
     billogram: billogram.control,
     billbora: billbora.control,
     supabase: supabase.control,
@@ -163,7 +179,7 @@ function shellValue(value: string): string {
 }
 
 /** The text `npm run sandbox` and a development `npm start` print: the environment lines and the demo credentials. */
-export function formatSandboxBanner(sandbox: Pick<Sandbox, 'url' | 'env'>): string {
+export function formatSandboxBanner(sandbox: Pick<Sandbox, 'url' | 'env' | 'billV3Env'>): string {
   const demo = SANDBOX_DEMO_CREDENTIALS;
   const organizations = demo.billboraOrganizations.map((org) => `${org.id} (${org.name})`).join(', ');
   return [
@@ -175,6 +191,8 @@ export function formatSandboxBanner(sandbox: Pick<Sandbox, 'url' | 'env'>): stri
     'Demo credentials:',
     `  BillingPlatform  username ${demo.billingplatform.username}, password ${demo.billingplatform.password}`,
     `  BILL             userName ${demo.bill.userName}, password ${demo.bill.password}, orgId ${demo.bill.orgId} (devKey ${demo.billDevKey} is BILL_DEV_KEY)`,
+    `                   sync token: tokenName ${demo.billSyncToken.tokenName}, tokenValue ${demo.billSyncToken.tokenValue}`,
+    `                   v3 MFA code ${demo.billMfaCode}; BILL API v3 is at ${sandbox.billV3Env.BILL_BASE_URL ?? ''} (BILL_API_VERSION=v3)`,
     `  Billogram        apiUserId ${demo.billogram.apiUserId}, apiPassword ${demo.billogram.apiPassword}`,
     `  Billbora         email ${demo.billbora.email}, password ${demo.billbora.password}; organizations ${organizations}; API key ${demo.billboraApiKey}`,
     `                   (Supabase anon key ${demo.supabaseAnonKey} is SUPABASE_ANON_KEY)`,

@@ -9,15 +9,38 @@ export interface BillingPlatformCredential {
   connectedAt: number;
 }
 
-/** BILL: its sessionId, and when billfold last used it (BILL ends sessions after 35 idle minutes). */
+/**
+ * BILL: its sessionId, and when billfold last used it (BILL ends sessions after 35 idle minutes, a
+ * sync-token session after 48 hours).
+ */
 export interface BillCredential {
   sessionId: string;
+  /** The userName, or the sync token's name. */
   user: string;
   orgId: string;
   /** The personal upstream identity, canonicalised by the adapter (what the identity indexes use). */
   identity?: string;
   connectedAt: number;
   lastUsedAt: number;
+  /** How it signed in; absent means a password. */
+  mode?: 'password' | 'sync-token';
+  /** v3: BILL trusts the session for MFA-protected operations, until `trustedUntil` at the latest. */
+  trusted?: boolean;
+  trustedUntil?: number;
+}
+
+/**
+ * A device BILL's MFA step-up trusts: the `rememberMeId` BILL issued for it (a secret) and the device
+ * name it was issued to. Kept in the session across BILL sign-ins, so a later one is trusted at once.
+ */
+export interface BillTrustedDevice {
+  rememberMeId: string;
+  device: string;
+  /** The BILL user and organization it was issued for; it is offered to their sign-ins only. */
+  user: string;
+  orgId: string;
+  /** When BILL stops honouring the rememberMeId. */
+  until: number;
 }
 
 /** Billogram: the HTTP Basic credential, already encoded. */
@@ -72,6 +95,8 @@ export interface SessionRecord {
   providers: ProviderCredentials;
   /** A short description of the client (from its User-Agent), for the session inventory. */
   device?: string;
+  /** What outlives one upstream sign-in within this session (BILL's MFA-trusted device). */
+  trustedDevices?: { bill?: BillTrustedDevice };
 }
 
 /** The idle and absolute limits every session lives under. */
@@ -90,6 +115,13 @@ export function sessionDeadlines(record: SessionRecord, limits: SessionLimits) {
 /** Whether the record is still within both timeouts at `now`. */
 export function isSessionLive(record: SessionRecord, limits: SessionLimits, now: number): boolean {
   return now < sessionDeadlines(record, limits).endsAt;
+}
+
+/** Forgets what a provider's sign-ins shared in the session (at its sign-out). */
+export function forgetTrustedDevice(record: SessionRecord, provider: ProviderId): void {
+  if (provider !== 'bill' || !record.trustedDevices) return;
+  delete record.trustedDevices.bill;
+  if (Object.keys(record.trustedDevices).length === 0) delete record.trustedDevices;
 }
 
 /** Whether any provider is still connected. */

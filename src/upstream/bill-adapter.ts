@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
-import type { ProviderConfig } from '../config.js';
+import type { BillApiVersion, ProviderConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BillCredential } from '../session/session-record.js';
 import { canonicalEmail } from './identity-names.js';
@@ -10,16 +10,148 @@ import type { UpstreamClient } from './upstream-client.js';
 
 /** BILL ends a session after 35 minutes without a call. */
 export const BILL_IDLE_TIMEOUT_MS = 35 * 60_000;
+/** A session from a sync token lasts 48 hours without a call. */
+export const BILL_SYNC_TOKEN_IDLE_TIMEOUT_MS = 48 * 3_600_000;
 // How stale the recorded last use may get before it is written again (a write per call would cost a store round trip).
 const LAST_USE_RESOLUTION_MS = 60_000;
 
 const FORM = 'application/x-www-form-urlencoded';
 
-const loginSchema = z.strictObject({
-  userName: z.string().min(1).max(256),
-  password: z.string().min(1).max(1024),
-  orgId: z.string().min(1).max(64),
-});
+/**
+ * The client-facing BILL login, the same on both API versions: `{userName, password, orgId}`, or a
+ * sync token's `{tokenName, tokenValue, orgId}`. One object schema (not a union), so a refusal names
+ * the fields that are wrong or missing.
+ */
+export const billLoginSchema = z
+  .strictObject({
+    userName: z.string().min(1).max(256).optional(),
+    password: z.string().min(1).max(1024).optional(),
+    tokenName: z.string().min(1).max(256).optional(),
+    tokenValue: z.string().min(1).max(1024).optional(),
+    orgId: z.string().min(1).max(64),
+  })
+  .superRefine((body, context) => {
+    const byToken = body.tokenName !== undefined || body.tokenValue !== undefined;
+    const byPassword = body.userName !== undefined || body.password !== undefined;
+    const fields =
+      byToken && !byPassword ? (['tokenName', 'tokenValue'] as const) : (['userName', 'password'] as const);
+    for (const name of fields) {
+      if (body[name] === undefined) context.addIssue({ code: 'custom', path: [name], message: 'required' });
+    }
+    if (byToken && byPassword)
+      context.addIssue({
+        code: 'custom',
+        path: ['tokenName'],
+        message: 'a password or a sync token, not both',
+      });
+  });
+
+/** A login as BILL takes it: a sync token signs in with its name as the user name and its value as the password. */
+export interface BillLogin {
+  userName: string;
+  password: string;
+  orgId: string;
+  mode: 'password' | 'sync-token';
+}
+
+/** Reads a login body (already validated by the route) into BILL's fields. */
+export function toBillLogin(input: unknown): BillLogin {
+  const { userName, password, tokenName, tokenValue, orgId } = billLoginSchema.parse(input);
+  return tokenName !== undefined && tokenValue !== undefined
+    ? { userName: tokenName, password: tokenValue, orgId, mode: 'sync-token' }
+    : { userName: userName ?? '', password: password ?? '', orgId, mode: 'password' };
+}
+
+/**
+ * A BILL user as one person: an email address (trimmed, NFC, lower-cased) within one organization;
+ * the same address elsewhere is another user.
+ */
+export function billPersonalIdentity({ user, orgId }: { user: string; orgId?: string }): string | undefined {
+  return orgId === undefined || orgId.trim() === '' ? undefined : `${orgId.trim()}\n${canonicalEmail(user)}`;
+}
+
+/** What billfold stores for a new BILL session. A sync token is an integration's, not a person's: it has no identity. */
+export function newBillCredential(sessionId: string, login: BillLogin, now: number): BillCredential {
+  const identity =
+    login.mode === 'password'
+      ? billPersonalIdentity({ user: login.userName, orgId: login.orgId })
+      : undefined;
+  return {
+    sessionId,
+    user: login.userName,
+    orgId: login.orgId,
+    ...(identity !== undefined && { identity }),
+    connectedAt: now,
+    lastUsedAt: now,
+    mode: login.mode,
+  };
+}
+
+/** The error for a BILL login refused with `code` (either version's machine code). */
+export function billLoginRefusal(code: string | undefined, status: number, understood: boolean): AppError {
+  const provider = 'bill';
+  switch (code) {
+    case 'BDC_1144':
+      return new AppError('rate_limited', { provider, retryAfter: 60 });
+    case 'BDC_1102':
+      // A rejected devKey is the operator's configuration, not the user's password.
+      return new AppError('upstream_unavailable', {
+        provider,
+        message: 'The provider refused billfold’s developer key.',
+      });
+    case undefined:
+    default:
+      return loginFailure(provider, status, understood);
+  }
+}
+
+/** When BILL will end the session if billfold makes no call before then. */
+export function billIdleExpiresAt(credential: BillCredential): number {
+  const idle = credential.mode === 'sync-token' ? BILL_SYNC_TOKEN_IDLE_TIMEOUT_MS : BILL_IDLE_TIMEOUT_MS;
+  return credential.lastUsedAt + idle;
+}
+
+/** The parts of the BILL adapter both API versions share: the use bookkeeping and the session view. */
+export function billCommon(apiVersion: BillApiVersion) {
+  return {
+    personalIdentity: billPersonalIdentity,
+    afterUse: (credential: BillCredential, now: number) =>
+      now - credential.lastUsedAt >= LAST_USE_RESOLUTION_MS ? { ...credential, lastUsedAt: now } : undefined,
+    view: (credential: BillCredential) => ({
+      connected: true as const,
+      apiVersion,
+      mode: credential.mode ?? 'password',
+      user: credential.user,
+      orgId: credential.orgId,
+      connectedAt: new Date(credential.connectedAt).toISOString(),
+      upstreamIdleExpiresAt: new Date(billIdleExpiresAt(credential)).toISOString(),
+    }),
+  };
+}
+
+/** BILL's MFA step-up (v3): ask BILL to send a code, then validate it. */
+export interface BillMfa {
+  /** Asks BILL to send the user a code; answers the challenge's id. */
+  challenge(credential: BillCredential): Promise<string>;
+  /** Validates the code; with `rememberMe`, BILL's rememberMeId for `device` (when BILL issued one). */
+  validate(
+    credential: BillCredential,
+    input: { challengeId: string; token: string; rememberMe: boolean; device: string; machineName: string },
+  ): Promise<{ rememberMeId: string | undefined }>;
+}
+
+/** What either version's factory is handed: BILL's config slice (with the devKey), the HTTP client, the clock. */
+export interface BillAdapterDeps {
+  config: ProviderConfig & { devKey: string };
+  client: UpstreamClient;
+  clock: Clock;
+}
+
+/** BILL's adapter on either API version; the MFA step-up exists on v3 only. */
+export interface BillAdapter extends ProviderAdapter<'bill'> {
+  readonly apiVersion: BillApiVersion;
+  readonly mfa: BillMfa | undefined;
+}
 
 const envelopeSchema = z.object({
   response_status: z.union([z.literal(0), z.literal(1)]),
@@ -38,24 +170,19 @@ function billErrorCode(body: unknown): string | undefined {
  * BILL API v2: every call is a form POST carrying `devKey` and `sessionId` fields. The devKey comes
  * from billfold's configuration, never from a client, and neither ever goes into a URL.
  */
-export function createBillAdapter(deps: {
-  config: ProviderConfig & { devKey: string };
-  client: UpstreamClient;
-  clock: Clock;
-}): ProviderAdapter<'bill'> {
+export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
   const { config, client, clock } = deps;
   const provider = 'bill';
   const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
-  // A BILL user is an email address within one organization; the same address elsewhere is another user.
-  const personalIdentity = ({ user, orgId }: { user: string; orgId?: string }) =>
-    orgId === undefined || orgId.trim() === '' ? undefined : `${orgId.trim()}\n${canonicalEmail(user)}`;
-
   return {
     id: provider,
-    loginSchema,
+    apiVersion: 'v2',
+    mfa: undefined,
+    loginSchema: billLoginSchema,
 
     async login(input) {
-      const { userName, password, orgId } = loginSchema.parse(input);
+      const login = toBillLogin(input);
+      const { userName, password, orgId } = login;
       const response = await client.sendJson(provider, {
         method: 'POST',
         url: upstreamUrl(config.baseUrl, 'Login.json'),
@@ -70,32 +197,13 @@ export function createBillAdapter(deps: {
         typeof data?.sessionId === 'string' &&
         data.sessionId
       ) {
-        const now = clock.now();
-        const identity = personalIdentity({ user: userName, orgId });
-        return {
-          sessionId: data.sessionId,
-          user: userName,
-          orgId,
-          ...(identity !== undefined && { identity }),
-          connectedAt: now,
-          lastUsedAt: now,
-        };
+        return newBillCredential(data.sessionId, login, clock.now());
       }
-      switch (billErrorCode(response.json)) {
-        case 'BDC_1144':
-          throw new AppError('rate_limited', { provider, retryAfter: 60 });
-        case 'BDC_1102':
-          // A rejected devKey is the operator's configuration, not the user's password.
-          throw new AppError('upstream_unavailable', {
-            provider,
-            message: 'The provider refused billfold’s developer key.',
-          });
-        case 'BDC_1101':
-        case 'BDC_1123':
-        case undefined:
-        default:
-          throw loginFailure(provider, response.status === 200 ? 401 : response.status, parsed.success);
-      }
+      throw billLoginRefusal(
+        billErrorCode(response.json),
+        response.status === 200 ? 401 : response.status,
+        parsed.success,
+      );
     },
 
     async logout(credential) {
@@ -134,19 +242,7 @@ export function createBillAdapter(deps: {
     // BILL answers an expired session with BDC_1109 inside HTTP 200.
     judge: (_status, body) => (billErrorCode(body) === 'BDC_1109' ? 'expired' : 'ok'),
 
-    afterUse: (credential, now) =>
-      now - credential.lastUsedAt >= LAST_USE_RESOLUTION_MS ? { ...credential, lastUsedAt: now } : undefined,
-
     secretsOf: (credential) => [credential.sessionId, config.devKey],
-
-    personalIdentity,
-
-    view: (credential) => ({
-      connected: true,
-      user: credential.user,
-      orgId: credential.orgId,
-      connectedAt: new Date(credential.connectedAt).toISOString(),
-      upstreamIdleExpiresAt: new Date(credential.lastUsedAt + BILL_IDLE_TIMEOUT_MS).toISOString(),
-    }),
+    ...billCommon('v2'),
   };
 }

@@ -57,12 +57,20 @@ export function createBillingPlatformAdapter(deps: {
     },
 
     async logout(credential) {
-      const response = await client.send(provider, {
-        method: 'POST',
-        url: upstreamUrl(config.baseUrl, 'logout'),
-        headers: { sessionid: credential.sessionId },
-      });
-      await response.body.dump();
+      // The API documents the `sessionid` header for every call, its own logout example shows
+      // `Authorization: Session <SessionID>`: a server that refuses one form gets the other.
+      for (const headers of [
+        { sessionid: credential.sessionId },
+        { authorization: `Session ${credential.sessionId}` },
+      ]) {
+        const response = await client.send(provider, {
+          method: 'POST',
+          url: upstreamUrl(config.baseUrl, 'logout'),
+          headers,
+        });
+        await response.body.dump();
+        if (response.status !== 401) return;
+      }
     },
 
     isAuthEndpoint: (path) => ['login', 'logout'].includes(firstSegment(path)),

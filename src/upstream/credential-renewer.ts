@@ -225,6 +225,21 @@ function storeDown(error: unknown): never {
   throw new AppError('session_store_unavailable', { cause: error });
 }
 
+/** Stores `next` in place of `used`, unless the provider was signed out or signed in again meanwhile. */
+export async function replaceCredential(
+  repository: SessionRepository,
+  sessionId: string,
+  adapter: ProviderAdapter,
+  used: Credential,
+  next: Credential,
+): Promise<void> {
+  await repository.update(sessionId, (record) =>
+    isSameCredential(adapter, record.providers[adapter.id], used)
+      ? { ...record, providers: { ...record.providers, [adapter.id]: next } }
+      : undefined,
+  );
+}
+
 /**
  * Removes a provider whose credential the upstream no longer accepts, ending the session when it was
  * the last one. Only the credential that failed is removed: a newer login or renewal stays.

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import type { CredentialOf } from '../session/session-record.js';
+import type { CredentialOf, SessionRecord } from '../session/session-record.js';
+import type { BillAdapter } from './bill-adapter.js';
 import type { BillboraAdapter } from './billbora-adapter.js';
 import { AppError } from '../errors.js';
 import { isProviderId, type ProviderId } from './provider-id.js';
@@ -14,8 +15,12 @@ export interface RelayCall {
   body: Buffer | undefined;
 }
 
-/** How an upstream answer reads with respect to the stored credential. */
-export type AuthVerdict = 'ok' | 'expired' | 'renew';
+/**
+ * How an upstream answer reads with respect to the stored credential: fine, dead, to be renewed and
+ * replayed once, or (`untrusted`) refused until the session is stepped up (BILL's MFA), the
+ * credential staying as it is.
+ */
+export type AuthVerdict = 'ok' | 'expired' | 'renew' | 'untrusted';
 
 /** What one provider shows in the session view (never a secret). */
 export type ProviderView = { connected: true } & Record<string, unknown>;
@@ -29,8 +34,11 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   readonly id: P;
   /** Validates the login body (unknown fields refused); its output is what `login` receives. */
   readonly loginSchema: z.ZodType;
-  /** Signs in upstream (passwords are used once, here, and never kept) and returns what to store. */
-  login(input: unknown): Promise<CredentialOf<P>>;
+  /**
+   * Signs in upstream (passwords are used once, here, and never kept) and returns what to store.
+   * `session` is the billfold session this sign-in joins, if any (BILL offers its trusted device).
+   */
+  login(input: unknown, session?: SessionRecord): Promise<CredentialOf<P>>;
   /** Ends the upstream session where the upstream has one; best effort. */
   logout(credential: CredentialOf<P>): Promise<void>;
   /** Paths (relative to the base URL) that are the upstream's own login, logout or token endpoints. */
@@ -50,6 +58,8 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   renew?(credential: CredentialOf<P>, context: RenewalContext): Promise<CredentialOf<P>>;
   /** Whether the credential should be renewed before use (shortly before it expires). */
   needsRenewal?(credential: CredentialOf<P>, now: number): boolean;
+  /** The credential to store once the upstream answered `untrusted` (BILL's view of its MFA trust is stale). */
+  afterUntrusted?(credential: CredentialOf<P>): CredentialOf<P> | undefined;
   /** The credential to store after a successful call, when the adapter tracks use (BILL's idle timer). */
   afterUse?(credential: CredentialOf<P>, now: number): CredentialOf<P> | undefined;
   /** The secret values in a credential, so no upstream answer header can echo one back to the client. */
@@ -77,7 +87,7 @@ export interface RenewalContext {
 /** The configured adapters by provider. */
 export interface AdapterRegistry {
   readonly billingplatform?: ProviderAdapter<'billingplatform'>;
-  readonly bill?: ProviderAdapter<'bill'>;
+  readonly bill?: BillAdapter;
   readonly billogram?: ProviderAdapter<'billogram'>;
   readonly billbora?: BillboraAdapter;
 }

@@ -91,6 +91,47 @@ describe('BILL end to end on Redis', () => {
     expect(view.body.providers.billogram.connected).toBe(true);
   });
 
+  it('signs in with a sync token, shows mode sync-token and the 48-hour idle expiry, and relays', async () => {
+    const token = SANDBOX_DEMO_CREDENTIALS.billSyncToken;
+    const client = newClient();
+    const login = await client.post('/auth/bill/login', token);
+    expect(login.status).toBe(200);
+    expect(login.body.providers.bill).toMatchObject({
+      connected: true,
+      apiVersion: 'v2',
+      mode: 'sync-token',
+      user: token.tokenName,
+      orgId: token.orgId,
+    });
+    expect(login.body.providers.bill.trusted).toBeUndefined();
+    const idle = Date.parse(login.body.providers.bill.upstreamIdleExpiresAt) - Date.now();
+    expect(idle).toBeGreaterThan(47 * 3_600_000);
+    expect(idle).toBeLessThanOrEqual(48 * 3_600_000);
+    const sent = new URLSearchParams(sandbox.bill.requests.find((r) => r.path === '/Login.json')!.body);
+    expect([sent.get('userName'), sent.get('password')]).toEqual([token.tokenName, token.tokenValue]);
+    // BILL keeps a sync-token session 48 hours; 36 idle minutes end a password one, not this.
+    upstreamClock.advance(36 * 60_000);
+    const list = await client.request('POST', '/api/bill/List/Vendor.json', form({ data: '{}' }));
+    expect(list.status).toBe(200);
+    expect(list.body.response_status).toBe(0);
+    expect(leaksOf([token.tokenValue, sandbox.bill.sessions().at(-1)!], billfold.logs)).toEqual([]);
+  });
+
+  it('names the missing or extra field of a BILL login body', async () => {
+    for (const [body, field] of [
+      [{ userName: demo.userName, orgId: demo.orgId }, 'password'],
+      [{ tokenName: 'x', orgId: demo.orgId }, 'tokenValue'],
+      [{ ...demo, tokenName: 'x', tokenValue: 'y' }, 'tokenName'],
+    ] as const) {
+      const answer = await newClient().post('/auth/bill/login', body);
+      expect(answer.status).toBe(400);
+      expect(answer.body.error).toMatchObject({
+        code: 'invalid_request',
+        message: expect.stringContaining(field),
+      });
+    }
+  });
+
   it('refuses BILL’s own login and logout endpoints through the relay, in any case', async () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo);

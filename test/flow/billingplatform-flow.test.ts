@@ -110,3 +110,51 @@ describe.each([
     redis.destroy();
   });
 });
+
+describe('BillingPlatform logout ends the upstream session whichever form the server accepts', () => {
+  let sandbox: Sandbox;
+  let billfold: RunningBillfold;
+
+  beforeAll(async () => {
+    sandbox = await startSandbox();
+    billfold = await startBillfold({ ...sandbox.env });
+  });
+  afterAll(async () => {
+    await billfold.close();
+    await sandbox.close();
+  });
+
+  const signInAndOut = async () => {
+    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    await client.post('/auth/billingplatform/login', demo);
+    const sessionId = sandbox.billingplatform.sessions().at(-1)!;
+    sandbox.billingplatform.clearRequests();
+    expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
+    return { sessionId, logouts: sandbox.billingplatform.requests.filter((r) => r.path === '/logout') };
+  };
+
+  it('with the `sessionid` header, as every other call: one logout call', async () => {
+    const { sessionId, logouts } = await signInAndOut();
+    expect(logouts).toHaveLength(1);
+    expect(logouts[0]?.headers.sessionid).toBe(sessionId);
+    expect(logouts[0]?.headers.authorization).toBeUndefined();
+    expect(sandbox.billingplatform.sessions()).not.toContain(sessionId);
+  });
+
+  it('with `Authorization: Session <SessionID>` only, as the vendor’s logout example shows', async () => {
+    sandbox.billingplatform.setLogoutForm('authorization');
+    const { sessionId, logouts } = await signInAndOut();
+    expect(logouts.map((r) => r.headers.authorization ?? null)).toEqual([null, `Session ${sessionId}`]);
+    expect(sandbox.billingplatform.sessions()).not.toContain(sessionId);
+    sandbox.reset();
+  });
+
+  it('asks at most twice when the upstream session is already gone', async () => {
+    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    await client.post('/auth/billingplatform/login', demo);
+    sandbox.billingplatform.expireAllSessions();
+    sandbox.billingplatform.clearRequests();
+    expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
+    expect(sandbox.billingplatform.requests.filter((r) => r.path === '/logout')).toHaveLength(2);
+  });
+});

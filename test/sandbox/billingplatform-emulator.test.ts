@@ -106,6 +106,30 @@ describe('BillingPlatform emulator', () => {
     });
   });
 
+  describe('POST /logout with the Authorization-only switch', () => {
+    it('accepts only `Authorization: Session <SessionID>` on logout, while other calls keep `sessionid`', async () => {
+      t.sandbox.billingplatform.setLogoutForm('authorization');
+      const sessionId = await signIn();
+      const byHeader = await t.call('POST', `${BASE}/logout`, { headers: { sessionid: sessionId } });
+      expect(byHeader.status).toBe(401);
+      expect(t.sandbox.billingplatform.sessions()).toContain(sessionId);
+      expect(
+        (await t.call('GET', `${BASE}/ACCOUNT/1001`, { headers: { sessionid: sessionId } })).status,
+      ).toBe(200);
+      const byAuthorization = await t.call('POST', `${BASE}/logout`, {
+        headers: { authorization: `Session ${sessionId}` },
+      });
+      expect(byAuthorization.status).toBe(200);
+      expect(t.sandbox.billingplatform.sessions()).not.toContain(sessionId);
+      t.sandbox.reset();
+      const next = await signIn();
+      const refused = await t.call('POST', `${BASE}/logout`, {
+        headers: { authorization: `Session ${next}` },
+      });
+      expect(refused.status).toBe(401);
+    });
+  });
+
   describe('idle timeout', () => {
     it('expires a session after 30 idle minutes, and every authenticated call slides the timer', async () => {
       const sessionId = await signIn();

@@ -48,6 +48,7 @@ async function harvestStoredCredentials(): Promise<number> {
   for (const { key, value } of await storedKeys()) {
     if (!key.startsWith(`${prefix}s:`) || value === null) continue;
     const record: SessionRecord | undefined = codec.open(key.slice(`${prefix}s:`.length), value);
+    ledger.add(record?.trustedDevices?.bill?.rememberMeId);
     for (const credential of Object.values(record?.providers ?? {})) {
       const { sessionId, basic, access, refresh, supabaseRefresh, apiKey } = credential as Record<
         string,
@@ -121,6 +122,15 @@ describe('a representative session, from sign-in to sign-out, on Redis', () => {
         })
       ).status,
     ).toBe(401);
+
+    // A BILL sync-token session: the token's value is a password billfold must never echo.
+    const synced = createCookieClient(billfold.url, 'billfold');
+    expect((await synced.post('/auth/bill/login', demo.billSyncToken)).body.providers.bill.mode).toBe(
+      'sync-token',
+    );
+    expect((await synced.request('POST', '/api/bill/GetSessionInfo.json', { body: '' })).status).toBe(200);
+    await harvestStoredCredentials();
+    expect((await synced.post('/auth/logout')).status).toBe(204);
 
     const keyed = createCookieClient(billfold.url, 'billfold');
     expect((await keyed.post('/auth/billbora/login', { apiKey: demo.billboraApiKey })).status).toBe(200);

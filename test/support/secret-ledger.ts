@@ -4,7 +4,7 @@ import { receivedBodies } from './billfold-harness.js';
 import { leaksOf } from './secrets.js';
 
 /** Body fields whose values are credentials, in what billfold sends upstream. */
-const SECRET_FIELD = /pass|session_?id|dev_?key|refresh|token|api_?key|secret/i;
+const SECRET_FIELD = /pass|session_?id|dev_?key|refresh|token|api_?key|secret|remember_?me_?id/i;
 /** Shorter values would match by accident; every real secret here is longer. */
 const MIN_SECRET_LENGTH = 8;
 
@@ -13,6 +13,7 @@ export const DEMO_SECRETS: readonly string[] = [
   SANDBOX_DEMO_CREDENTIALS.billingplatform.password,
   SANDBOX_DEMO_CREDENTIALS.bill.password,
   SANDBOX_DEMO_CREDENTIALS.billDevKey,
+  SANDBOX_DEMO_CREDENTIALS.billSyncToken.tokenValue,
   SANDBOX_DEMO_CREDENTIALS.billogram.apiPassword,
   Buffer.from(
     `${SANDBOX_DEMO_CREDENTIALS.billogram.apiUserId}:${SANDBOX_DEMO_CREDENTIALS.billogram.apiPassword}`,
@@ -60,6 +61,7 @@ export function createSecretLedger(): SecretLedger {
       for (const control of [
         sandbox.billingplatform,
         sandbox.bill,
+        sandbox.billV3,
         sandbox.billogram,
         sandbox.billbora,
         sandbox.supabase,

@@ -94,6 +94,34 @@ describe('configuration', () => {
     expect(problems).toMatch(/SUPABASE_ANON_KEY/);
   });
 
+  it('speaks BILL v2 unless BILL_API_VERSION=v3, and refuses a base URL of the other version', () => {
+    const bill = { BILL_DEV_KEY: 'key' };
+    const v2 = loadConfig({ ...bill, BILL_BASE_URL: 'https://api-stage.bill.com/api/v2' }).config;
+    expect(v2.providers.bill?.apiVersion).toBe('v2');
+    const v3 = loadConfig({
+      ...bill,
+      BILL_API_VERSION: 'v3',
+      BILL_BASE_URL: 'https://gateway.stage.bill.com/connect/v3',
+    }).config;
+    expect(v3.providers.bill?.apiVersion).toBe('v3');
+    expect(problemsOf({ ...bill, BILL_BASE_URL: 'https://gateway.stage.bill.com/connect/v3' })).toEqual([
+      expect.stringMatching(/^BILL_BASE_URL: .*BILL_API_VERSION=v3/),
+    ]);
+    expect(
+      problemsOf({
+        ...bill,
+        BILL_API_VERSION: 'v2',
+        BILL_BASE_URL: 'https://gateway.stage.bill.com/Connect/V3/',
+      }),
+    ).toHaveLength(1);
+    expect(
+      problemsOf({ ...bill, BILL_API_VERSION: 'v3', BILL_BASE_URL: 'https://api-stage.bill.com/api/v2' }),
+    ).toEqual([expect.stringMatching(/^BILL_BASE_URL: .*v2/)]);
+    expect(
+      problemsOf({ ...bill, BILL_API_VERSION: 'v4', BILL_BASE_URL: 'https://api-stage.bill.com/api/v2' }),
+    ).toEqual([expect.stringMatching(/^BILL_API_VERSION/)]);
+  });
+
   it('reads origins exactly and refuses ones with a path', () => {
     expect(problemsOf({ CORS_ORIGINS: 'https://app.example.com/path' }).join()).toMatch(/must be an origin/);
     expect(problemsOf({ CORS_ORIGINS: 'https://*.example.com' }).join()).toMatch(/is a pattern/);
