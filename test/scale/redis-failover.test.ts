@@ -71,6 +71,10 @@ async function failover(options: {
     REDIS_MIN_REPLICAS_ACK: String(options.minReplicasAck),
     RELAY_RATE_LIMIT: '0',
     LOGIN_MAX_FAILURES_PER_IP: '1000000',
+    // 100 sessions of one user from one address, signed in 16 at a time: no login limit is under test.
+    LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
+    LOGIN_MAX_FAILURES_PER_USER: '1000000',
+    LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '1000000',
     MAX_SESSIONS_PER_IDENTITY: '10000',
   });
   const client = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
