@@ -23,7 +23,7 @@ const REDIS_URL = process.env.SOAK_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `billfold-soak:${process.pid}:`;
 const SECRETS = {
   SESSION_SECRETS: 'soak-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz',
-  SESSION_ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64url')}`,
+  SESSION_ENCRYPTION_KEYS: 'k1:_T2JUcpYxDKdmFNmQzp3g8RLs4sPrBvDcne3oHCMnjM',
 };
 
 const step = (message: string) => process.stderr.write(`soak: ${message}\n`);
