@@ -1,5 +1,5 @@
-import { isIPv6 } from 'node:net';
 import type { Clock } from '../clock.js';
+import { limitedAddress } from './rate-limits.js';
 
 /** Wrong operator tokens per client address, counted in this process. */
 export interface OperatorAuthLimiter {
@@ -15,18 +15,7 @@ const MAX_TRACKED = 10_000;
  * host commonly holds a whole /64, so counting single IPv6 addresses would not slow it at all).
  */
 export function addressKey(address: string | undefined): string {
-  if (address === undefined) return 'unknown';
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped?.[1]) return mapped[1];
-  if (!isIPv6(address)) return address;
-  const [head = '', tail] = address.toLowerCase().split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
-  return `${groups
-    .slice(0, 4)
-    .map((group) => group.replace(/^0+(?=.)/, ''))
-    .join(':')}::/64`;
+  return address === undefined ? 'unknown' : limitedAddress(address);
 }
 
 /**
