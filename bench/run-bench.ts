@@ -1,8 +1,12 @@
 // `npm run bench`: billfold's relay against the floor it is measured by (SPEC section 9), in one run,
 // on one upstream: (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, and
-// (c) billfold on Redis. Prints a table, writes bench/results.json and bench/results.svg.
+// (c) billfold on Redis; then billfold with traces off against the same with traces on (exported
+// over OTLP to a sink in this process), interleaved. Prints tables, writes bench/results.json and
+// bench/results.svg.
 // `--smoke` runs every step for a second or two, to prove the benchmark works (CI does this).
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
@@ -90,24 +94,44 @@ async function main() {
   const upstream = new URL(upstreamBase);
 
   step('starting billfold on Redis');
-  const billfold = await start(
+  const billfoldEnv = {
+    ...sandboxEnv,
+    ...SECRETS,
+    NODE_ENV: 'production',
+    PUBLIC_ORIGIN: 'https://billfold.bench',
+    TRUST_PROXY: 'loopback',
+    PORT: '0',
+    REDIS_URL,
+    REDIS_KEY_PREFIX: PREFIX,
+    RELAY_RATE_LIMIT: '100000000',
+    LOG_LEVEL: 'info',
+  };
+  const billfold = await start('src/main.ts', [], billfoldEnv, billfoldListening);
+  const billfoldUrl = `http://127.0.0.1:${billfold.value}`;
+
+  // An OTLP/HTTP collector that accepts every export and counts what it received.
+  let exportedBytes = 0;
+  let exports = 0;
+  const collector = http.createServer((req, res) => {
+    req.on('data', (chunk: Buffer) => (exportedBytes += chunk.length));
+    req.on('end', () => {
+      exports++;
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  step('starting billfold with traces on, the same store and sessions');
+  const traced = await start(
     'src/main.ts',
     [],
     {
-      ...sandboxEnv,
-      ...SECRETS,
-      NODE_ENV: 'production',
-      PUBLIC_ORIGIN: 'https://billfold.bench',
-      TRUST_PROXY: 'loopback',
-      PORT: '0',
-      REDIS_URL,
-      REDIS_KEY_PREFIX: PREFIX,
-      RELAY_RATE_LIMIT: '100000000',
-      LOG_LEVEL: 'info',
+      ...billfoldEnv,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+      OTEL_SERVICE_NAME: 'billfold-bench',
     },
     billfoldListening,
   );
-  const billfoldUrl = `http://127.0.0.1:${billfold.value}`;
+  const tracedUrl = `http://127.0.0.1:${traced.value}`;
   // Production mode behind a trusted TLS-terminating proxy: the load generator plays the proxy.
   const proxied = { 'x-forwarded-proto': 'https', 'x-csrf': '1' };
 
@@ -164,6 +188,28 @@ async function main() {
   // Warm-up requests count too; INFO itself adds one call per read.
   const warmupRequests = billfoldRun.requests * (WARMUP_S / DURATION_S);
   const commandsPerRequest = (after - before - 1) / (billfoldRun.requests + warmupRequests);
+
+  // Off and on, twice each in turn, so drift on a shared machine falls on both alike.
+  const tracing: Run[] = [];
+  for (let round = 0; round < 2; round++) {
+    tracing.push(
+      await load('billfold, traces off', `${billfoldUrl}/api/billingplatform${path}`, { ...proxied, cookie }),
+    );
+    tracing.push(
+      await load('billfold, traces on', `${tracedUrl}/api/billingplatform${path}`, { ...proxied, cookie }),
+    );
+  }
+  const sum = (name: string, key: 'rps' | 'p99' | 'requests') =>
+    tracing.filter((run) => run.name === name).reduce((total, run) => total + run[key], 0);
+  const tracesOff = {
+    rps: sum('billfold, traces off', 'rps') / 2,
+    p99: sum('billfold, traces off', 'p99') / 2,
+  };
+  const tracesOn = { rps: sum('billfold, traces on', 'rps') / 2, p99: sum('billfold, traces on', 'p99') / 2 };
+  const tracedRequests = sum('billfold, traces on', 'requests');
+  traced.child.kill('SIGTERM');
+  await new Promise((resolve) => traced.child.once('exit', resolve));
+  collector.close();
 
   const scale: Run[] = [];
   for (const connections of SCALE_CONNECTIONS) {
@@ -230,6 +276,9 @@ async function main() {
       'billfold p99': scale[2 * i + 1]!.p99,
     })),
   );
+  console.table(
+    tracing.map((run) => ({ contender: run.name, 'req/s': run.rps, 'p50 ms': run.p50, 'p99 ms': run.p99 })),
+  );
   const targets = {
     throughputRatio: billfoldRun.rps / bare.rps,
     p99Ratio: bare.p99 > 0 ? billfoldRun.p99 / bare.p99 : 0,
@@ -244,6 +293,10 @@ async function main() {
       `Redis commands per relayed request: ${commandsPerRequest.toFixed(3)} (target <= 1)`,
       `session record with four providers: ${recordBytes} bytes (target <= 2048)`,
       `login to first relayed answer: ${loginToFirstRelayMs.toFixed(1)} ms`,
+      `traces on / off: ${(tracesOn.rps / tracesOff.rps).toFixed(2)} x req/s, ${
+        tracesOff.p99 > 0 ? (tracesOn.p99 / tracesOff.p99).toFixed(2) : 'n/a'
+      } x p99; traces off / bare: ${(tracesOff.rps / bare.rps).toFixed(2)} x req/s`,
+      `spans exported: ${exports} OTLP requests, ${(exportedBytes / 1024).toFixed(0)} KiB for ${tracedRequests} measured requests and their warm-up`,
       `store memory at ${memory.sessions.toLocaleString('en')} sessions: embedded ${memory.embeddedBytesPerSession} bytes/session, Redis ${memory.redisBytesPerSession} bytes/session`,
     ].join('\n'),
   );
@@ -258,6 +311,11 @@ async function main() {
     connections: CONNECTIONS,
     runs,
     scale,
+    tracing,
+    tracesOnOffRatio: {
+      rps: tracesOn.rps / tracesOff.rps,
+      p99: tracesOff.p99 > 0 ? tracesOn.p99 / tracesOff.p99 : 0,
+    },
     targets,
     loginToFirstRelayMs,
     memory,
