@@ -68,7 +68,13 @@ async function main(): Promise<void> {
   let telemetry: { shutdown(): Promise<void> } | undefined;
   if (tracesRequested(env)) {
     const { NodeSDK } = await import('@opentelemetry/sdk-node');
-    const sdk = new NodeSDK({ serviceName: 'billfold', metricReaders: [], logRecordProcessors: [] });
+    // `billfold` names the service unless the environment does (the SDK would let ours win).
+    const named = env.OTEL_SERVICE_NAME || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
+    const sdk = new NodeSDK({
+      ...(!named && { serviceName: 'billfold' }),
+      metricReaders: [],
+      logRecordProcessors: [],
+    });
     sdk.start();
     telemetry = sdk;
   }
