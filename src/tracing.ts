@@ -22,16 +22,15 @@ export function startUpstreamSpan(
   url: URL,
   headers: Record<string, string>,
 ): { span: Span; headers: Record<string, string> } {
-  const span = tracer.startSpan(`${method} ${provider}`, {
-    kind: SpanKind.CLIENT,
-    attributes: {
-      'http.request.method': method,
-      'server.address': url.hostname,
-      'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
-      'billfold.provider': provider,
-    },
-  });
+  const span = tracer.startSpan(`${method} ${provider}`, { kind: SpanKind.CLIENT });
   if (!isLive(span)) return { span, headers };
+  // Set once the span is known to be real: reading a URL's parts is most of a no-op span's cost.
+  span.setAttributes({
+    'http.request.method': method,
+    'server.address': url.hostname,
+    'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    'billfold.provider': provider,
+  });
   // A copy: the caller's headers may be reused for a retry, which gets a span of its own.
   const sent = { ...headers };
   propagation.inject(trace.setSpan(context.active(), span), sent);
@@ -54,10 +53,9 @@ export function endUpstreamSpan(span: Span, outcome: number | { code: string }):
 
 /** One internal span per session-store call, named by its operation. */
 export function startStoreSpan(operation: string): Span {
-  return tracer.startSpan(`store ${operation}`, {
-    kind: SpanKind.CLIENT,
-    attributes: { 'db.operation.name': operation },
-  });
+  const span = tracer.startSpan(`store ${operation}`, { kind: SpanKind.CLIENT });
+  if (isLive(span)) span.setAttribute('db.operation.name', operation);
+  return span;
 }
 
 /** Ends a store span; `failed` marks the call that became a 503. */

@@ -89,7 +89,12 @@ describe('traces', () => {
     const upstream = spans.find((span) => span.name === 'GET billogram')!;
     expect(idOf(upstream)).toBe(upstreamParentId);
     expect(parentOf(upstream)).toBe(idOf(server));
-    expect(upstream.attributes).toMatchObject({ 'http.response.status_code': 200 });
+    expect(upstream.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'http.response.status_code': 200,
+      'server.address': '127.0.0.1',
+      'billfold.provider': 'billogram',
+    });
     const store = spans.filter((span) => span.name.startsWith('store '));
     expect(store.length).toBeGreaterThan(0);
     for (const span of store) expect(parentOf(span)).toBe(idOf(server));
