@@ -1,4 +1,4 @@
-// `npm run bench`: billfold's relay against the floor it is measured by (SPEC section 9), in one run,
+// `npm run bench`: billfold's relay against the floor it is measured by (docs/performance.md), in one run,
 // on one upstream: (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, and
 // (c) billfold on Redis; then billfold with traces off against the same with traces on (exported
 // over OTLP to a sink in this process), interleaved. Prints tables, writes bench/results.json and

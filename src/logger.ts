@@ -93,7 +93,7 @@ const hashOnce = memoize((sessionId: string) =>
   createHash('sha256').update(sessionId).digest('base64url').slice(0, 12),
 );
 
-/** The audit events of SPEC section 6, plus revocations and the operator API's (documented in docs/audit.md). */
+/** The audit events, each documented in docs/audit.md. */
 export type AuditEvent =
   | 'login'
   | 'logout'

@@ -506,6 +506,19 @@ describe('docker-compose.yml: two replicas behind a TLS-terminating proxy (profi
     }
   });
 
+  it('keeps the certificate folder, and any key or certificate file, out of git', async () => {
+    const ignored = (path: string) =>
+      new Promise<boolean>((resolve) =>
+        execFile('git', ['check-ignore', '--no-index', '-q', path], { cwd: ROOT }, (error) =>
+          resolve(error === null),
+        ),
+      );
+    for (const path of ['deploy/tls/fullchain.pem', 'deploy/tls/privkey.pem', 'tls/server.key']) {
+      expect(await ignored(path), path).toBe(true);
+    }
+    expect(await ignored('deploy/nginx.conf')).toBe(false);
+  });
+
   it('checks the proxy’s health on the loopback listener nginx.conf defines', () => {
     const test = stringsAt(
       mapAt(proxyService.healthcheck, 'proxy.healthcheck').test,
