@@ -22,6 +22,7 @@ const DURATION_S = SMOKE ? 1 : 10;
 const WARMUP_S = SMOKE ? 1 : 3;
 const CONNECTIONS = 32;
 const SCALE_CONNECTIONS = [1, 8, 64, 256];
+const TRACE_CONNECTIONS = 8;
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `billfold-bench:${process.pid}:`;
 const SECRETS = {
@@ -224,14 +225,25 @@ async function main() {
   const warmupRequests = billfoldRun.requests * (WARMUP_S / DURATION_S);
   const commandsPerRequest = (after - before - 1) / (billfoldRun.requests + warmupRequests);
 
-  // Off and on, twice each in turn, so drift on a shared machine falls on both alike.
+  // Off and on, twice each in turn, so drift on a shared machine falls on both alike; within one
+  // session's share of connections (RELAY_MAX_CONCURRENT_PER_SESSION), so every call is relayed.
   const tracing: Run[] = [];
   for (let round = 0; round < 2; round++) {
     tracing.push(
-      await load('billfold, traces off', `${billfoldUrl}/api/billingplatform${path}`, { ...proxied, cookie }),
+      await load(
+        'billfold, traces off',
+        `${billfoldUrl}/api/billingplatform${path}`,
+        { ...proxied, cookie },
+        TRACE_CONNECTIONS,
+      ),
     );
     tracing.push(
-      await load('billfold, traces on', `${tracedUrl}/api/billingplatform${path}`, { ...proxied, cookie }),
+      await load(
+        'billfold, traces on',
+        `${tracedUrl}/api/billingplatform${path}`,
+        { ...proxied, cookie },
+        TRACE_CONNECTIONS,
+      ),
     );
   }
   const sum = (name: string, key: 'rps' | 'p99' | 'requests') =>
@@ -315,7 +327,14 @@ async function main() {
     })),
   );
   console.table(
-    tracing.map((run) => ({ contender: run.name, 'req/s': run.rps, 'p50 ms': run.p50, 'p99 ms': run.p99 })),
+    tracing.map((run) => ({
+      contender: run.name,
+      connections: run.connections,
+      'req/s': run.rps,
+      'p50 ms': run.p50,
+      'p99 ms': run.p99,
+      errors: run.errors + run.non2xx,
+    })),
   );
   const targets = {
     throughputRatio: billfoldRun.rps / bare.rps,
