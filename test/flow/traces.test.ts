@@ -124,6 +124,24 @@ describe('traces', () => {
     }
   });
 
+  it("keeps a caller's decision not to sample: nothing recorded, the upstream told the same", async () => {
+    const client = newClient();
+    await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
+    const traceId = hex(16);
+    exporter.reset();
+    sandbox.billogram.clearRequests();
+    const answer = await client.get('/api/billogram/customer/1', {
+      origin: ORIGIN,
+      traceparent: `00-${traceId}-${hex(8)}-00`,
+    });
+    expect(answer.status).toBe(200);
+    const [, upstreamTraceId, , sampled] =
+      TRACEPARENT.exec(String(sandbox.billogram.requests.at(-1)!.headers.traceparent)) ?? [];
+    expect(upstreamTraceId).toBe(traceId);
+    expect(sampled).toBe('0');
+    expect(spansOf(traceId)).toEqual([]);
+  });
+
   it("records the upstream's refusal on the client span and billfold's answer on the server span", async () => {
     const client = newClient();
     await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
