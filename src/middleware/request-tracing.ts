@@ -1,5 +1,13 @@
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { IncomingHttpHeaders, IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+} from '@opentelemetry/api';
 import { isLive, tracer } from '../tracing.js';
 import type { ProviderId } from '../upstream/provider-id.js';
 import { contextOf, routeTemplate } from './request-context.js';
@@ -15,6 +23,27 @@ function providerOf(req: IncomingMessage): ProviderId | undefined {
 }
 
 /**
+ * The caller's trace, to continue, and nothing else it sent: its baggage and trace state are data of
+ * its own choosing, which would otherwise ride to the upstreams on billfold's `traceparent` past the
+ * relay's allow-list of client headers.
+ */
+function fromCaller(headers: IncomingHttpHeaders): Context {
+  let extracted = propagation.extract(ROOT_CONTEXT, headers);
+  if (propagation.getBaggage(extracted)) extracted = propagation.deleteBaggage(extracted);
+  const remote = trace.getSpanContext(extracted);
+  if (remote?.traceState) {
+    const { traceId, spanId, traceFlags, isRemote } = remote;
+    extracted = trace.setSpanContext(extracted, {
+      traceId,
+      spanId,
+      traceFlags,
+      ...(isRemote && { isRemote }),
+    });
+  }
+  return extracted;
+}
+
+/**
  * The listener with one server span per request, continuing the caller's W3C `traceparent` and made
  * the active context for everything the request does (store calls, upstream calls, log lines).
  */
@@ -24,7 +53,7 @@ export function traceRequests(listener: RequestListener): RequestListener {
     const url = req.url ?? '';
     const queryAt = url.indexOf('?');
     const route = routeTemplate(queryAt === -1 ? url : url.slice(0, queryAt));
-    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    const parent = fromCaller(req.headers);
     const span = tracer.startSpan(
       `${method} ${route}`,
       { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': route } },

@@ -124,6 +124,24 @@ describe('traces', () => {
     }
   });
 
+  it('passes no baggage or trace state of the caller to the upstream, only the trace', async () => {
+    const client = newClient();
+    await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
+    const traceId = hex(16);
+    sandbox.billogram.clearRequests();
+    const answer = await client.get('/api/billogram/customer/1', {
+      origin: ORIGIN,
+      traceparent: `00-${traceId}-${hex(8)}-01`,
+      tracestate: 'vendor=client-chosen',
+      baggage: 'role=admin,tenant=someone-else',
+    });
+    expect(answer.status).toBe(200);
+    const { headers } = sandbox.billogram.requests.at(-1)!;
+    expect(TRACEPARENT.exec(String(headers.traceparent))?.[1]).toBe(traceId);
+    expect(headers.baggage).toBeUndefined();
+    expect(headers.tracestate).toBeUndefined();
+  });
+
   it("keeps a caller's decision not to sample: nothing recorded, the upstream told the same", async () => {
     const client = newClient();
     await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
