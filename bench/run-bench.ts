@@ -1,11 +1,18 @@
-// `npm run bench`: billfold's relay against the floor it is measured by (SPEC section 9), in one run,
+// `npm run bench`: billfold's relay against the floor it is measured by (docs/performance.md), in one run,
 // on one upstream: (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, and
-// (c) billfold on Redis. Prints a table, writes bench/results.json and bench/results.svg.
+// (c) billfold on Redis; then billfold with traces off against the same with traces on (exported
+// over OTLP to a sink in this process), interleaved. Prints tables, writes bench/results.json and
+// bench/results.svg.
 // `--smoke` runs every step for a second or two, to prove the benchmark works (CI does this).
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { traceRequests } from '../src/middleware/request-tracing.js';
+import { endStoreSpan, endUpstreamSpan, startStoreSpan, startUpstreamSpan } from '../src/tracing.js';
 import { billfoldListening, start, stopChildren } from './processes.js';
 import { renderChart } from './render-chart.js';
 import { measureSessionMemory } from './session-memory.js';
@@ -15,6 +22,7 @@ const DURATION_S = SMOKE ? 1 : 10;
 const WARMUP_S = SMOKE ? 1 : 3;
 const CONNECTIONS = 32;
 const SCALE_CONNECTIONS = [1, 8, 64, 256];
+const TRACE_CONNECTIONS = 8;
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `billfold-bench:${process.pid}:`;
 const SECRETS = {
@@ -56,6 +64,38 @@ async function load(
   };
 }
 
+/**
+ * What the trace hooks cost a relayed request with no SDK registered (this process registers none):
+ * the request's span, one upstream span and two store spans, as the relay makes them, in a loop.
+ */
+function tracesOffNanosecondsPerRequest(iterations: number): number {
+  const req = {
+    method: 'GET',
+    url: '/api/billingplatform/ACCOUNT/1',
+    headers: {
+      cookie: 'billfold.sid=x',
+      'x-csrf': '1',
+      traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
+    },
+  } as unknown as IncomingMessage;
+  const res = {} as ServerResponse;
+  const url = new URL('http://127.0.0.1:4000/ACCOUNT/1');
+  const headers = { sessionid: 'x' };
+  let sink = 0;
+  const relay = traceRequests(() => {
+    for (let store = 0; store < 2; store++) endStoreSpan(startStoreSpan('get'), false);
+    const upstream = startUpstreamSpan('billingplatform', 'GET', url, headers);
+    sink += Object.keys(upstream.headers).length;
+    endUpstreamSpan(upstream.span, 200);
+  });
+  for (let i = 0; i < iterations / 10; i++) relay(req, res);
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < iterations; i++) relay(req, res);
+  const elapsed = Number(process.hrtime.bigint() - started);
+  if (sink === 0) throw new Error('the hooks did not run');
+  return elapsed / iterations;
+}
+
 async function commandCount(redis: { info(section: string): Promise<string> }): Promise<number> {
   const info = await redis.info('commandstats');
   return [...info.matchAll(/calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
@@ -90,24 +130,44 @@ async function main() {
   const upstream = new URL(upstreamBase);
 
   step('starting billfold on Redis');
-  const billfold = await start(
+  const billfoldEnv = {
+    ...sandboxEnv,
+    ...SECRETS,
+    NODE_ENV: 'production',
+    PUBLIC_ORIGIN: 'https://billfold.bench',
+    TRUST_PROXY: 'loopback',
+    PORT: '0',
+    REDIS_URL,
+    REDIS_KEY_PREFIX: PREFIX,
+    RELAY_RATE_LIMIT: '100000000',
+    LOG_LEVEL: 'info',
+  };
+  const billfold = await start('src/main.ts', [], billfoldEnv, billfoldListening);
+  const billfoldUrl = `http://127.0.0.1:${billfold.value}`;
+
+  // An OTLP/HTTP collector that accepts every export and counts what it received.
+  let exportedBytes = 0;
+  let exports = 0;
+  const collector = http.createServer((req, res) => {
+    req.on('data', (chunk: Buffer) => (exportedBytes += chunk.length));
+    req.on('end', () => {
+      exports++;
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  step('starting billfold with traces on, the same store and sessions');
+  const traced = await start(
     'src/main.ts',
     [],
     {
-      ...sandboxEnv,
-      ...SECRETS,
-      NODE_ENV: 'production',
-      PUBLIC_ORIGIN: 'https://billfold.bench',
-      TRUST_PROXY: 'loopback',
-      PORT: '0',
-      REDIS_URL,
-      REDIS_KEY_PREFIX: PREFIX,
-      RELAY_RATE_LIMIT: '100000000',
-      LOG_LEVEL: 'info',
+      ...billfoldEnv,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+      OTEL_SERVICE_NAME: 'billfold-bench',
     },
     billfoldListening,
   );
-  const billfoldUrl = `http://127.0.0.1:${billfold.value}`;
+  const tracedUrl = `http://127.0.0.1:${traced.value}`;
   // Production mode behind a trusted TLS-terminating proxy: the load generator plays the proxy.
   const proxied = { 'x-forwarded-proto': 'https', 'x-csrf': '1' };
 
@@ -165,6 +225,39 @@ async function main() {
   const warmupRequests = billfoldRun.requests * (WARMUP_S / DURATION_S);
   const commandsPerRequest = (after - before - 1) / (billfoldRun.requests + warmupRequests);
 
+  // Off and on, twice each in turn, so drift on a shared machine falls on both alike; within one
+  // session's share of connections (RELAY_MAX_CONCURRENT_PER_SESSION), so every call is relayed.
+  const tracing: Run[] = [];
+  for (let round = 0; round < 2; round++) {
+    tracing.push(
+      await load(
+        'billfold, traces off',
+        `${billfoldUrl}/api/billingplatform${path}`,
+        { ...proxied, cookie },
+        TRACE_CONNECTIONS,
+      ),
+    );
+    tracing.push(
+      await load(
+        'billfold, traces on',
+        `${tracedUrl}/api/billingplatform${path}`,
+        { ...proxied, cookie },
+        TRACE_CONNECTIONS,
+      ),
+    );
+  }
+  const sum = (name: string, key: 'rps' | 'p99' | 'requests') =>
+    tracing.filter((run) => run.name === name).reduce((total, run) => total + run[key], 0);
+  const tracesOff = {
+    rps: sum('billfold, traces off', 'rps') / 2,
+    p99: sum('billfold, traces off', 'p99') / 2,
+  };
+  const tracesOn = { rps: sum('billfold, traces on', 'rps') / 2, p99: sum('billfold, traces on', 'p99') / 2 };
+  const tracedRequests = sum('billfold, traces on', 'requests');
+  traced.child.kill('SIGTERM');
+  await new Promise((resolve) => traced.child.once('exit', resolve));
+  collector.close();
+
   const scale: Run[] = [];
   for (const connections of SCALE_CONNECTIONS) {
     scale.push(
@@ -206,6 +299,9 @@ async function main() {
   const sessionId = decodeURIComponent(fourCookie.split('=')[1]!).slice(2).split('.')[0]!;
   const recordBytes = await redis.strLen(`${PREFIX}s:${sessionId}`);
 
+  step('trace hooks with traces off');
+  const hooksOffNs = tracesOffNanosecondsPerRequest(SMOKE ? 100_000 : 2_000_000);
+
   step('store memory per session');
   const memory = await measureSessionMemory(SMOKE ? 1000 : 100_000, REDIS_URL);
 
@@ -230,6 +326,16 @@ async function main() {
       'billfold p99': scale[2 * i + 1]!.p99,
     })),
   );
+  console.table(
+    tracing.map((run) => ({
+      contender: run.name,
+      connections: run.connections,
+      'req/s': run.rps,
+      'p50 ms': run.p50,
+      'p99 ms': run.p99,
+      errors: run.errors + run.non2xx,
+    })),
+  );
   const targets = {
     throughputRatio: billfoldRun.rps / bare.rps,
     p99Ratio: bare.p99 > 0 ? billfoldRun.p99 / bare.p99 : 0,
@@ -244,6 +350,14 @@ async function main() {
       `Redis commands per relayed request: ${commandsPerRequest.toFixed(3)} (target <= 1)`,
       `session record with four providers: ${recordBytes} bytes (target <= 2048)`,
       `login to first relayed answer: ${loginToFirstRelayMs.toFixed(1)} ms`,
+      `traces on / off: ${(tracesOn.rps / tracesOff.rps).toFixed(2)} x req/s, ${
+        tracesOff.p99 > 0 ? (tracesOn.p99 / tracesOff.p99).toFixed(2) : 'n/a'
+      } x p99; traces off / bare: ${(tracesOff.rps / bare.rps).toFixed(2)} x req/s`,
+      `traces off: the hooks cost ${hooksOffNs.toFixed(0)} ns per relayed request, ${(
+        (hooksOffNs / (1e9 / tracesOff.rps)) *
+        100
+      ).toFixed(3)} % of a request's share of time at ${Math.round(tracesOff.rps)} req/s`,
+      `spans exported: ${exports} OTLP requests, ${(exportedBytes / 1024).toFixed(0)} KiB for ${tracedRequests} measured requests and their warm-up`,
       `store memory at ${memory.sessions.toLocaleString('en')} sessions: embedded ${memory.embeddedBytesPerSession} bytes/session, Redis ${memory.redisBytesPerSession} bytes/session`,
     ].join('\n'),
   );
@@ -258,6 +372,12 @@ async function main() {
     connections: CONNECTIONS,
     runs,
     scale,
+    tracing,
+    tracesOffHookNs: hooksOffNs,
+    tracesOnOffRatio: {
+      rps: tracesOn.rps / tracesOff.rps,
+      p99: tracesOff.p99 > 0 ? tracesOn.p99 / tracesOff.p99 : 0,
+    },
     targets,
     loginToFirstRelayMs,
     memory,

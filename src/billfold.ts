@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { observeAudits, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { guardListener } from './middleware/error-boundary.js';
+import { traceRequests } from './middleware/request-tracing.js';
 import { createOperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
 import { compileTrust, createCors } from './middleware/request-guards.js';
 import { createSecurityHeaders } from './middleware/security-headers.js';
@@ -148,22 +149,30 @@ export function createBillfold(
   };
   // Every listener is guarded: nothing a client sends can throw out of a request handler.
   return {
-    handler: guardListener(createApp(deps), logger),
+    handler: guardListener(traceRequests(createApp(deps)), logger),
     adminHandler:
       config.admin &&
       guardListener(
-        createOperatorListener({ ...operatorPort, token: config.admin.token, route: createAdminRoute(deps) }),
+        traceRequests(
+          createOperatorListener({
+            ...operatorPort,
+            token: config.admin.token,
+            route: createAdminRoute(deps),
+          }),
+        ),
         logger,
       ),
     metricsHandler:
       config.metrics.port === undefined
         ? undefined
         : guardListener(
-            createOperatorListener({
-              ...operatorPort,
-              token: config.metrics.token,
-              route: createMetricsRoute(metrics),
-            }),
+            traceRequests(
+              createOperatorListener({
+                ...operatorPort,
+                token: config.metrics.token,
+                route: createMetricsRoute(metrics),
+              }),
+            ),
             logger,
           ),
     store,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { trace } from '@opentelemetry/api';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { memoize } from './bounded-cache.js';
 import type { ProviderId } from './upstream/provider-id.js';
@@ -29,6 +30,15 @@ const REDACTED_FIELDS = [
   'set-cookie',
 ];
 
+/** The active span's ids, so a log line can be found from its trace and the trace from the line. */
+function traceIds(): object {
+  const span = trace.getActiveSpan();
+  // A fresh object each time: pino merges the line's own fields into it.
+  if (!span) return {};
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId, trace_flags: traceFlags.toString(16).padStart(2, '0') };
+}
+
 /** A JSON logger; pass a destination to capture lines (tests) or to write asynchronously (production). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
@@ -38,6 +48,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: [...REDACTED_FIELDS, ...REDACTED_FIELDS.map((f) => `*.${f}`)], censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      mixin: traceIds,
     },
     destination,
   );
@@ -82,7 +93,7 @@ const hashOnce = memoize((sessionId: string) =>
   createHash('sha256').update(sessionId).digest('base64url').slice(0, 12),
 );
 
-/** The audit events of SPEC section 6, plus revocations and the operator API's (documented in docs/audit.md). */
+/** The audit events, each documented in docs/audit.md. */
 export type AuditEvent =
   | 'login'
   | 'logout'

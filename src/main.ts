@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type LoadedConfig } from './config.js';
 import { createLogDestination, createLogger } from './logger.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { readTlsCredentials, type TlsCredentials } from './tls-credentials.js';
+import { tracesRequested } from './tracing.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const CERTIFICATE_WARNING_MS = 14 * 86_400_000;
@@ -62,6 +63,21 @@ async function main(): Promise<void> {
     }
   }
   const { config, warnings } = loaded;
+  // The SDK reads the standard OTEL_* variables itself; billfold's metrics stay Prometheus and its
+  // logs stay on stdout, so it exports traces alone. Loaded only when asked for: off costs nothing.
+  let telemetry: { shutdown(): Promise<void> } | undefined;
+  if (tracesRequested(env)) {
+    const { NodeSDK } = await import('@opentelemetry/sdk-node');
+    // `billfold` names the service unless the environment does (the SDK would let ours win).
+    const named = env.OTEL_SERVICE_NAME || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
+    const sdk = new NodeSDK({
+      ...(!named && { serviceName: 'billfold' }),
+      metricReaders: [],
+      logRecordProcessors: [],
+    });
+    sdk.start();
+    telemetry = sdk;
+  }
   let tls: TlsCredentials | undefined;
   try {
     tls = config.tls && readTlsCredentials(config.tls);
@@ -101,7 +117,8 @@ async function main(): Promise<void> {
     // Stop accepting; in-flight requests finish; idle keep-alive sockets close now, busy ones after the grace.
     const closed = servers.map((each) => new Promise((resolve) => each.close(resolve)));
     void Promise.all(closed).then(() =>
-      Promise.all([billfold.close(), sandbox?.close()]).finally(() => {
+      // Spans still batched are sent before the process ends.
+      Promise.all([billfold.close(), sandbox?.close(), telemetry?.shutdown()]).finally(() => {
         logger.info('billfold stopped');
         // A blocked stdout must not keep a stopped process alive.
         setTimeout(() => process.exit(0), EXIT_FLUSH_MS).unref();
@@ -193,6 +210,7 @@ async function main(): Promise<void> {
       store: config.store.kind,
       production: config.production,
       providers: Object.keys(config.providers),
+      traces: telemetry !== undefined,
     },
     'billfold listening',
   );

@@ -203,7 +203,11 @@ export function createRelayHandler(deps: RelayDeps) {
     // the slots are given back when the answer is over, however it ends.
     const release = deps.concurrency.acquire(id, [`s:${sessionId}`, `i:${identityOf(adapter, credential)}`]);
     res.once('close', release);
-    if (signal.aborted) throw signal.reason;
+    // A client that left during the session read has closed already: its close came too early.
+    if (signal.aborted) {
+      release();
+      throw signal.reason;
+    }
     if (adapter.needsRenewal?.(credential, clock.now())) {
       ({ session, credential } = await deps.renewer.renew(session, id, credential));
     }

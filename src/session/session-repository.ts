@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import { withDeadline } from '../deadline.js';
 import { AppError } from '../errors.js';
+import { endStoreSpan, startStoreSpan } from '../tracing.js';
 import type { SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
 import type { SealedRecords } from './session-store.js';
@@ -82,12 +83,16 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
   // mistaken for "logged out", and no request waits on a store that does not answer.
   const guard = async <T>(name: string, operation: () => Promise<T>): Promise<T> => {
     const started = performance.now();
+    const span = startStoreSpan(name);
+    let failed = false;
     try {
       return await withDeadline(operation(), options.timeoutMs);
     } catch (error) {
+      failed = true;
       options.onStoreError(error);
       throw new AppError('session_store_unavailable', { cause: error });
     } finally {
+      endStoreSpan(span, failed);
       options.onStoreCall?.(name, (performance.now() - started) / 1000);
     }
   };

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent, errors, request } from 'undici';
 import { AppError } from '../errors.js';
+import { endUpstreamSpan, startUpstreamSpan } from '../tracing.js';
 import type { ProviderId } from './provider-id.js';
 
 /** One call to an upstream. The URL is always built by billfold from a configured base URL. */
@@ -115,6 +116,12 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         else deadline.abort(new AnswerDeadlineError());
       };
       let timer = setTimeout(expire, options.timeoutMs);
+      const traced = startUpstreamSpan(
+        provider,
+        upstreamRequest.method,
+        upstreamRequest.url,
+        upstreamRequest.headers,
+      );
       const signal = upstreamRequest.signal
         ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
         : deadline.signal;
@@ -123,7 +130,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         const sent = request(upstreamRequest.url, {
           dispatcher: agent,
           method: upstreamRequest.method as 'GET',
-          headers: upstreamRequest.headers,
+          headers: traced.headers,
           body: upstreamRequest.body ?? null,
           signal,
         });
@@ -137,8 +144,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           throw error;
         });
         options.onResponse?.(provider, response.statusCode, performance.now() - started);
+        endUpstreamSpan(traced.span, response.statusCode);
       } catch (error) {
         const failure = toUpstreamError(provider, error);
+        endUpstreamSpan(traced.span, failure);
         options.onResponse?.(provider, 'error', performance.now() - started, failure);
         throw failure;
       } finally {

@@ -42,12 +42,24 @@ describe('the stored session', () => {
     );
 
     const redis = await connectRedis();
-    const keys = await redis.keys(`${instance.config.store.keyPrefix}s:*`);
-    expect(keys).toHaveLength(1);
-    const bytes = await redis.strLen(keys[0]!);
+    const sessionId = decodeURIComponent(client.cookie!.split('=')[1]!).slice(2).split('.')[0]!;
+    const bytes = await redis.strLen(`${instance.config.store.keyPrefix}s:${sessionId}`);
+    expect(bytes).toBeGreaterThan(0);
     redis.destroy();
     return bytes;
   };
+
+  it('is at most 512 bytes in Redis with one provider connected (BillingPlatform)', async () => {
+    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
+    const cookie = decodeURIComponent(client.cookie!.split('=')[1]!);
+    const redis = await connectRedis();
+    const bytes = await redis.strLen(`${billfold.config.store.keyPrefix}s:${cookie.slice(2).split('.')[0]!}`);
+    redis.destroy();
+    console.log(`stored session with one provider: ${bytes} bytes`);
+    expect(bytes).toBeGreaterThan(0);
+    expect(bytes).toBeLessThanOrEqual(512);
+  });
 
   it('is at most 2 KiB in Redis with all four providers connected (Billbora with its Supabase refresh token)', async () => {
     const bytes = await sizeWithFourProviders(billfold);

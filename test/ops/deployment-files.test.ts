@@ -9,7 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type Config } from '../../src/config.js';
 import { compileTrust, isSecureRequest } from '../../src/middleware/request-guards.js';
 import { TLS_PROFILE } from '../../src/tls-credentials.js';
+import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { freePort } from '../support/redis-server.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 
@@ -219,28 +222,35 @@ describe('docker-compose.yml', () => {
     expect(redisUrl.port).toBe('6379');
   });
 
-  it('refuses to start without the secrets billfold cannot run production without', () => {
-    const required = Object.entries(billfoldEnvironment).filter(
-      ([, v]) => typeof v === 'string' && v.includes(':?'),
+  it('leaves the secrets to billfold, which refuses production without each and names it', () => {
+    const passed = Object.entries(billfoldEnvironment).filter(
+      ([, v]) => typeof v === 'string' && v.startsWith('${'),
     );
-    expect(required.map(([name]) => name).sort()).toEqual([
-      'PUBLIC_ORIGIN',
-      'SESSION_ENCRYPTION_KEYS',
-      'SESSION_SECRETS',
-    ]);
-    for (const [name, value] of required) {
-      expect(value).toMatch(new RegExp(`^\\$\\{${name}:\\?.+\\}$`));
-      expect(() => containerEnvironment({ ...OPERATOR, [name]: '' })).toThrow(/compose refuses to start/);
-      // And billfold itself would refuse, so compose is not demanding anything billfold does not need.
-      const { [name]: _dropped, ...rest } = containerEnvironment(OPERATOR);
+    for (const name of ['PUBLIC_ORIGIN', 'SESSION_ENCRYPTION_KEYS', 'SESSION_SECRETS']) {
+      expect(billfoldEnvironment[name]).toBe(`\${${name}:-}`);
+      const environment = containerEnvironment({ ...OPERATOR, [name]: '' });
+      expect(environment[name]).toBe('');
       try {
-        loadConfig(rest);
+        loadConfig(environment);
         expect.fail(`billfold started in production without ${name}`);
       } catch (error) {
         expect(error).toBeInstanceOf(ConfigError);
         expect((error as ConfigError).problems.join('\n')).toContain(name);
       }
     }
+    expect(passed.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('requires no variable of any profile, since compose checks every service whatever the profile', () => {
+    expect(composeText).not.toMatch(/\$\{\w+:?\?/);
+    for (const [name, service] of Object.entries(services)) {
+      const environment = mapAt(service, name).environment;
+      if (environment) expect(() => containerEnvironment({}, mapAt(environment, name))).not.toThrow();
+    }
+    // Only Redis runs outside a profile: each way of running billfold is asked for by name.
+    const unprofiled = Object.entries(services).filter(([, service]) => !mapAt(service, 'service').profiles);
+    expect(unprofiled.map(([name]) => name)).toEqual(['redis']);
+    expect(stringsAt(billfoldService.profiles, 'billfold.profiles')).toEqual(['single']);
   });
 
   it('gives billfold, once the operator supplies the secrets, a valid production configuration on Redis', () => {
@@ -294,16 +304,61 @@ describe('docker-compose.yml', () => {
     expect(healthchecks['docker-compose.yml']).toEqual(healthchecks.Dockerfile);
   });
 
-  it('offers the sandbox upstreams under the demo profile, from the same build, as `npm run sandbox` starts them', () => {
-    const sandbox = mapAt(services.sandbox, 'services.sandbox');
-    expect(stringsAt(sandbox.profiles, 'sandbox.profiles')).toEqual(['demo']);
-    expect(sandbox.build).toBe(billfoldService.build);
-    // billfold accepts http:// upstreams on loopback only, so the sandbox shares billfold's network.
-    expect(sandbox.network_mode).toBe('service:billfold');
-    const [node, script] = stringsAt(sandbox.command, 'sandbox.command');
-    expect(node).toBe('node');
-    expect(packageJson.scripts.sandbox).toContain(`node ${script}`);
-    expect(existsSync(join(ROOT, script!.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts')))).toBe(true);
+  describe('the demo profile', () => {
+    const demo = mapAt(services.demo, 'services.demo');
+    const demoEnvironment = mapAt(demo.environment, 'services.demo.environment');
+    let running: BillfoldProcess | undefined;
+    afterEach(async () => {
+      await running?.stop();
+      running = undefined;
+    });
+
+    it('is billfold’s image as it starts, in development, on Redis, published on the host’s loopback only', () => {
+      expect(stringsAt(demo.profiles, 'demo.profiles')).toEqual(['demo']);
+      expect(demo.build).toBe(billfoldService.build);
+      // The image's own command, the one the production services run.
+      expect(demo.command).toBeUndefined();
+      expect(stringsAt(demo.ports, 'demo.ports')).toEqual(['127.0.0.1:3000:3000']);
+      const dependsOn = mapAt(demo.depends_on, 'demo.depends_on');
+      expect(mapAt(dependsOn.redis, 'demo.depends_on.redis').condition).toBe('service_healthy');
+      const { config } = loadConfig(containerEnvironment({}, demoEnvironment));
+      expect(config.production).toBe(false);
+      expect(config.store.kind).toBe('redis');
+      expect(config.host).toBe('0.0.0.0');
+      expect(config.port).toBe(3000);
+      // No upstream configured: main.ts starts the bundled sandbox in its place.
+      expect(Object.keys(config.providers)).toEqual([]);
+    });
+
+    it('serves the demo page and signs in to the sandbox, with nothing set by the operator', async () => {
+      const environment = containerEnvironment({}, demoEnvironment);
+      running = await spawnBillfold({
+        ...environment,
+        // The container's addresses, on this machine: loopback, a free port, the test Redis.
+        HOST: '127.0.0.1',
+        PORT: String(await freePort()),
+        REDIS_URL,
+        REDIS_KEY_PREFIX: uniquePrefix(),
+        SESSION_SECRETS: '',
+        SESSION_ENCRYPTION_KEYS: '',
+      });
+      const page = await fetch(`${running.url}/`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(await page.text()).toContain('demo.js');
+      const origin = running.url.replace('127.0.0.1', 'localhost');
+      const login = await fetch(`${running.url}/auth/billogram/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrf': '1', origin },
+        body: JSON.stringify(SANDBOX_DEMO_CREDENTIALS.billogram),
+      });
+      expect(login.status).toBe(200);
+      const cookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0]!;
+      const relayed = await fetch(`${running.url}/api/billogram/customer/1`, {
+        headers: { cookie, 'x-csrf': '1', origin },
+      });
+      expect(relayed.status).toBe(200);
+    });
   });
 });
 
@@ -449,6 +504,19 @@ describe('docker-compose.yml: two replicas behind a TLS-terminating proxy (profi
     for (const name of ['ssl_certificate', 'ssl_certificate_key']) {
       expect(one(tlsServer?.block, name).args[0]).toMatch(new RegExp(`^${mountedAt}/[\\w.-]+\\.pem$`));
     }
+  });
+
+  it('keeps the certificate folder, and any key or certificate file, out of git', async () => {
+    const ignored = (path: string) =>
+      new Promise<boolean>((resolve) =>
+        execFile('git', ['check-ignore', '--no-index', '-q', path], { cwd: ROOT }, (error) =>
+          resolve(error === null),
+        ),
+      );
+    for (const path of ['deploy/tls/fullchain.pem', 'deploy/tls/privkey.pem', 'tls/server.key']) {
+      expect(await ignored(path), path).toBe(true);
+    }
+    expect(await ignored('deploy/nginx.conf')).toBe(false);
   });
 
   it('checks the proxy’s health on the loopback listener nginx.conf defines', () => {
