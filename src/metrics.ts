@@ -3,7 +3,6 @@ import { memoize } from './bounded-cache.js';
 import type { AppError } from './errors.js';
 import type { AuditObserver } from './logger.js';
 import type { RequestObserver } from './middleware/request-context.js';
-import type { ProviderId } from './upstream/provider-id.js';
 
 /**
  * One billfold instance's Prometheus metrics, fed through the seams that already see each event:
@@ -14,12 +13,7 @@ export interface Metrics {
   readonly registry: Registry;
   observeRequest: RequestObserver;
   /** The upstream client's `onResponse`. */
-  observeUpstream: (
-    provider: ProviderId,
-    status: number | 'error',
-    durationMs: number,
-    error?: AppError,
-  ) => void;
+  observeUpstream: (provider: string, status: number | 'error', durationMs: number, error?: AppError) => void;
   /** The repository's `onStoreCall`. */
   observeStoreCall: (operation: string, seconds: number) => void;
   /** Counts one store failure that became a 503. */

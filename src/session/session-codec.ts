@@ -1,6 +1,11 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { EncryptionKey } from '../config.js';
 import type { SessionRecord } from './session-record.js';
+
+/** One key of the session encryption keyring. */
+export interface EncryptionKey {
+  id: string;
+  key: Buffer;
+}
 
 /** Seals session records for the store and opens them again. */
 export interface SessionCodec {

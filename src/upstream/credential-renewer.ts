@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
-import { hasProviders, type CredentialOf } from '../session/session-record.js';
+import { hasProviders, type StoredCredential } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
   adapterFor,
@@ -13,7 +13,7 @@ import {
 } from './provider-adapter.js';
 import type { ProviderId } from './provider-id.js';
 
-type Credential = CredentialOf<ProviderId>;
+type Credential = StoredCredential;
 
 /** A session together with the credential a call should now use. */
 export interface Renewed {

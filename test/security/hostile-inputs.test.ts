@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createSessionIdReader } from '../../src/session/session-cookie.js';
-import { createAdapters } from '../../src/upstream/adapter-registry.js';
+import { createAdapters } from '../../src/upstream/provider-modules.js';
 import { upstreamUrl } from '../../src/upstream/provider-adapter.js';
 import { canonicalRelayPath, checkRelayPath } from '../../src/upstream/relay-policy.js';
 import { createUpstreamClient } from '../../src/upstream/upstream-client.js';
