@@ -2,7 +2,20 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { memoize } from './bounded-cache.js';
 import type { AppError } from './errors.js';
 import type { AuditObserver } from './logger.js';
-import type { RequestObserver } from './middleware/request-context.js';
+
+/** What the request metrics read of a request: its route template and provider. */
+export interface ObservedRequest {
+  readonly route: string;
+  readonly provider: string | undefined;
+}
+
+/** Told of every request once its answer has ended (status 499 when the client left first). */
+export type RequestObserver = (
+  request: ObservedRequest,
+  method: string,
+  status: number,
+  seconds: number,
+) => void;
 
 /**
  * One billfold instance's Prometheus metrics, fed through the seams that already see each event:

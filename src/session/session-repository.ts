@@ -1,9 +1,8 @@
 import type { Clock } from '../clock.js';
 import { withDeadline } from '../deadline.js';
 import { AppError } from '../errors.js';
-import type { SessionBackend } from './session-backend.js';
+import type { SealedRecords, SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
-import type { SealedRecords } from './session-store.js';
 import { createSessionIndex, type SessionIndex } from './session-index.js';
 import type { StoreKeyNames } from './store-key-names.js';
 import { isSessionLive, sessionDeadlines, type SessionLimits, type SessionRecord } from './session-record.js';
