@@ -158,13 +158,22 @@ export function createApp(deps: AppDeps): RequestListener {
     const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
     securityHeaders.write(req, res);
     const url = req.url ?? '';
-    const fail = (error: unknown) => sendError(res, error, context, logger);
-    if (hasUnmetExpectation(req)) return fail(new AppError('expectation_failed'));
+    const fail = (error: unknown) => {
+      sendError(res, error, context, logger);
+    };
+    if (hasUnmetExpectation(req)) {
+      fail(new AppError('expectation_failed'));
+      return;
+    }
     // An absolute-form request line (`GET http://host/...`) names no path of billfold's.
-    if (!url.startsWith('/')) return fail(new AppError('invalid_path'));
+    if (!url.startsWith('/')) {
+      fail(new AppError('invalid_path'));
+      return;
+    }
     const pathname = url.split('?', 1)[0] ?? '';
     if (config.production && !PROBES.has(pathname) && !isSecureRequest(req, trust)) {
-      return fail(new AppError('https_required'));
+      fail(new AppError('https_required'));
+      return;
     }
     if (url.startsWith('/api/') && req.method !== 'OPTIONS') {
       relay(req, res, context).catch(fail);
@@ -175,9 +184,13 @@ export function createApp(deps: AppDeps): RequestListener {
     try {
       if (queryAt !== -1) checkQuery(url.slice(queryAt));
     } catch (error) {
-      return fail(error);
+      fail(error);
+      return;
     }
-    if (metricsHere && pathname === '/metrics') return metricsHere(req, res, context);
+    if (metricsHere && pathname === '/metrics') {
+      metricsHere(req, res, context);
+      return;
+    }
     app(req as express.Request, res as express.Response);
   };
 }

@@ -155,15 +155,20 @@ export function createConfigSchema<const M extends readonly ProviderModule[]>(mo
   const providerShape: z.ZodRawShape = Object.fromEntries(
     modules.flatMap((module) => Object.entries(module.config.env)),
   );
-  return (
-    z
-      // Each module's fields are parsed by its own shape; `read` gets them back typed.
-      .object({ ...coreShape, ...(providerShape as Record<never, never>) })
-      .superRefine((env, context) => {
-        for (const message of review(env, modules).problems) context.addIssue({ code: 'custom', message });
-      })
-      .transform((env) => build(env, modules))
-  );
+  // Each module's fields are parsed by its own shape and handed back to its `read`; a module cannot
+  // redefine a core variable.
+  const shape: typeof coreShape = { ...providerShape, ...coreShape };
+  return z
+    .object(shape)
+    .superRefine((env, context) => {
+      for (const message of review(env, modules).problems) context.addIssue({ code: 'custom', message });
+    })
+    .transform((env) => build(env, modules));
+}
+
+/** The name of every environment variable billfold reads: its own and each provider module's. */
+export function environmentVariables(modules: readonly ProviderModule[] = PROVIDER_MODULES): Set<string> {
+  return new Set([...Object.keys(coreShape), ...modules.flatMap((module) => Object.keys(module.config.env))]);
 }
 
 /** Everything billfold reads from its environment, parsed once and frozen. */
@@ -198,8 +203,8 @@ export function loadConfig(
   // the bad values left out, so one message lists everything.
   const fields = parsed.error.issues.filter((issue) => issue.path.length > 0);
   if (fields.length > 0) {
-    const cleaned = { ...source };
-    for (const issue of fields) delete cleaned[String(issue.path[0])];
+    const bad = new Set(fields.map((issue) => String(issue.path[0])));
+    const cleaned = Object.fromEntries(Object.entries(source).filter(([name]) => !bad.has(name)));
     const rest = schema.safeParse(cleaned);
     if (!rest.success)
       problems.push(...rest.error.issues.filter((issue) => issue.path.length === 0).map(describeIssue));
@@ -472,7 +477,7 @@ function checkStrength(
   else warnings.push(message);
 }
 
-const codePoints = (text: string) => [...text].map((c) => c.codePointAt(0) ?? 0);
+const codePoints = (text: string) => Array.from(text, (c) => c.codePointAt(0) ?? 0);
 
 function parseOrigin(value: string, name: string, problems: string[]): string | undefined {
   try {
@@ -579,7 +584,7 @@ function parseRedisNodes(env: Env, problems: string[]): RedisSettings {
   const urlTls = urls.length > 0 && urls.every((url) => url.protocol === 'rediss:');
   const filesGiven = Boolean(env.REDIS_TLS_CA_FILE || env.REDIS_TLS_CERT_FILE || env.REDIS_TLS_KEY_FILE);
   const tlsOn = env.REDIS_TLS ?? (urlTls || filesGiven);
-  if (urls.length > 0 && urls[0]!.protocol === 'redis:' && tlsOn)
+  if (urls[0]?.protocol === 'redis:' && tlsOn)
     problems.push('REDIS_TLS: the Redis URLs say redis://; write rediss:// for TLS');
   if (urlTls && env.REDIS_TLS === false) problems.push('REDIS_TLS=false: the Redis URLs say rediss://');
   if (filesGiven && !tlsOn) problems.push('REDIS_TLS_CA_FILE: TLS files are set but REDIS_TLS=false');

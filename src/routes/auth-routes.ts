@@ -14,6 +14,7 @@ import {
   sessionCookieOptions,
 } from '../middleware/session-middleware.js';
 import {
+  forgetCredential,
   forgetTrustedDevice,
   hasProviders,
   type SessionRecord,
@@ -194,7 +195,7 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const after = await repository.update(req.sessionID, (record) => {
       removed = record.providers[adapter.id];
       if (!removed) return undefined;
-      delete record.providers[adapter.id];
+      forgetCredential(record, adapter.id);
       forgetTrustedDevice(record, adapter.id);
       return hasProviders(record) ? record : null;
     });

@@ -46,11 +46,21 @@ export function isSessionLive(record: SessionRecord, limits: SessionLimits, now:
   return now < sessionDeadlines(record, limits).endsAt;
 }
 
+/** A map without one key (the maps of a record are plain objects, as they are stored). */
+const without = <T>(map: Readonly<Record<string, T>>, key: string): Record<string, T> =>
+  Object.fromEntries(Object.entries(map).filter(([name]) => name !== key));
+
+/** Removes a provider's credential from the session. */
+export function forgetCredential(record: SessionRecord, provider: string): void {
+  record.providers = without(record.providers, provider);
+}
+
 /** Forgets what a provider's sign-ins shared in the session (at its sign-out). */
 export function forgetTrustedDevice(record: SessionRecord, provider: string): void {
   if (!record.trustedDevices || !Object.hasOwn(record.trustedDevices, provider)) return;
-  delete record.trustedDevices[provider];
-  if (Object.keys(record.trustedDevices).length === 0) delete record.trustedDevices;
+  const kept = without(record.trustedDevices, provider);
+  if (Object.keys(kept).length === 0) delete record.trustedDevices;
+  else record.trustedDevices = kept;
 }
 
 /** Whether any provider is still connected. */

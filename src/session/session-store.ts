@@ -77,7 +77,12 @@ export function createExpressSessionBridge(repository: SessionRepository, cookie
   return {
     get(sid: string, callback: Callback<SessionData | null>): void {
       void repository.load(sid).then((loaded) => {
-        if (!loaded) return callback(null, null);
+        if (!loaded) {
+          callback(null, null);
+          return;
+        }
+        // Stores hand express-session plain data, as connect-redis does; its createSession makes the Cookie.
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
         const data: SessionData = { ...loaded.record, cookie: { ...cookie, originalMaxAge: null } };
         loadedFrom.set(data, loaded);
         callback(null, data);

@@ -74,7 +74,7 @@ export function createSecretLedger(): SecretLedger {
           const credential = authorization?.split(' ')[1];
           if (credential) {
             found.add(credential);
-            if (/^basic /i.test(authorization ?? ''))
+            if (/^basic /i.test(authorization))
               found.add(Buffer.from(credential, 'base64').toString().split(':')[1] ?? '');
           }
           if (typeof sessionid === 'string') found.add(sessionid);

@@ -63,7 +63,10 @@ export async function startFakeBankEmulator(): Promise<FakeBankEmulator> {
         else reply(401, { error: 'invalid_credentials' });
       } else if (req.method === 'POST' && path === '/refresh') {
         const owner = typeof body.refresh === 'string' ? refresh.get(body.refresh) : undefined;
-        if (owner === undefined) return reply(401, { error: 'invalid_refresh' });
+        if (owner === undefined) {
+          reply(401, { error: 'invalid_refresh' });
+          return;
+        }
         refresh.delete(body.refresh as string);
         reply(200, issue(owner));
       } else if (req.method === 'POST' && path === '/logout') {
