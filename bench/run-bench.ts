@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { traceRequests } from '../src/middleware/request-tracing.js';
 import { endStoreSpan, endUpstreamSpan, startStoreSpan, startUpstreamSpan } from '../src/tracing.js';
 import { billfoldListening, start, stopChildren } from './processes.js';
@@ -78,7 +78,7 @@ function tracesOffNanosecondsPerRequest(iterations: number): number {
       traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
     },
   } as unknown as IncomingMessage;
-  const res = {} as ServerResponse;
+  const res = new http.ServerResponse(req);
   const url = new URL('http://127.0.0.1:4000/ACCOUNT/1');
   const headers = { sessionid: 'x' };
   let sink = 0;

@@ -28,8 +28,7 @@ import {
 } from './middleware/expectations.js';
 import { createSecurityHeaders, type SecurityHeaders } from './middleware/security-headers.js';
 import { createSessionMiddleware } from './middleware/session-middleware.js';
-import { createAuthRouter, requireJsonBody } from './routes/auth-routes.js';
-import { createBillMfaRouter } from './routes/bill-mfa-routes.js';
+import { createAuthRouter, createProviderRouters, requireJsonBody } from './routes/auth-routes.js';
 import { createHealthRouter } from './routes/health-routes.js';
 import { createInventoryRouter } from './routes/inventory-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
@@ -42,6 +41,7 @@ import type { SessionStore } from './session/session-store.js';
 import type { StoreKeyNames } from './session/store-key-names.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
 import type { AdapterRegistry } from './upstream/provider-adapter.js';
+import type { ProviderModule } from './upstream/provider-module.js';
 import { checkQuery } from './upstream/relay-policy.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
 
@@ -53,6 +53,8 @@ export interface AppDeps {
   /** The express-session store of the /auth routes; its repository is the one below. */
   store: SessionStore;
   repository: SessionRepository;
+  /** The provider modules billfold serves; `adapters` holds one entry for each. */
+  modules: readonly ProviderModule[];
   adapters: AdapterRegistry;
   client: UpstreamClient;
   metrics: Metrics;
@@ -143,7 +145,7 @@ export function createApp(deps: AppDeps): RequestListener {
     createSessionMiddleware(config, deps.store),
     createSessionRouter(deps),
     createInventoryRouter(deps),
-    createBillMfaRouter({ ...deps, renewer }),
+    ...createProviderRouters({ ...deps, renewer }),
     createAuthRouter({ ...deps, renewer }),
   );
   if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
@@ -156,13 +158,22 @@ export function createApp(deps: AppDeps): RequestListener {
     const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
     securityHeaders.write(req, res);
     const url = req.url ?? '';
-    const fail = (error: unknown) => sendError(res, error, context, logger);
-    if (hasUnmetExpectation(req)) return fail(new AppError('expectation_failed'));
+    const fail = (error: unknown) => {
+      sendError(res, error, context, logger);
+    };
+    if (hasUnmetExpectation(req)) {
+      fail(new AppError('expectation_failed'));
+      return;
+    }
     // An absolute-form request line (`GET http://host/...`) names no path of billfold's.
-    if (!url.startsWith('/')) return fail(new AppError('invalid_path'));
+    if (!url.startsWith('/')) {
+      fail(new AppError('invalid_path'));
+      return;
+    }
     const pathname = url.split('?', 1)[0] ?? '';
     if (config.production && !PROBES.has(pathname) && !isSecureRequest(req, trust)) {
-      return fail(new AppError('https_required'));
+      fail(new AppError('https_required'));
+      return;
     }
     if (url.startsWith('/api/') && req.method !== 'OPTIONS') {
       relay(req, res, context).catch(fail);
@@ -173,9 +184,13 @@ export function createApp(deps: AppDeps): RequestListener {
     try {
       if (queryAt !== -1) checkQuery(url.slice(queryAt));
     } catch (error) {
-      return fail(error);
+      fail(error);
+      return;
     }
-    if (metricsHere && pathname === '/metrics') return metricsHere(req, res, context);
+    if (metricsHere && pathname === '/metrics') {
+      metricsHere(req, res, context);
+      return;
+    }
     app(req as express.Request, res as express.Response);
   };
 }

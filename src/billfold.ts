@@ -23,7 +23,8 @@ import { createSessionHandles } from './session/session-inventory.js';
 import type { SessionRepository } from './session/session-repository.js';
 import type { SessionStore, SessionStoreOptions } from './session/session-store.js';
 import { createStoreKeyNames } from './session/store-key-names.js';
-import { createAdapters } from './upstream/adapter-registry.js';
+import type { ProviderModule } from './upstream/provider-module.js';
+import { createAdapters, PROVIDER_MODULES } from './upstream/provider-modules.js';
 import { createUpstreamClient } from './upstream/upstream-client.js';
 
 /** A billfold instance, assembled but not listening. */
@@ -88,9 +89,14 @@ export function createSessionStore(
 /** Assembles every part from the configuration; `main.ts` listens, tests call the handler directly. */
 export function createBillfold(
   config: Config,
-  options: { clock: Clock; logger: Logger } & StoreChoice,
+  options: {
+    clock: Clock;
+    logger: Logger;
+    /** The provider modules to serve (the built-in ones unless given; tests add their own). */
+    modules?: readonly ProviderModule[];
+  } & StoreChoice,
 ): Billfold {
-  const { clock } = options;
+  const { clock, modules = PROVIDER_MODULES } = options;
   const metrics = createMetrics();
   const logger = observeAudits(options.logger, metrics.observeAudit);
   const keyNames = createStoreKeyNames(config.session.secrets);
@@ -121,7 +127,7 @@ export function createBillfold(
     timeoutMs: config.upstreamTimeoutMs,
     onResponse: metrics.observeUpstream,
   });
-  const adapters = createAdapters(config, client, clock);
+  const adapters = createAdapters(config, client, clock, modules);
   const securityHeaders = createSecurityHeaders({ cors: createCors(config.corsOrigins) });
   const handleOf = createSessionHandles(config.session.secrets[0] ?? '');
   // One count of wrong operator tokens per address, whichever port (or /metrics on the main one) they hit.
@@ -132,6 +138,7 @@ export function createBillfold(
     logger,
     store,
     repository,
+    modules,
     adapters,
     client,
     metrics,

@@ -2,102 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { bearerToken, flag, integer, list, optionalPort, optionalString } from './env-fields.js';
 import type { RedisAddress, RedisTlsFiles } from './session/redis-connection.js';
-import { PROVIDER_IDS, type ProviderId } from './upstream/provider-id.js';
+import type { EncryptionKey } from './session/session-codec.js';
+import type { ProviderConfigs, ProviderModule } from './upstream/provider-module.js';
+import { PROVIDER_MODULES, type ProviderModules } from './upstream/provider-modules.js';
+import type { ProviderSettings, SliceContext } from './upstream/provider-settings.js';
 
-/** One key of the session encryption keyring. */
-export interface EncryptionKey {
-  id: string;
-  key: Buffer;
-}
-
-/** Where one provider's API lives, plus what its adapter needs from the operator. */
-export interface ProviderConfig {
-  baseUrl: URL;
-  /** Operator-set relay path patterns (`RELAY_ALLOW_<PROVIDER>`); empty means every path. */
-  relayAllow: readonly RegExp[];
-}
-
-/** Which of BILL's APIs billfold speaks: v2 (form posts, long-term support) or v3 (JSON, MFA step-up). */
-export type BillApiVersion = 'v2' | 'v3';
-
-/** Limits on failed logins and relayed calls, from the configuration. */
-export interface RateLimitConfig {
-  /** Failed logins one client address may make per window, across providers. */
-  loginFailuresPerIp: number;
-  /** Failed logins one username may have per provider per window from one client address. */
-  loginFailuresPerUser: number;
-  /** Failed logins one username may have per provider per window from every address together. */
-  loginFailuresPerUserAllAddresses: number;
-  /** Past that ceiling the username is slowed, not walled: one attempt per this interval. */
-  loginSlowedIntervalMs: number;
-  /** Successful logins one client address may make per window, across providers. */
-  loginSuccessesPerIp: number;
-  loginWindowMs: number;
-  /** BILL logins per hour billfold makes with its developer key (BILL refuses past 200). */
-  billLoginsPerHour: number;
-  /** The share of that budget one client address may spend per hour. */
-  billLoginsPerIpPerHour: number;
-  /** Relayed calls one session may make per window; 0 turns the limit off. */
-  relayCallsPerSession: number;
-  relayWindowMs: number;
-  /** Relayed calls one session, and one upstream identity, may have open at once per provider; 0 is off. */
-  relayConcurrentPerSession: number;
-}
-
-/** Everything billfold reads from its environment, parsed once and frozen. */
-export interface Config {
-  readonly production: boolean;
-  readonly nodeEnv: 'development' | 'production' | 'test';
-  readonly port: number;
-  readonly host: string;
-  /** Where ADMIN_PORT and METRICS_PORT listen. */
-  readonly operatorHost: string;
-  /** Failed operator tokens one client address may present per window before it is refused (429). */
-  readonly operatorAuth: { readonly maxFailures: number; readonly windowMs: number };
-  readonly publicOrigin: string;
-  readonly corsOrigins: readonly string[];
-  readonly trustProxy: boolean | number | readonly string[];
-  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
-  readonly session: {
-    readonly secrets: readonly string[];
-    readonly encryptionKeys: readonly EncryptionKey[];
-    readonly idleTimeoutMs: number;
-    readonly absoluteTimeoutMs: number;
-    readonly cookieName: string;
-    readonly cookieSecure: boolean;
-    /** Live sessions one personal identity may hold; a new one past it ends the oldest. */
-    readonly maxSessionsPerIdentity: number;
-  };
-  readonly store: {
-    readonly kind: 'memory' | 'redis';
-    readonly redisUrl: string | undefined;
-    readonly redisClusterNodes: readonly string[];
-    /** Sentinel, credentials, TLS and replica acknowledgement, for every Redis topology. */
-    readonly redis: RedisSettings;
-    readonly keyPrefix: string;
-    readonly timeoutMs: number;
-    readonly memoryMaxSessions: number;
-  };
-  readonly upstreamTimeoutMs: number;
-  readonly bodyLimitBytes: number;
-  readonly providers: {
-    readonly billingplatform?: ProviderConfig;
-    readonly bill?: ProviderConfig & { readonly devKey: string; readonly apiVersion: BillApiVersion };
-    readonly billogram?: ProviderConfig;
-    readonly billbora?: ProviderConfig & {
-      readonly supabase: { readonly url: URL; readonly anonKey: string } | undefined;
-    };
-  };
-  readonly rateLimits: RateLimitConfig;
-  /** Prometheus metrics: on their own port, and/or behind a bearer token (on the main port without one). */
-  readonly metrics: { readonly port: number | undefined; readonly token: string | undefined };
-  /** The operator API (list and revoke sessions by provider user): on only when its port and token are set. */
-  readonly admin: { readonly port: number; readonly token: string } | undefined;
-  readonly logLevel: string;
-  /** Bytes of log lines held for a slow stdout; past it, lines are dropped and counted. */
-  readonly logBufferBytes: number;
-}
+export type { EncryptionKey } from './session/session-codec.js';
+export { compileRelayPattern } from './upstream/provider-settings.js';
 
 /** How billfold reaches Redis beyond the URLs: Sentinel, the ACL user, TLS, replica acknowledgement. */
 export interface RedisSettings {
@@ -112,11 +25,8 @@ export interface RedisSettings {
   readonly minReplicasAck: number;
 }
 
-/** A loaded configuration and the warnings its defaults deserve (printed at start). */
-export interface LoadedConfig {
-  config: Config;
-  warnings: string[];
-}
+/** The Express trust-proxy value: off, everyone, a hop count, or named addresses and subnets. */
+export type TrustProxy = boolean | number | readonly string[];
 
 /** Thrown when the environment is invalid; the message lists every problem at once. */
 export class ConfigError extends Error {
@@ -125,8 +35,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
-
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 /** The largest BODY_LIMIT accepted. */
 export const MAX_BODY_LIMIT_BYTES = 64 * 1024 ** 2;
@@ -139,50 +47,8 @@ export function isLoopbackHost(host: string): boolean {
   return isIP(v4) === 4 && v4.startsWith('127.');
 }
 
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
-
-const integer = (fallback: number, min: number, max: number) =>
-  optionalString
-    .pipe(
-      z
-        .string()
-        .regex(/^\d+$/, 'must be a whole number')
-        .transform(Number)
-        .pipe(z.number().min(min).max(max))
-        .optional(),
-    )
-    .transform((v) => v ?? fallback);
-
-const optionalPort = optionalString.pipe(
-  z
-    .string()
-    .regex(/^\d+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().min(0).max(65535))
-    .optional(),
-);
-
-// Bearer tokens an operator generates; short ones could be guessed.
-const bearerToken = optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional());
-
-const flag = optionalString
-  .pipe(z.enum(['true', 'false', '1', '0']).optional())
-  .transform((v) => v === 'true' || v === '1');
-
-const list = optionalString.transform((v) =>
-  v === undefined
-    ? []
-    : v
-        .split(',')
-        .map((item) => item.trim())
-        .filter((item) => item !== ''),
-);
-
-/** Every environment variable billfold reads, each described. */
-const envSchema = z.object({
+/** Every environment variable billfold itself reads, each described; providers add their own. */
+const coreShape = {
   NODE_ENV: optionalString
     .pipe(z.enum(['development', 'production', 'test']).optional())
     .transform((v) => v ?? 'development')
@@ -232,26 +98,11 @@ const envSchema = z.object({
   ),
   REDIS_KEY_PREFIX: optionalString.transform((v) => v ?? 'billfold:').describe('prefix of every Redis key'),
   STORE_TIMEOUT_MS: integer(1000, 10, 60_000).describe('session store operation timeout'),
-  BILLINGPLATFORM_BASE_URL: optionalString.describe('BillingPlatform REST 2.0 base URL'),
-  BILL_BASE_URL: optionalString.describe('BILL API base URL (v2, or v3 with BILL_API_VERSION=v3)'),
-  BILL_API_VERSION: optionalString
-    .pipe(z.enum(['v2', 'v3']).optional())
-    .transform((v) => v ?? 'v2')
-    .describe('which BILL API BILL_BASE_URL is: v2 (form posts) or v3 (JSON, MFA step-up)'),
-  BILL_DEV_KEY: optionalString.describe('BILL developer key (server-side only)'),
-  BILLOGRAM_BASE_URL: optionalString.describe('Billogram API v2 base URL'),
-  BILLBORA_BASE_URL: optionalString.describe('Billbora API v1 base URL'),
-  SUPABASE_URL: optionalString.describe('Supabase project URL, for Billbora email/password sign-in'),
-  SUPABASE_ANON_KEY: optionalString.describe('Supabase anon key'),
   UPSTREAM_TIMEOUT_MS: integer(30_000, 100, 600_000).describe('upstream call timeout'),
   BODY_LIMIT: optionalString
     .transform((v) => v ?? '1mb')
     .describe('largest accepted request body, at most 64mb'),
   ALLOW_INSECURE_UPSTREAMS: flag.describe('allow http:// upstreams on loopback hosts'),
-  RELAY_ALLOW_BILLINGPLATFORM: list.describe('relay path patterns allowed for BillingPlatform'),
-  RELAY_ALLOW_BILL: list.describe('relay path patterns allowed for BILL'),
-  RELAY_ALLOW_BILLOGRAM: list.describe('relay path patterns allowed for Billogram'),
-  RELAY_ALLOW_BILLBORA: list.describe('relay path patterns allowed for Billbora'),
   LOGIN_MAX_FAILURES_PER_IP: integer(20, 1, 1_000_000).describe(
     'failed logins per client address per window',
   ),
@@ -268,12 +119,6 @@ const envSchema = z.object({
     'successful logins per client address per window, across providers',
   ),
   LOGIN_FAILURE_WINDOW_S: integer(900, 1, 86_400).describe('login counting window (failures and successes)'),
-  BILL_LOGINS_PER_HOUR: integer(180, 1, 100_000).describe(
-    'BILL logins per hour with BILL_DEV_KEY, answered 429 past it (BILL allows 200)',
-  ),
-  BILL_LOGINS_PER_HOUR_PER_IP: integer(10, 1, 100_000).describe(
-    'BILL logins per hour one client address may make, so a few addresses cannot spend the budget',
-  ),
   MAX_SESSIONS_PER_IDENTITY: integer(20, 1, 10_000).describe(
     'live sessions per personal upstream identity; a new one past it ends the oldest',
   ),
@@ -297,260 +142,82 @@ const envSchema = z.object({
   LOG_BUFFER_BYTES: integer(8 * 1024 ** 2, 64 * 1024, 1024 ** 3).describe(
     'log bytes held while stdout is slow; past it lines are dropped and counted',
   ),
-});
-
-type Env = z.infer<typeof envSchema>;
-
-/** Parses a size such as `1mb`, `512kb` or `1048576`. */
-export function parseByteSize(value: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(value.trim());
-  if (!match?.[1]) return undefined;
-  const units: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
-  return Math.floor(Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1));
-}
-
-const shannonBits = (symbols: readonly number[]): number => {
-  const counts = new Map<number, number>();
-  for (const symbol of symbols) counts.set(symbol, (counts.get(symbol) ?? 0) + 1);
-  let bits = 0;
-  for (const count of counts.values()) bits -= count * Math.log2(count / symbols.length);
-  return bits;
 };
 
+type Env = z.output<z.ZodObject<typeof coreShape>>;
+
 /**
- * A rough upper estimate, in bits, of what a secret holds: the lesser of the Shannon entropy of its
- * symbols and of the steps between neighbours (so `aaaa…`, `abcd…` and `0123…` score near zero), and
- * a string that repeats a shorter run scores as that run. Random secrets of the documented sizes score
- * well above 100; it catches the placeholder an operator typed, not a clever weak secret.
+ * The one schema of billfold's configuration: the core variables and each provider module's own,
+ * every cross-field rule (`review`, in the superRefine), then the frozen configuration and the
+ * warnings its defaults deserve.
  */
-export function estimateEntropyBits(symbols: readonly number[]): number {
-  for (let unit = 1; unit <= symbols.length / 2; unit++) {
-    if (symbols.length % unit === 0 && symbols.every((symbol, i) => symbol === symbols[i % unit])) {
-      return estimateEntropyBits(symbols.slice(0, unit));
-    }
-  }
-  const steps = symbols.slice(1).map((symbol, i) => symbol - (symbols[i] ?? 0));
-  return Math.min(shannonBits(symbols), shannonBits(steps) + (symbols.length > 0 ? 8 : 0));
+export function createConfigSchema<const M extends readonly ProviderModule[]>(modules: M) {
+  const providerShape: z.ZodRawShape = Object.fromEntries(
+    modules.flatMap((module) => Object.entries(module.config.env)),
+  );
+  // Each module's fields are parsed by its own shape and handed back to its `read`; a module cannot
+  // redefine a core variable.
+  const shape: typeof coreShape = { ...providerShape, ...coreShape };
+  return z
+    .object(shape)
+    .superRefine((env, context) => {
+      for (const message of review(env, modules).problems) context.addIssue({ code: 'custom', message });
+    })
+    .transform((env) => build(env, modules));
 }
 
-/** Below this estimate a key, secret or token is refused in production (and warned about elsewhere). */
-const WEAK_SECRET_BITS = 64;
-
-function checkStrength(
-  name: string,
-  symbols: readonly number[],
-  production: boolean,
-  problems: string[],
-  warnings: string[],
-): void {
-  const allZero = symbols.every((symbol) => symbol === 0);
-  if (!allZero && estimateEntropyBits(symbols) >= WEAK_SECRET_BITS) return;
-  const what = allZero ? 'is all zeros' : 'is low-entropy (one repeated or sequential run)';
-  const message = `${name}: a value ${what}; generate one with node -e "console.log(require('node:crypto').randomBytes(32).toString('base64url'))"`;
-  if (production) problems.push(message);
-  else warnings.push(message);
+/** The name of every environment variable billfold reads: its own and each provider module's. */
+export function environmentVariables(modules: readonly ProviderModule[] = PROVIDER_MODULES): Set<string> {
+  return new Set([...Object.keys(coreShape), ...modules.flatMap((module) => Object.keys(module.config.env))]);
 }
 
-const codePoints = (text: string) => [...text].map((c) => c.codePointAt(0) ?? 0);
+/** Everything billfold reads from its environment, parsed once and frozen. */
+export type Config = z.output<ReturnType<typeof createConfigSchema<ProviderModules>>>['config'];
 
-/** Turns a RELAY_ALLOW pattern (`*` matches within a segment, `**` across segments) into a RegExp. */
-export function compileRelayPattern(pattern: string): RegExp {
-  const source = pattern
-    .replace(/^\/+/, '')
-    .split(/(\*\*|\*)/)
-    .map((part) =>
-      part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'),
-    )
-    .join('');
-  return new RegExp(`^${source}$`, 'i');
+/** Limits on failed logins and relayed calls, from the configuration. */
+export type RateLimitConfig = Config['rateLimits'];
+
+/** A loaded configuration and the warnings its defaults deserve (printed at start). */
+export interface LoadedConfig {
+  config: Config;
+  warnings: string[];
 }
 
-function parseOrigin(value: string, name: string, problems: string[]): string | undefined {
-  try {
-    const url = new URL(value);
-    if (url.hostname.includes('*')) {
-      problems.push(`${name}: "${value}" is a pattern; origins are matched exactly, so list each one`);
-      return undefined;
-    }
-    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== value.replace(/\/$/, '')) {
-      problems.push(`${name}: "${value}" must be an origin such as https://app.example.com (no path)`);
-      return undefined;
-    }
-    return url.origin;
-  } catch {
-    problems.push(`${name}: "${value}" is not a URL`);
-    return undefined;
-  }
-}
+const describeIssue = (issue: z.core.$ZodIssue) =>
+  issue.path.length > 0 ? `${issue.path.join('.')}: ${issue.message}` : issue.message;
 
-function parseEncryptionKeys(items: string[], problems: string[]): EncryptionKey[] {
-  const keys: EncryptionKey[] = [];
-  for (const item of items) {
-    const separator = item.indexOf(':');
-    const id = item.slice(0, separator);
-    const key = Buffer.from(item.slice(separator + 1), 'base64url');
-    if (separator < 1 || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32) {
-      problems.push(
-        'SESSION_ENCRYPTION_KEYS: each key must be kid:base64url of 32 bytes (kid of [A-Za-z0-9_-])',
-      );
-    } else if (keys.some((k) => k.id === id)) {
-      problems.push(`SESSION_ENCRYPTION_KEYS: key id "${id}" appears twice`);
-    } else {
-      keys.push({ id, key });
-    }
+/**
+ * Parses and checks the environment once, against the built-in provider modules or `modules`.
+ * Every problem is collected and reported together; in development, missing secrets are generated
+ * per start (with a warning) so `npm start` just works.
+ */
+export function loadConfig(
+  source: Record<string, string | undefined>,
+  modules: readonly ProviderModule[] = PROVIDER_MODULES,
+): LoadedConfig {
+  const schema = createConfigSchema(modules);
+  const parsed = schema.safeParse(source);
+  if (parsed.success) return { config: deepFreeze(parsed.data.config), warnings: parsed.data.warnings };
+  const problems = parsed.error.issues.map(describeIssue);
+  // A variable that does not parse keeps the rules that read it from running: check them again with
+  // the bad values left out, so one message lists everything.
+  const fields = parsed.error.issues.filter((issue) => issue.path.length > 0);
+  if (fields.length > 0) {
+    const bad = new Set(fields.map((issue) => String(issue.path[0])));
+    const cleaned = Object.fromEntries(Object.entries(source).filter(([name]) => !bad.has(name)));
+    const rest = schema.safeParse(cleaned);
+    if (!rest.success)
+      problems.push(...rest.error.issues.filter((issue) => issue.path.length === 0).map(describeIssue));
   }
-  return keys;
-}
-
-function parseUpstreamUrl(
-  name: string,
-  value: string,
-  allowInsecure: boolean,
-  problems: string[],
-): URL | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    problems.push(`${name}: "${value}" is not a URL`);
-    return undefined;
-  }
-  if (url.search || url.hash || url.username || url.password) {
-    problems.push(`${name}: must not carry credentials, a query or a fragment`);
-    return undefined;
-  }
-  if (url.protocol === 'http:') {
-    if (!allowInsecure || !LOOPBACK_HOSTS.has(url.hostname)) {
-      problems.push(
-        `${name}: must be https:// (http:// only for loopback hosts with ALLOW_INSECURE_UPSTREAMS=true)`,
-      );
-      return undefined;
-    }
-  } else if (url.protocol !== 'https:') {
-    problems.push(`${name}: must be https://`);
-    return undefined;
-  }
-  url.pathname = url.pathname.replace(/\/+$/, '');
-  return url;
-}
-
-function parseTrustProxy(value: string | undefined, problems: string[]): Config['trustProxy'] {
-  if (value === undefined || value === 'false' || value === 'off') return false;
-  if (value === 'true') return true;
-  if (/^\d+$/.test(value)) return Number(value);
-  const entries = value.split(',').map((v) => v.trim());
-  for (const entry of entries) {
-    const address = entry.split('/')[0] ?? '';
-    if (!['loopback', 'linklocal', 'uniquelocal'].includes(entry) && isIP(address) === 0) {
-      problems.push(
-        `TRUST_PROXY: "${entry}" is not a hop count, address, subnet or loopback/linklocal/uniquelocal`,
-      );
-    }
-  }
-  return entries;
-}
-
-function parseRedisNodes(env: Env, problems: string[]): RedisSettings {
-  const urls: URL[] = [];
-  for (const [name, values] of [
-    ['REDIS_URL', env.REDIS_URL ? [env.REDIS_URL] : []],
-    ['REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES],
-  ] as const) {
-    for (const value of values) {
-      if (!/^rediss?:\/\/[^\s]+$/.test(value) || !URL.canParse(value))
-        problems.push(`${name}: "${value}" must be a redis:// or rediss:// URL`);
-      else urls.push(new URL(value));
-    }
-  }
-  const sentinelNodes: RedisAddress[] = [];
-  for (const value of env.REDIS_SENTINEL_NODES) {
-    const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):(\d{1,5})$/.exec(value);
-    const port = Number(match?.[2]);
-    if (!match?.[1] || !(port >= 1 && port <= 65535))
-      problems.push(`REDIS_SENTINEL_NODES: "${value}" must be host:port`);
-    else sentinelNodes.push({ host: match[1].replace(/^\[(.*)\]$/, '$1'), port });
-  }
-  const topologies = [
-    env.REDIS_URL && 'REDIS_URL',
-    env.REDIS_CLUSTER_NODES.length > 0 && 'REDIS_CLUSTER_NODES',
-    env.REDIS_SENTINEL_NODES.length > 0 && 'REDIS_SENTINEL_NODES',
-  ].filter(Boolean);
-  if (topologies.length > 1) problems.push(`${topologies.join(' and ')}: set one, not several`);
-  if (env.REDIS_SENTINEL_NODES.length > 0 && !env.REDIS_SENTINEL_MASTER)
-    problems.push("REDIS_SENTINEL_MASTER: required with REDIS_SENTINEL_NODES (the master's name)");
-  if (env.REDIS_SENTINEL_MASTER && env.REDIS_SENTINEL_NODES.length === 0)
-    problems.push('REDIS_SENTINEL_MASTER: set REDIS_SENTINEL_NODES too');
-
-  // Every connection gets the same scheme and ACL user, so the URLs must agree with each other and
-  // with REDIS_USERNAME / REDIS_PASSWORD: a setting that reached only some nodes would be a trap.
-  const same = (values: string[]) => new Set(values).size <= 1;
-  if (!same(urls.map((url) => url.protocol)))
-    problems.push('REDIS_CLUSTER_NODES: use redis:// for every node or rediss:// for every node');
-  const userOf = (url: URL) => decodeURIComponent(url.username);
-  const passwordOf = (url: URL) => decodeURIComponent(url.password);
-  if (!same(urls.map(userOf)) || !same(urls.map(passwordOf)))
-    problems.push('REDIS_CLUSTER_NODES: every node must carry the same user and password');
-  const urlUser = urls.map(userOf).find((v) => v !== '');
-  const urlPassword = urls.map(passwordOf).find((v) => v !== '');
-  if (urlUser !== undefined && env.REDIS_USERNAME !== undefined && urlUser !== env.REDIS_USERNAME)
-    problems.push('REDIS_USERNAME: differs from the user in the Redis URL; set it in one place');
-  if (urlPassword !== undefined && env.REDIS_PASSWORD !== undefined && urlPassword !== env.REDIS_PASSWORD)
-    problems.push('REDIS_PASSWORD: differs from the password in the Redis URL; set it in one place');
-  if (env.REDIS_USERNAME !== undefined && env.REDIS_PASSWORD === undefined && urlPassword === undefined)
-    problems.push('REDIS_USERNAME: set REDIS_PASSWORD too');
-
-  const urlTls = urls.length > 0 && urls.every((url) => url.protocol === 'rediss:');
-  const filesGiven = Boolean(env.REDIS_TLS_CA_FILE || env.REDIS_TLS_CERT_FILE || env.REDIS_TLS_KEY_FILE);
-  const tlsOn = env.REDIS_TLS ?? (urlTls || filesGiven);
-  if (urls.length > 0 && urls[0]!.protocol === 'redis:' && tlsOn)
-    problems.push('REDIS_TLS: the Redis URLs say redis://; write rediss:// for TLS');
-  if (urlTls && env.REDIS_TLS === false) problems.push('REDIS_TLS=false: the Redis URLs say rediss://');
-  if (filesGiven && !tlsOn) problems.push('REDIS_TLS_CA_FILE: TLS files are set but REDIS_TLS=false');
-  if (Boolean(env.REDIS_TLS_CERT_FILE) !== Boolean(env.REDIS_TLS_KEY_FILE))
-    problems.push('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: set both or neither');
-  for (const name of ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const) {
-    const file = env[name];
-    if (!file) continue;
-    try {
-      accessSync(file, constants.R_OK);
-    } catch {
-      problems.push(`${name}: cannot read ${file}`);
-    }
-  }
-
-  return {
-    sentinel:
-      sentinelNodes.length > 0 && env.REDIS_SENTINEL_MASTER
-        ? { nodes: sentinelNodes, masterName: env.REDIS_SENTINEL_MASTER }
-        : undefined,
-    username: env.REDIS_USERNAME,
-    password: env.REDIS_PASSWORD,
-    sentinelUsername: env.REDIS_SENTINEL_USERNAME,
-    sentinelPassword: env.REDIS_SENTINEL_PASSWORD,
-    tls: tlsOn
-      ? { caFile: env.REDIS_TLS_CA_FILE, certFile: env.REDIS_TLS_CERT_FILE, keyFile: env.REDIS_TLS_KEY_FILE }
-      : false,
-    minReplicasAck: env.REDIS_MIN_REPLICAS_ACK,
-  };
+  throw new ConfigError(problems);
 }
 
 /**
- * Parses and checks the environment once. Every problem is collected and reported together; in
- * development, missing secrets are generated per start (with a warning) so `npm start` just works.
+ * Every rule that reads more than one variable, the providers' own included, and what they derive:
+ * the one place a problem or a warning is found.
  */
-export function loadConfig(source: Record<string, string | undefined>): LoadedConfig {
+function review(env: Env, modules: readonly ProviderModule[]) {
   const problems: string[] = [];
-  const parsed = envSchema.safeParse(source);
-  let env: Env;
-  if (parsed.success) {
-    env = parsed.data;
-  } else {
-    // Report these, then check the rest with the bad values left out, so one message lists everything.
-    problems.push(...parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
-    const cleaned = { ...source };
-    for (const issue of parsed.error.issues) delete cleaned[String(issue.path[0])];
-    env = envSchema.parse(cleaned);
-  }
   const warnings: string[] = [];
   const production = env.NODE_ENV === 'production';
 
@@ -626,7 +293,17 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
   else if (bodyLimitBytes > MAX_BODY_LIMIT_BYTES)
     problems.push(`BODY_LIMIT: "${env.BODY_LIMIT}" is over the ceiling of 64mb`);
 
-  const providers = parseProviders(env, problems);
+  // Each provider's slice is its module's: it reads its own variables and reports its own problems.
+  const context: SliceContext = {
+    allowInsecureUpstreams: env.ALLOW_INSECURE_UPSTREAMS,
+    problem: (message) => problems.push(message),
+  };
+  const providers: Record<string, ProviderSettings> = {};
+  for (const module of modules) {
+    const slice = module.config.read(env, context);
+    if (slice) providers[module.id] = slice;
+  }
+
   const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems);
   if (production) checkProductionTrust(trustProxy, problems, warnings);
   const admin = parseOperatorPorts(env, problems);
@@ -654,67 +331,289 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
     if (token !== undefined) checkStrength(name, codePoints(token), production, problems, warnings);
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    problems,
+    warnings,
+    production,
+    tls,
+    publicOrigin: publicOrigin ?? '',
+    corsOrigins,
+    secrets,
+    encryptionKeys,
+    redis,
+    storeKind,
+    bodyLimitBytes: bodyLimitBytes ?? 0,
+    providers,
+    trustProxy,
+    admin,
+    operatorHost,
+  };
+}
 
+/** The configuration of an environment `review` found no problem in. */
+function build<const M extends readonly ProviderModule[]>(env: Env, modules: M) {
+  const derived = review(env, modules);
+  const { production, tls, publicOrigin } = derived;
   const cookieSecure =
     production ||
     tls !== undefined ||
-    !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(publicOrigin ?? '');
-
-  const config: Config = {
+    !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(publicOrigin);
+  const config = {
     production,
     nodeEnv: env.NODE_ENV,
     port: env.PORT,
     host: env.HOST,
-    operatorHost,
+    /** Where ADMIN_PORT and METRICS_PORT listen. */
+    operatorHost: derived.operatorHost,
+    /** Failed operator tokens one client address may present per window before it is refused (429). */
     operatorAuth: {
       maxFailures: env.OPERATOR_AUTH_MAX_FAILURES,
       windowMs: env.OPERATOR_AUTH_WINDOW_S * 1000,
     },
-    publicOrigin: publicOrigin ?? '',
-    corsOrigins,
-    trustProxy,
+    publicOrigin,
+    corsOrigins: derived.corsOrigins as readonly string[],
+    trustProxy: derived.trustProxy,
     tls,
     session: {
-      secrets,
-      encryptionKeys,
+      secrets: derived.secrets as readonly string[],
+      encryptionKeys: derived.encryptionKeys as readonly EncryptionKey[],
       idleTimeoutMs: env.SESSION_IDLE_TIMEOUT_S * 1000,
       absoluteTimeoutMs: env.SESSION_ABSOLUTE_TIMEOUT_S * 1000,
       cookieName: cookieSecure ? '__Host-billfold' : 'billfold',
       cookieSecure,
+      /** Live sessions one personal identity may hold; a new one past it ends the oldest. */
       maxSessionsPerIdentity: env.MAX_SESSIONS_PER_IDENTITY,
     },
     store: {
-      kind: storeKind,
+      kind: derived.storeKind,
       redisUrl: env.REDIS_URL,
-      redisClusterNodes: env.REDIS_CLUSTER_NODES,
-      redis,
+      redisClusterNodes: env.REDIS_CLUSTER_NODES as readonly string[],
+      /** Sentinel, credentials, TLS and replica acknowledgement, for every Redis topology. */
+      redis: derived.redis,
       keyPrefix: env.REDIS_KEY_PREFIX,
       timeoutMs: env.STORE_TIMEOUT_MS,
       memoryMaxSessions: env.MEMORY_STORE_MAX_SESSIONS,
     },
     upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
-    bodyLimitBytes: bodyLimitBytes ?? 0,
-    providers,
+    bodyLimitBytes: derived.bodyLimitBytes,
+    /** Each configured provider's slice, as its module read it; a provider that is off is absent. */
+    providers: derived.providers as ProviderConfigs<M>,
     rateLimits: {
+      /** Failed logins one client address may make per window, across providers. */
       loginFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
+      /** Failed logins one username may have per provider per window from one client address. */
       loginFailuresPerUser: env.LOGIN_MAX_FAILURES_PER_USER,
+      /** Failed logins one username may have per provider per window from every address together. */
       loginFailuresPerUserAllAddresses: env.LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES,
+      /** Past that ceiling the username is slowed, not walled: one attempt per this interval. */
       loginSlowedIntervalMs: env.LOGIN_SLOWED_INTERVAL_S * 1000,
+      /** Successful logins one client address may make per window, across providers. */
       loginSuccessesPerIp: env.LOGIN_MAX_SUCCESSES_PER_IP,
       loginWindowMs: env.LOGIN_FAILURE_WINDOW_S * 1000,
-      billLoginsPerHour: env.BILL_LOGINS_PER_HOUR,
-      billLoginsPerIpPerHour: env.BILL_LOGINS_PER_HOUR_PER_IP,
+      /** Relayed calls one session may make per window; 0 turns the limit off. */
       relayCallsPerSession: env.RELAY_RATE_LIMIT,
       relayWindowMs: env.RELAY_RATE_WINDOW_S * 1000,
+      /** Relayed calls one session, and one upstream identity, may have open at once per provider; 0 is off. */
       relayConcurrentPerSession: env.RELAY_MAX_CONCURRENT_PER_SESSION,
     },
+    /** Prometheus metrics: on their own port, and/or behind a bearer token (on the main port without one). */
     metrics: { port: env.METRICS_PORT, token: env.METRICS_TOKEN },
-    admin,
+    /** The operator API (list and revoke sessions by provider user): on only when its port and token are set. */
+    admin: derived.admin,
     logLevel: env.LOG_LEVEL,
+    /** Bytes of log lines held for a slow stdout; past it, lines are dropped and counted. */
     logBufferBytes: env.LOG_BUFFER_BYTES,
   };
-  return { config: deepFreeze(config), warnings };
+  return { config, warnings: derived.warnings };
+}
+
+/** Parses a size such as `1mb`, `512kb` or `1048576`. */
+export function parseByteSize(value: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(value.trim());
+  if (!match?.[1]) return undefined;
+  const units: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+  return Math.floor(Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1));
+}
+
+const shannonBits = (symbols: readonly number[]): number => {
+  const counts = new Map<number, number>();
+  for (const symbol of symbols) counts.set(symbol, (counts.get(symbol) ?? 0) + 1);
+  let bits = 0;
+  for (const count of counts.values()) bits -= count * Math.log2(count / symbols.length);
+  return bits;
+};
+
+/**
+ * A rough upper estimate, in bits, of what a secret holds: the lesser of the Shannon entropy of its
+ * symbols and of the steps between neighbours (so `aaaa…`, `abcd…` and `0123…` score near zero), and
+ * a string that repeats a shorter run scores as that run. Random secrets of the documented sizes score
+ * well above 100; it catches the placeholder an operator typed, not a clever weak secret.
+ */
+export function estimateEntropyBits(symbols: readonly number[]): number {
+  for (let unit = 1; unit <= symbols.length / 2; unit++) {
+    if (symbols.length % unit === 0 && symbols.every((symbol, i) => symbol === symbols[i % unit])) {
+      return estimateEntropyBits(symbols.slice(0, unit));
+    }
+  }
+  const steps = symbols.slice(1).map((symbol, i) => symbol - (symbols[i] ?? 0));
+  return Math.min(shannonBits(symbols), shannonBits(steps) + (symbols.length > 0 ? 8 : 0));
+}
+
+/** Below this estimate a key, secret or token is refused in production (and warned about elsewhere). */
+const WEAK_SECRET_BITS = 64;
+
+function checkStrength(
+  name: string,
+  symbols: readonly number[],
+  production: boolean,
+  problems: string[],
+  warnings: string[],
+): void {
+  const allZero = symbols.every((symbol) => symbol === 0);
+  if (!allZero && estimateEntropyBits(symbols) >= WEAK_SECRET_BITS) return;
+  const what = allZero ? 'is all zeros' : 'is low-entropy (one repeated or sequential run)';
+  const message = `${name}: a value ${what}; generate one with node -e "console.log(require('node:crypto').randomBytes(32).toString('base64url'))"`;
+  if (production) problems.push(message);
+  else warnings.push(message);
+}
+
+const codePoints = (text: string) => Array.from(text, (c) => c.codePointAt(0) ?? 0);
+
+function parseOrigin(value: string, name: string, problems: string[]): string | undefined {
+  try {
+    const url = new URL(value);
+    if (url.hostname.includes('*')) {
+      problems.push(`${name}: "${value}" is a pattern; origins are matched exactly, so list each one`);
+      return undefined;
+    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== value.replace(/\/$/, '')) {
+      problems.push(`${name}: "${value}" must be an origin such as https://app.example.com (no path)`);
+      return undefined;
+    }
+    return url.origin;
+  } catch {
+    problems.push(`${name}: "${value}" is not a URL`);
+    return undefined;
+  }
+}
+
+function parseEncryptionKeys(items: string[], problems: string[]): EncryptionKey[] {
+  const keys: EncryptionKey[] = [];
+  for (const item of items) {
+    const separator = item.indexOf(':');
+    const id = item.slice(0, separator);
+    const key = Buffer.from(item.slice(separator + 1), 'base64url');
+    if (separator < 1 || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32) {
+      problems.push(
+        'SESSION_ENCRYPTION_KEYS: each key must be kid:base64url of 32 bytes (kid of [A-Za-z0-9_-])',
+      );
+    } else if (keys.some((k) => k.id === id)) {
+      problems.push(`SESSION_ENCRYPTION_KEYS: key id "${id}" appears twice`);
+    } else {
+      keys.push({ id, key });
+    }
+  }
+  return keys;
+}
+
+function parseTrustProxy(value: string | undefined, problems: string[]): TrustProxy {
+  if (value === undefined || value === 'false' || value === 'off') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  const entries = value.split(',').map((v) => v.trim());
+  for (const entry of entries) {
+    const address = entry.split('/')[0] ?? '';
+    if (!['loopback', 'linklocal', 'uniquelocal'].includes(entry) && isIP(address) === 0) {
+      problems.push(
+        `TRUST_PROXY: "${entry}" is not a hop count, address, subnet or loopback/linklocal/uniquelocal`,
+      );
+    }
+  }
+  return entries;
+}
+
+function parseRedisNodes(env: Env, problems: string[]): RedisSettings {
+  const urls: URL[] = [];
+  for (const [name, values] of [
+    ['REDIS_URL', env.REDIS_URL ? [env.REDIS_URL] : []],
+    ['REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES],
+  ] as const) {
+    for (const value of values) {
+      if (!/^rediss?:\/\/[^\s]+$/.test(value) || !URL.canParse(value))
+        problems.push(`${name}: "${value}" must be a redis:// or rediss:// URL`);
+      else urls.push(new URL(value));
+    }
+  }
+  const sentinelNodes: RedisAddress[] = [];
+  for (const value of env.REDIS_SENTINEL_NODES) {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):(\d{1,5})$/.exec(value);
+    const port = Number(match?.[2]);
+    if (!match?.[1] || !(port >= 1 && port <= 65535))
+      problems.push(`REDIS_SENTINEL_NODES: "${value}" must be host:port`);
+    else sentinelNodes.push({ host: match[1].replace(/^\[(.*)\]$/, '$1'), port });
+  }
+  const topologies = [
+    env.REDIS_URL && 'REDIS_URL',
+    env.REDIS_CLUSTER_NODES.length > 0 && 'REDIS_CLUSTER_NODES',
+    env.REDIS_SENTINEL_NODES.length > 0 && 'REDIS_SENTINEL_NODES',
+  ].filter(Boolean);
+  if (topologies.length > 1) problems.push(`${topologies.join(' and ')}: set one, not several`);
+  if (env.REDIS_SENTINEL_NODES.length > 0 && !env.REDIS_SENTINEL_MASTER)
+    problems.push("REDIS_SENTINEL_MASTER: required with REDIS_SENTINEL_NODES (the master's name)");
+  if (env.REDIS_SENTINEL_MASTER && env.REDIS_SENTINEL_NODES.length === 0)
+    problems.push('REDIS_SENTINEL_MASTER: set REDIS_SENTINEL_NODES too');
+
+  // Every connection gets the same scheme and ACL user, so the URLs must agree with each other and
+  // with REDIS_USERNAME / REDIS_PASSWORD: a setting that reached only some nodes would be a trap.
+  const same = (values: string[]) => new Set(values).size <= 1;
+  if (!same(urls.map((url) => url.protocol)))
+    problems.push('REDIS_CLUSTER_NODES: use redis:// for every node or rediss:// for every node');
+  const userOf = (url: URL) => decodeURIComponent(url.username);
+  const passwordOf = (url: URL) => decodeURIComponent(url.password);
+  if (!same(urls.map(userOf)) || !same(urls.map(passwordOf)))
+    problems.push('REDIS_CLUSTER_NODES: every node must carry the same user and password');
+  const urlUser = urls.map(userOf).find((v) => v !== '');
+  const urlPassword = urls.map(passwordOf).find((v) => v !== '');
+  if (urlUser !== undefined && env.REDIS_USERNAME !== undefined && urlUser !== env.REDIS_USERNAME)
+    problems.push('REDIS_USERNAME: differs from the user in the Redis URL; set it in one place');
+  if (urlPassword !== undefined && env.REDIS_PASSWORD !== undefined && urlPassword !== env.REDIS_PASSWORD)
+    problems.push('REDIS_PASSWORD: differs from the password in the Redis URL; set it in one place');
+  if (env.REDIS_USERNAME !== undefined && env.REDIS_PASSWORD === undefined && urlPassword === undefined)
+    problems.push('REDIS_USERNAME: set REDIS_PASSWORD too');
+
+  const urlTls = urls.length > 0 && urls.every((url) => url.protocol === 'rediss:');
+  const filesGiven = Boolean(env.REDIS_TLS_CA_FILE || env.REDIS_TLS_CERT_FILE || env.REDIS_TLS_KEY_FILE);
+  const tlsOn = env.REDIS_TLS ?? (urlTls || filesGiven);
+  if (urls[0]?.protocol === 'redis:' && tlsOn)
+    problems.push('REDIS_TLS: the Redis URLs say redis://; write rediss:// for TLS');
+  if (urlTls && env.REDIS_TLS === false) problems.push('REDIS_TLS=false: the Redis URLs say rediss://');
+  if (filesGiven && !tlsOn) problems.push('REDIS_TLS_CA_FILE: TLS files are set but REDIS_TLS=false');
+  if (Boolean(env.REDIS_TLS_CERT_FILE) !== Boolean(env.REDIS_TLS_KEY_FILE))
+    problems.push('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: set both or neither');
+  for (const name of ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'] as const) {
+    const file = env[name];
+    if (!file) continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      problems.push(`${name}: cannot read ${file}`);
+    }
+  }
+
+  return {
+    sentinel:
+      sentinelNodes.length > 0 && env.REDIS_SENTINEL_MASTER
+        ? { nodes: sentinelNodes, masterName: env.REDIS_SENTINEL_MASTER }
+        : undefined,
+    username: env.REDIS_USERNAME,
+    password: env.REDIS_PASSWORD,
+    sentinelUsername: env.REDIS_SENTINEL_USERNAME,
+    sentinelPassword: env.REDIS_SENTINEL_PASSWORD,
+    tls: tlsOn
+      ? { caFile: env.REDIS_TLS_CA_FILE, certFile: env.REDIS_TLS_CERT_FILE, keyFile: env.REDIS_TLS_KEY_FILE }
+      : false,
+    minReplicasAck: env.REDIS_MIN_REPLICAS_ACK,
+  };
 }
 
 /**
@@ -722,7 +621,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
  * client address. Hop counts and whole private ranges trust whatever connects from there; they are
  * accepted with a warning, since an isolated network can make them right.
  */
-function checkProductionTrust(trust: Config['trustProxy'], problems: string[], warnings: string[]): void {
+function checkProductionTrust(trust: TrustProxy, problems: string[], warnings: string[]): void {
   const entries: readonly string[] = typeof trust === 'object' ? trust : [];
   const everyone = trust === true || entries.some((entry) => /\/0+$/.test(entry.trim()));
   if (everyone) {
@@ -782,7 +681,10 @@ function checkListeners(
   }
 }
 
-function parseOperatorPorts(env: Env, problems: string[]): Config['admin'] {
+function parseOperatorPorts(
+  env: Env,
+  problems: string[],
+): { readonly port: number; readonly token: string } | undefined {
   if ((env.ADMIN_PORT === undefined) !== (env.ADMIN_TOKEN === undefined)) {
     problems.push('ADMIN_PORT and ADMIN_TOKEN: set both or neither (the operator API is off without both)');
   }
@@ -801,55 +703,6 @@ function parseOperatorPorts(env: Env, problems: string[]): Config['admin'] {
   return env.ADMIN_PORT !== undefined && env.ADMIN_TOKEN !== undefined
     ? { port: env.ADMIN_PORT, token: env.ADMIN_TOKEN }
     : undefined;
-}
-
-function parseProviders(env: Env, problems: string[]): Config['providers'] {
-  const relayAllow: Record<ProviderId, string[]> = {
-    billingplatform: env.RELAY_ALLOW_BILLINGPLATFORM,
-    bill: env.RELAY_ALLOW_BILL,
-    billogram: env.RELAY_ALLOW_BILLOGRAM,
-    billbora: env.RELAY_ALLOW_BILLBORA,
-  };
-  const baseUrls: Record<ProviderId, [string, string | undefined]> = {
-    billingplatform: ['BILLINGPLATFORM_BASE_URL', env.BILLINGPLATFORM_BASE_URL],
-    bill: ['BILL_BASE_URL', env.BILL_BASE_URL],
-    billogram: ['BILLOGRAM_BASE_URL', env.BILLOGRAM_BASE_URL],
-    billbora: ['BILLBORA_BASE_URL', env.BILLBORA_BASE_URL],
-  };
-  const common: Partial<Record<ProviderId, ProviderConfig>> = {};
-  for (const id of PROVIDER_IDS) {
-    const [name, value] = baseUrls[id];
-    if (value === undefined) continue;
-    const baseUrl = parseUpstreamUrl(name, value, env.ALLOW_INSECURE_UPSTREAMS, problems);
-    if (baseUrl) common[id] = { baseUrl, relayAllow: relayAllow[id].map(compileRelayPattern) };
-  }
-
-  const providers: {
-    -readonly [K in keyof Config['providers']]: Config['providers'][K];
-  } = {};
-  if (common.billingplatform) providers.billingplatform = common.billingplatform;
-  if (common.billogram) providers.billogram = common.billogram;
-  if (common.bill) {
-    const apiVersion = env.BILL_API_VERSION;
-    // A v3 gateway spoken to as v2 (or the reverse) would fail on every call; say so at start instead.
-    const path = common.bill.baseUrl.pathname.toLowerCase();
-    if (apiVersion === 'v2' && path.endsWith('/connect/v3'))
-      problems.push('BILL_BASE_URL: ends in /connect/v3, BILL API v3; set BILL_API_VERSION=v3');
-    else if (apiVersion === 'v3' && path.endsWith('/api/v2'))
-      problems.push('BILL_BASE_URL: ends in /api/v2, BILL API v2; unset BILL_API_VERSION or set it to v2');
-    if (env.BILL_DEV_KEY) providers.bill = { ...common.bill, devKey: env.BILL_DEV_KEY, apiVersion };
-    else problems.push('BILL_DEV_KEY: required when BILL_BASE_URL is set');
-  }
-  if (common.billbora) {
-    let supabase: { url: URL; anonKey: string } | undefined;
-    if (env.SUPABASE_URL) {
-      const url = parseUpstreamUrl('SUPABASE_URL', env.SUPABASE_URL, env.ALLOW_INSECURE_UPSTREAMS, problems);
-      if (!env.SUPABASE_ANON_KEY) problems.push('SUPABASE_ANON_KEY: required when SUPABASE_URL is set');
-      else if (url) supabase = { url, anonKey: env.SUPABASE_ANON_KEY };
-    }
-    providers.billbora = { ...common.billbora, supabase };
-  }
-  return providers;
 }
 
 function deepFreeze<T>(value: T): T {

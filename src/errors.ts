@@ -1,5 +1,3 @@
-import type { ProviderId } from './upstream/provider-id.js';
-
 /** Every status billfold answers with itself, keyed by its machine-readable code (SPEC section 2). */
 export const ERROR_STATUS = {
   invalid_request: 400,
@@ -62,7 +60,7 @@ const DEFAULT_MESSAGES: Record<ErrorCode, string> = {
 /** Options an AppError may carry beyond its code. */
 export interface AppErrorOptions {
   message?: string;
-  provider?: ProviderId;
+  provider?: string;
   /** Seconds, sent as Retry-After. */
   retryAfter?: number;
   cause?: unknown;
@@ -72,7 +70,7 @@ export interface AppErrorOptions {
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  readonly provider: ProviderId | undefined;
+  readonly provider: string | undefined;
   readonly retryAfter: number | undefined;
 
   constructor(code: ErrorCode, options: AppErrorOptions = {}) {
@@ -87,7 +85,7 @@ export class AppError extends Error {
 
 /** The JSON body of every error billfold answers (SPEC section 2). */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string; provider?: ProviderId; requestId: string };
+  error: { code: ErrorCode; message: string; provider?: string; requestId: string };
 }
 
 /** Builds the documented error body; never includes causes, stacks or upstream details. */

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { memoize } from './bounded-cache.js';
-import type { ProviderId } from './upstream/provider-id.js';
 
 export type { Logger };
 
@@ -113,7 +112,7 @@ export type AuditEvent =
 export interface AuditEntry {
   event: AuditEvent;
   outcome: 'success' | 'failure' | 'refused';
-  provider?: ProviderId | undefined;
+  provider?: string | undefined;
   /** The raw session id; only its hash is written. */
   sessionId?: string | undefined;
   requestId?: string | undefined;

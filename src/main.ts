@@ -6,6 +6,7 @@ import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type LoadedConfig } from './config.js';
 import { createLogDestination, createLogger } from './logger.js';
 import type { Sandbox } from './sandbox/sandbox.js';
+import { PROVIDER_MODULES } from './upstream/provider-modules.js';
 import { readTlsCredentials, type TlsCredentials } from './tls-credentials.js';
 import { tracesRequested } from './tracing.js';
 
@@ -49,7 +50,8 @@ async function main(): Promise<void> {
   // With no upstream configured in development, billfold runs against its bundled sandbox upstreams.
   let sandbox: Sandbox | undefined;
   let banner = '';
-  if (!loaded.config.production && Object.keys(loaded.config.providers).length === 0) {
+  // Every provider module's slice is absent when none is configured.
+  if (!loaded.config.production && PROVIDER_MODULES.every((module) => !loaded.config.providers[module.id])) {
     // Loaded only here, so a production start never touches the emulators.
     const { formatSandboxBanner, startSandbox } = await import('./sandbox/sandbox.js');
     sandbox = await startSandbox({ billApiVersion: env.BILL_API_VERSION === 'v3' ? 'v3' : 'v2' });

@@ -2,8 +2,20 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { memoize } from './bounded-cache.js';
 import type { AppError } from './errors.js';
 import type { AuditObserver } from './logger.js';
-import type { RequestObserver } from './middleware/request-context.js';
-import type { ProviderId } from './upstream/provider-id.js';
+
+/** What the request metrics read of a request: its route template and provider. */
+export interface ObservedRequest {
+  readonly route: string;
+  readonly provider: string | undefined;
+}
+
+/** Told of every request once its answer has ended (status 499 when the client left first). */
+export type RequestObserver = (
+  request: ObservedRequest,
+  method: string,
+  status: number,
+  seconds: number,
+) => void;
 
 /**
  * One billfold instance's Prometheus metrics, fed through the seams that already see each event:
@@ -14,12 +26,7 @@ export interface Metrics {
   readonly registry: Registry;
   observeRequest: RequestObserver;
   /** The upstream client's `onResponse`. */
-  observeUpstream: (
-    provider: ProviderId,
-    status: number | 'error',
-    durationMs: number,
-    error?: AppError,
-  ) => void;
+  observeUpstream: (provider: string, status: number | 'error', durationMs: number, error?: AppError) => void;
   /** The repository's `onStoreCall`. */
   observeStoreCall: (operation: string, seconds: number) => void;
   /** Counts one store failure that became a 503. */

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import type { Config } from './config.js';
 
 /**
  * Mozilla's "intermediate" server profile without its DHE suites: TLS 1.3, and TLS 1.2 with ECDHE
@@ -38,7 +37,10 @@ export interface TlsCredentials {
  * certificate) before anything uses them, so a bad file stops start-up, and a bad renewal leaves the
  * certificate in service in place. Throws with a message naming the problem.
  */
-export function readTlsCredentials(files: NonNullable<Config['tls']>): TlsCredentials {
+export function readTlsCredentials(files: {
+  readonly certFile: string;
+  readonly keyFile: string;
+}): TlsCredentials {
   const read = (name: string, path: string) => {
     try {
       return readFileSync(path);

@@ -1,5 +1,4 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import type { ProviderId } from './upstream/provider-id.js';
 
 /**
  * billfold's spans, through the OpenTelemetry API alone. Until an SDK is registered (main.ts starts
@@ -17,7 +16,7 @@ export const isLive = (span: Span) => trace.isSpanContextValid(span.spanContext(
 
 /** One client span per upstream call; `headers` gains the `traceparent` the upstream continues. */
 export function startUpstreamSpan(
-  provider: ProviderId,
+  provider: string,
   method: string,
   url: URL,
   headers: Record<string, string>,

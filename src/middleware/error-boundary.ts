@@ -44,8 +44,13 @@ export function guardListener(handler: RequestListener, logger: Logger): Request
   };
   return (req: IncomingMessage, res: ServerResponse) => {
     try {
+      // A listener typed to return nothing may still return a promise (an async one does).
+      // eslint-disable-next-line @typescript-eslint/no-confusing-void-expression
       const returned = handler(req, res) as unknown;
-      if (returned instanceof Promise) returned.catch((error: unknown) => answer(req, res, error));
+      if (returned instanceof Promise)
+        returned.catch((error: unknown) => {
+          answer(req, res, error);
+        });
     } catch (error) {
       answer(req, res, error);
     }

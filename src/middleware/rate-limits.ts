@@ -4,6 +4,7 @@ import type { RateLimitConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { SessionBackend } from '../session/session-backend.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
+import type { AttemptLimiter, LoginBudget } from '../upstream/provider-module.js';
 import type { ProviderId } from '../upstream/provider-id.js';
 
 const refuse = (resetInMs: number, provider?: ProviderId) =>
@@ -83,13 +84,12 @@ interface Limit {
 const ON_FAILURE = new Set<keyof LoginAttempt>(['failed']);
 const ON_SUCCESS = new Set<keyof LoginAttempt>(['succeeded']);
 const ALWAYS = new Set<keyof LoginAttempt>(['failed', 'succeeded', 'abandoned']);
-const HOUR_MS = 3_600_000;
 
 export function createLoginLimiter(
   backend: SessionBackend,
   config: RateLimitConfig,
   names: StoreKeyNames,
-  billDevKey: string | undefined,
+  budgetsOf: (provider: ProviderId) => readonly LoginBudget[],
 ): LoginLimiter {
   const window = config.loginWindowMs;
   const releaseAll = (limits: readonly Limit[]) =>
@@ -136,18 +136,16 @@ export function createLoginLimiter(
           keptOn: ON_FAILURE,
         });
       }
-      if (provider === 'bill' && billDevKey !== undefined) {
-        // BILL counts every login against the key, granted or not; no address may spend much of it.
+      // A provider's own budgets count every login, granted or not (BILL's developer key).
+      for (const budget of budgetsOf(provider)) {
+        const scope =
+          budget.per === 'address'
+            ? names.current('ip', ip)
+            : names.current(budget.per.label, budget.per.value);
         limits.push({
-          key: `rl:login:bill-ip:${names.current('ip', ip)}`,
-          limit: config.billLoginsPerIpPerHour,
-          windowMs: HOUR_MS,
-          keptOn: ALWAYS,
-        });
-        limits.push({
-          key: `rl:login:bill:${names.current('devkey', billDevKey)}`,
-          limit: config.billLoginsPerHour,
-          windowMs: HOUR_MS,
+          key: `rl:login:${budget.name}:${scope}`,
+          limit: budget.limit,
+          windowMs: budget.windowMs,
           keptOn: ALWAYS,
         });
       }
@@ -197,13 +195,6 @@ export function createLoginLimiter(
  * Attempts at a guessable secret (BILL's MFA codes), limited per key. Each attempt is counted before
  * it is made, so a parallel burst cannot get more than `limit` guesses through.
  */
-export interface AttemptLimiter {
-  /** Counts one attempt; throws 429 rate_limited (with Retry-After) past the limit. */
-  take(key: string): Promise<void>;
-  /** A success clears the count. */
-  clear(key: string): Promise<void>;
-}
-
 export function createAttemptLimiter(
   backend: SessionBackend,
   names: StoreKeyNames,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import proxyAddr from 'proxy-addr';
 import { hashSessionId, type Logger } from '../logger.js';
+import type { RequestObserver } from '../metrics.js';
 import type { ProviderId } from '../upstream/provider-id.js';
 import type { TrustFunction } from './request-guards.js';
 
@@ -17,13 +18,7 @@ export interface RequestContext {
   provider: ProviderId | undefined;
 }
 
-/** Told of every request once its answer has ended (status 499 when the client left first). */
-export type RequestObserver = (
-  context: RequestContext,
-  method: string,
-  status: number,
-  seconds: number,
-) => void;
+export type { RequestObserver } from '../metrics.js';
 
 const FIXED_ROUTES = new Set([
   '/auth/session',

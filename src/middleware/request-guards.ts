@@ -21,7 +21,8 @@ export function compileTrust(value: Config['trustProxy']): TrustFunction {
 
 /** Whether the request reached billfold over TLS: directly, or through a trusted proxy saying so. */
 export function isSecureRequest(req: IncomingMessage, trust: TrustFunction): boolean {
-  if ((req.socket as TLSSocket).encrypted) return true;
+  // A TLS socket says so; a plain one has no such field.
+  if ((req.socket as Partial<Pick<TLSSocket, 'encrypted'>>).encrypted === true) return true;
   if (!trust(req.socket.remoteAddress, 0)) return false;
   const proto = req.headers['x-forwarded-proto'];
   const first = (Array.isArray(proto) ? proto[0] : proto)?.split(',')[0]?.trim().toLowerCase();

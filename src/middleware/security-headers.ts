@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, type ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import helmet from 'helmet';
 
 /** The headers every answer carries, written in one place for every listener and both roads. */
@@ -25,7 +26,7 @@ export function createSecurityHeaders(
     removeHeader: () => undefined,
   };
   // helmet's answer does not depend on the request, so it is computed once rather than per request.
-  middleware({} as IncomingMessage, recorder as unknown as ServerResponse, (error?: unknown) => {
+  middleware(new IncomingMessage(new Socket()), recorder as unknown as ServerResponse, (error?: unknown) => {
     if (error) throw new Error('helmet could not compute its headers', { cause: error });
   });
   fixed.push(['cache-control', 'no-store']);

@@ -3,8 +3,7 @@ import { audit } from '../logger.js';
 import { findSessions, summarizeSession } from '../session/session-inventory.js';
 import { identityIndexKeys } from '../session/session-index.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
-import { adapterFor, type AdapterRegistry } from '../upstream/provider-adapter.js';
-import { isProviderId } from '../upstream/provider-id.js';
+import { adapterFor, isKnownProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import { revokeSessions, type RevocationDeps } from '../upstream/session-revocation.js';
 import { sendJson, type OperatorRoute } from './operator-listener.js';
 
@@ -25,13 +24,14 @@ function identityOfQuery(query: URLSearchParams, adapters: AdapterRegistry, name
   const provider = query.get('provider') ?? '';
   const user = query.get('user') ?? '';
   const orgId = query.get('orgId') ?? '';
+  const known = isKnownProvider(adapters, provider);
+  const adapter = known ? adapterFor(adapters, provider) : undefined;
   const invalid = [
-    isProviderId(provider) ? '' : 'provider',
+    known ? '' : 'provider',
     user === '' || user.length > MAX_USER_LENGTH ? 'user' : '',
-    provider === 'bill' && orgId === '' ? 'orgId' : '',
+    adapter?.identityInOrganization === true && orgId === '' ? 'orgId' : '',
   ].filter(Boolean);
-  if (invalid.length === 0 && isProviderId(provider)) {
-    const adapter = adapterFor(adapters, provider);
+  if (invalid.length === 0 && known) {
     if (!adapter) throw new AppError('provider_not_configured', { provider });
     const identity = adapter.personalIdentity({ user, ...(orgId !== '' && { orgId }) });
     if (identity === undefined) {
@@ -57,7 +57,7 @@ export function createAdminRoute(deps: AdminRouteDeps): OperatorRoute {
     if (url.pathname !== '/admin/sessions') throw new AppError('not_found');
     if (req.method !== 'GET' && req.method !== 'DELETE') throw new AppError('method_not_allowed');
     const provider = url.searchParams.get('provider');
-    if (provider && isProviderId(provider)) context.provider = provider;
+    if (provider && isKnownProvider(deps.adapters, provider)) context.provider = provider;
     const sessions = await findSessions(
       deps.repository,
       identityOfQuery(url.searchParams, deps.adapters, deps.keyNames),

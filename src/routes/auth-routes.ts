@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
-import { createLoginLimiter } from '../middleware/rate-limits.js';
+import { createAttemptLimiter, createLoginLimiter } from '../middleware/rate-limits.js';
 import { contextOf } from '../middleware/request-context.js';
 import {
   destroySession,
@@ -14,29 +14,31 @@ import {
   sessionCookieOptions,
 } from '../middleware/session-middleware.js';
 import {
+  forgetCredential,
   forgetTrustedDevice,
   hasProviders,
-  type CredentialOf,
   type SessionRecord,
+  type StoredCredential,
 } from '../session/session-record.js';
 import type { SessionRepository } from '../session/session-repository.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
 import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
-import { organizationSwitchSchema } from '../upstream/billbora-adapter.js';
 import type { CredentialRenewer } from '../upstream/credential-renewer.js';
-import type { ProviderId } from '../upstream/provider-id.js';
+import type { ProviderModule, ProviderRouteEdge } from '../upstream/provider-module.js';
 import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
 
 /** What the auth routes are built from. */
 export interface AuthRouteDeps {
   config: Config;
+  /** The provider modules: each one's login name and budgets, and its own routes. */
+  modules: readonly ProviderModule[];
   adapters: AdapterRegistry;
   repository: SessionRepository;
   clock: Clock;
   logger: Logger;
   keyNames: StoreKeyNames;
-  /** The organization switch runs under the renewal lock, so it never presents a token a renewal spent. */
+  /** A provider's route that rewrites a credential (Billbora's organization switch) runs under the renewal lock. */
   renewer: CredentialRenewer;
 }
 
@@ -48,16 +50,37 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.outp
   throw new AppError('invalid_request', { message: `Invalid or missing fields: ${fields.join(', ')}.` });
 }
 
-/** The name a login is made under, for the per-username failure limit (token logins have none). */
-function loginIdentity(input: unknown): string | undefined {
-  const body = input as Record<string, unknown>;
-  const name = body.username ?? body.userName ?? body.tokenName ?? body.apiUserId ?? body.email;
-  return typeof name === 'string' ? name : undefined;
-}
-
 /** The session record express-session loaded for this request, when it has a stored one. */
 function storedRecord(req: Request): SessionRecord | undefined {
   return hasStoredSession(req) ? (req.session as unknown as SessionRecord) : undefined;
+}
+
+/**
+ * The routes of each provider's own (BILL's MFA step-up, Billbora's organization switch), lent the
+ * same body validation, session lookup, request context, view and attempt limits as these.
+ */
+export function createProviderRouters(deps: AuthRouteDeps): Router[] {
+  const { config, adapters, repository } = deps;
+  const edge: ProviderRouteEdge = {
+    parseBody,
+    storedSession: storedRecord,
+    begin(req, provider) {
+      const context = contextOf(req);
+      context.provider = provider;
+      return { requestId: context.id };
+    },
+    view: (record) => buildSessionView(record, adapters, repository.limits),
+    attempts: (name, provider) =>
+      createAttemptLimiter(repository.backend, deps.keyNames, {
+        name,
+        limit: config.rateLimits.loginFailuresPerUser,
+        windowMs: config.rateLimits.loginWindowMs,
+        provider,
+      }),
+  };
+  return deps.modules.flatMap((module) =>
+    module.createRoutes ? [module.createRoutes({ ...deps, adapter: adapters[module.id], edge })] : [],
+  );
 }
 
 /** Auth routes take JSON bodies only; a body of any other type is a 415 (body-less POSTs are fine). */
@@ -70,11 +93,16 @@ export function requireJsonBody(req: Request, _res: Response, next: (error?: unk
 /** POST /auth/:provider/login, POST /auth/:provider/logout and POST /auth/logout. */
 export function createAuthRouter(deps: AuthRouteDeps): Router {
   const { config, adapters, repository, clock, logger } = deps;
+  const moduleOf = (provider: string) => deps.modules.find((module) => module.id === provider);
   const loginLimiter = createLoginLimiter(
     repository.backend,
     config.rateLimits,
     deps.keyNames,
-    config.providers.bill?.devKey,
+    (provider) => {
+      const module = moduleOf(provider);
+      const slice = config.providers[provider];
+      return module?.loginBudgets && slice ? module.loginBudgets(slice) : [];
+    },
   );
   const router = express.Router();
   const cookie = sessionCookieOptions(config);
@@ -86,8 +114,12 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     const input = parseBody(adapter.loginSchema, req.body);
-    const attempt = await loginLimiter.begin(req.ip ?? 'unknown', adapter.id, loginIdentity(input));
-    let credential: CredentialOf<ProviderId>;
+    const attempt = await loginLimiter.begin(
+      req.ip ?? 'unknown',
+      adapter.id,
+      moduleOf(adapter.id)?.loginName(input),
+    );
+    let credential: StoredCredential;
     try {
       credential = await adapter.login(input, storedRecord(req));
     } catch (error) {
@@ -159,11 +191,11 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     if (!hasStoredSession(req)) throw new AppError('unauthenticated');
-    let removed: CredentialOf<ProviderId> | undefined;
+    let removed: StoredCredential | undefined;
     const after = await repository.update(req.sessionID, (record) => {
       removed = record.providers[adapter.id];
       if (!removed) return undefined;
-      delete record.providers[adapter.id];
+      forgetCredential(record, adapter.id);
       forgetTrustedDevice(record, adapter.id);
       return hasProviders(record) ? record : null;
     });
@@ -181,39 +213,6 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
       clearCookie(res);
     }
     res.json(view(after?.record));
-  });
-
-  router.post('/billbora/organization', async (req, res) => {
-    const context = contextOf(req);
-    context.provider = 'billbora';
-    const adapter = adapters.billbora;
-    if (!adapter) throw new AppError('provider_not_configured', { provider: 'billbora' });
-    if (!hasStoredSession(req)) throw new AppError('unauthenticated');
-    const body = parseBody(organizationSwitchSchema, req.body);
-    const session = await repository.load(req.sessionID);
-    if (!session?.record.providers.billbora)
-      throw new AppError('provider_not_connected', { provider: 'billbora' });
-    const after = await deps.renewer
-      .replace(session, 'billbora', (current, renewal) =>
-        adapter.switchOrganization(
-          current as CredentialOf<'billbora'>,
-          body.organizationId,
-          body.supabaseToken,
-          renewal,
-        ),
-      )
-      .catch((error: unknown) => {
-        // Signed out of Billbora meanwhile: the switch does not sign it back in.
-        if (
-          error instanceof AppError &&
-          (error.code === 'upstream_session_expired' || error.code === 'unauthenticated')
-        )
-          throw new AppError('provider_not_connected', { provider: 'billbora' });
-        throw error;
-      });
-    if (!after.session.record.providers.billbora)
-      throw new AppError('provider_not_connected', { provider: 'billbora' });
-    res.json(view(after.session.record));
   });
 
   router.post('/logout', async (req, res) => {

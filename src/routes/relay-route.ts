@@ -8,9 +8,10 @@ import { audit, type Logger } from '../logger.js';
 import type { RelayLimiter } from '../middleware/rate-limits.js';
 import type { RequestContext } from '../middleware/request-context.js';
 import { refuseOversizedBody, type RequestPolicy } from '../middleware/request-guards.js';
-import type { CredentialOf } from '../session/session-record.js';
+import type { StoredCredential } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
+  isKnownProvider,
   isSameCredential,
   resolveProvider,
   upstreamUrl,
@@ -19,7 +20,7 @@ import {
   type AuthVerdict,
   type RelayCall,
 } from '../upstream/provider-adapter.js';
-import { isProviderId, type ProviderId } from '../upstream/provider-id.js';
+import type { ProviderId } from '../upstream/provider-id.js';
 import {
   disconnectProvider,
   replaceCredential,
@@ -52,7 +53,7 @@ export interface RelayDeps {
   concurrency: RelayConcurrency;
 }
 
-type Credential = CredentialOf<ProviderId>;
+type Credential = StoredCredential;
 
 /**
  * Largest answer read whole to judge it (BILL's envelope, Billogram's 403), declared or not; a larger
@@ -126,7 +127,7 @@ export function createRelayHandler(deps: RelayDeps) {
 
     if (!RELAY_METHODS.has(req.method ?? '')) throw new AppError('method_not_allowed');
     deps.policy.check(req);
-    if (isProviderId(providerName)) context.provider = providerName;
+    if (isKnownProvider(deps.adapters, providerName)) context.provider = providerName;
     const adapter = resolveProvider(deps.adapters, providerName);
     const { id } = adapter;
     const providerConfig = config.providers[id];

@@ -1,7 +1,7 @@
 import type { SessionRecord, SessionLimits } from '../session/session-record.js';
 import { sessionDeadlines } from '../session/session-record.js';
-import { adapterFor, type AdapterRegistry, type ProviderView } from '../upstream/provider-adapter.js';
-import { PROVIDER_IDS, type ProviderId } from '../upstream/provider-id.js';
+import { configuredAdapters, type AdapterRegistry, type ProviderView } from '../upstream/provider-adapter.js';
+import type { ProviderId } from '../upstream/provider-id.js';
 
 /** The session view of SPEC section 2: every configured provider, connected or not, and no secret. */
 export type SessionView =
@@ -20,11 +20,9 @@ export function buildSessionView(
 ): SessionView {
   if (!record) return { authenticated: false };
   const providers: Partial<Record<ProviderId, ProviderView | { connected: false }>> = {};
-  for (const id of PROVIDER_IDS) {
-    const adapter = adapterFor(adapters, id);
-    if (!adapter) continue;
-    const credential = record.providers[id];
-    providers[id] = credential ? adapter.view(credential) : { connected: false };
+  for (const adapter of configuredAdapters(adapters)) {
+    const credential = record.providers[adapter.id];
+    providers[adapter.id] = credential ? adapter.view(credential) : { connected: false };
   }
   const { expiresAt, idleExpiresAt } = sessionDeadlines(record, limits);
   return {

@@ -144,7 +144,7 @@ export function createBillEmulator(options: {
     '/Crud/Create/Vendor.json': (fields, signedIn) => {
       const parsed = dataOf(fields, true);
       if ('refusal' in parsed) return parsed.refusal;
-      const obj = parsed.data.obj as Record<string, unknown> | undefined;
+      const obj = parsed.data.obj as Record<string, unknown> | null | undefined;
       if (typeof obj !== 'object' || obj === null)
         return failure('BDC_1117', 'Missing required data for: obj.');
       if (obj.entity !== 'Vendor') {

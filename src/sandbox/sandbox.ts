@@ -8,6 +8,11 @@ import { createBillV3Emulator } from './bill-v3-emulator.js';
 import { createBillboraEmulator, type BillboraControl } from './billbora-emulator.js';
 import { createBillingPlatformEmulator, type BillingPlatformControl } from './billingplatform-emulator.js';
 import { createBillogramEmulator, type BillogramControl } from './billogram-emulator.js';
+import { billModule } from '../upstream/bill/bill-module.js';
+import { billboraModule } from '../upstream/billbora/billbora-module.js';
+import { billingPlatformModule } from '../upstream/billingplatform/billingplatform-module.js';
+import { billogramModule } from '../upstream/billogram/billogram-module.js';
+import { PROVIDER_MODULES } from '../upstream/provider-modules.js';
 import { SANDBOX_DEMO_CREDENTIALS } from './sandbox-demo.js';
 import {
   jsonReply,
@@ -18,13 +23,13 @@ import {
 } from './sandbox-http.js';
 import { createSupabaseEmulator, type SupabaseControl } from './supabase-emulator.js';
 
-/** Where each emulator is mounted on the sandbox server. */
+/** Where each emulator is mounted on the sandbox server: where its provider module says. */
 export const SANDBOX_MOUNTS = {
-  billingplatform: '/billingplatform/demo/rest/2.0',
-  bill: '/bill/api/v2',
+  billingplatform: billingPlatformModule.sandbox.mount,
+  bill: billModule.sandbox.mount,
   billV3: '/bill/connect/v3',
-  billogram: '/billogram/api/v2',
-  billbora: '/billbora/api/v1',
+  billogram: billogramModule.sandbox.mount,
+  billbora: billboraModule.sandbox.mount,
   supabase: '/supabase',
 } as const;
 
@@ -143,12 +148,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     url,
     billV3Env,
     env: {
-      BILLINGPLATFORM_BASE_URL: `${url}${SANDBOX_MOUNTS.billingplatform}`,
-      BILL_BASE_URL: `${url}${SANDBOX_MOUNTS.bill}`,
+      // Each provider module names its emulator's mount and the variables that point billfold there.
+      ...Object.fromEntries(
+        PROVIDER_MODULES.flatMap((module) =>
+          Object.entries(module.sandbox.env(`${url}${module.sandbox.mount}`)),
+        ),
+      ),
       ...(options.billApiVersion === 'v3' && billV3Env),
       BILL_DEV_KEY: SANDBOX_DEMO_CREDENTIALS.billDevKey,
-      BILLOGRAM_BASE_URL: `${url}${SANDBOX_MOUNTS.billogram}`,
-      BILLBORA_BASE_URL: `${url}${SANDBOX_MOUNTS.billbora}`,
       SUPABASE_URL: `${url}${SANDBOX_MOUNTS.supabase}`,
       SUPABASE_ANON_KEY: SANDBOX_DEMO_CREDENTIALS.supabaseAnonKey,
       ALLOW_INSECURE_UPSTREAMS: 'true',

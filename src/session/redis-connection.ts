@@ -178,9 +178,9 @@ function createTopology(options: RedisConnectionOptions): Topology {
     };
   }
 
-  if (options.clusterNodes && options.clusterNodes.length > 0) {
-    const roots = options.clusterNodes.map(parseRedisUrl);
-    const first = roots[0]!;
+  const roots = (options.clusterNodes ?? []).map(parseRedisUrl);
+  const first = roots[0];
+  if (first) {
     // node-redis builds the clients of discovered nodes from `defaults` alone (plus the host and port
     // the slot map names), so the credentials and TLS written in the root URLs are moved there.
     const defaults = {
@@ -283,7 +283,10 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
           () => resolve(),
           (error: unknown) => {
             options.onError(error as Error);
-            if (closed) return resolve();
+            if (closed) {
+              resolve();
+              return;
+            }
             const retry = setTimeout(() => {
               retries.delete(retry);
               attempt(tries + 1);
@@ -302,6 +305,8 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
   const ready = async () => {
     if (connected) return;
     await withDeadline(connecting, options.timeoutMs).catch(() => undefined);
+    // `connected` is set by the client's events while the wait above runs.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (!connected) throw new Error('session store not connected');
   };
   return {

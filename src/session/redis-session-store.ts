@@ -3,11 +3,11 @@ import type session from 'express-session';
 import type { SessionData } from 'express-session';
 import type { SessionRecord } from './session-record.js';
 import type { RedisConnection } from './redis-connection.js';
+import type { SealedRecords } from './session-backend.js';
 import { createSessionRepository, type SessionRepository } from './session-repository.js';
 import {
   createExpressSessionBridge,
   type ExpressSessionBridge,
-  type SealedRecords,
   type SessionStoreOptions,
 } from './session-store.js';
 

@@ -54,3 +54,27 @@ export interface SessionBackend {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * Where a session store keeps its sealed records, by session id: what the repository reads and
+ * compare-and-sets. Values are opaque (sealed by the repository's codec).
+ */
+export interface SealedRecords {
+  /** The stored value, or null when absent or expired. */
+  read(sessionId: string): Promise<string | null>;
+  /**
+   * Writes `value` (or deletes, when null) only if the stored value is still `expected` (null: only
+   * if absent), with a TTL of `ttlMs`. The single primitive behind every change to a session, so no
+   * writer overwrites a change it has not seen and nothing deleted comes back.
+   */
+  compareAndSet(
+    sessionId: string,
+    expected: string | null,
+    value: string | null,
+    ttlMs: number,
+  ): Promise<boolean>;
+  /** Deletes the value and returns what it was, in one atomic step (null when there was none). */
+  take(sessionId: string): Promise<string | null>;
+  /** Resolves when the store answers. */
+  ping(): Promise<void>;
+}

@@ -1,6 +1,11 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { EncryptionKey } from '../config.js';
 import type { SessionRecord } from './session-record.js';
+
+/** One key of the session encryption keyring. */
+export interface EncryptionKey {
+  id: string;
+  key: Buffer;
+}
 
 /** Seals session records for the store and opens them again. */
 export interface SessionCodec {
@@ -67,7 +72,7 @@ export function createSessionCodec(keys: readonly EncryptionKey[]): SessionCodec
 function parseRecord(json: string): SessionRecord | undefined {
   const value: unknown = JSON.parse(json);
   if (typeof value !== 'object' || value === null) return undefined;
-  const record = value as Partial<SessionRecord>;
+  const record = value as { createdAt?: unknown; lastSeenAt?: unknown; providers?: unknown };
   if (typeof record.createdAt !== 'number' || typeof record.lastSeenAt !== 'number') return undefined;
   if (typeof record.providers !== 'object' || record.providers === null) return undefined;
   return record as SessionRecord;

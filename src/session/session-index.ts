@@ -1,4 +1,3 @@
-import type { ProviderId } from '../upstream/provider-id.js';
 import type { SessionBackend } from './session-backend.js';
 import type { SessionLimits, SessionRecord } from './session-record.js';
 import type { StoreKeyNames } from './store-key-names.js';
@@ -11,7 +10,7 @@ export const ALL_SESSIONS_INDEX = 'ix:all';
  * configured signing secret. Keys hold a keyed hash, so no name or id sits in the store in the clear
  * nor can be confirmed by guessing; the provider stays readable so an operator can tell them apart.
  */
-export function identityIndexKeys(names: StoreKeyNames, provider: ProviderId, identity: string): string[] {
+export function identityIndexKeys(names: StoreKeyNames, provider: string, identity: string): string[] {
   return names.all(`identity:${provider}`, identity).map((name) => `ix:${provider}:${name}`);
 }
 
@@ -22,10 +21,8 @@ export function identityIndexKeys(names: StoreKeyNames, provider: ProviderId, id
  */
 export function identityKeysOf(names: StoreKeyNames, record: SessionRecord): string[] {
   const keys: string[] = [];
-  for (const [provider, credential] of Object.entries(record.providers) as Array<
-    [ProviderId, { identity?: unknown } | undefined]
-  >) {
-    const identity = credential?.identity;
+  for (const [provider, credential] of Object.entries(record.providers)) {
+    const identity: unknown = credential.identity;
     if (typeof identity === 'string' && identity !== '')
       keys.push(...identityIndexKeys(names, provider, identity));
   }

@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import type { ProviderId } from '../upstream/provider-id.js';
 import type { LoadedSession, SessionRepository } from './session-repository.js';
 
 /** One session as the inventory shows it: a handle in place of its id, and no secret. */
@@ -8,7 +7,7 @@ export interface SessionSummary {
   device: string;
   createdAt: string;
   lastSeenAt: string;
-  providers: ProviderId[];
+  providers: string[];
 }
 
 /**
@@ -62,6 +61,6 @@ export function summarizeSession(
     device: record.device ?? 'unknown',
     createdAt: new Date(record.createdAt).toISOString(),
     lastSeenAt: new Date(record.lastSeenAt).toISOString(),
-    providers: Object.keys(record.providers) as ProviderId[],
+    providers: Object.keys(record.providers),
   };
 }

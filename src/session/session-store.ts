@@ -14,30 +14,6 @@ declare module 'express-session' {
   interface SessionData extends SessionRecord {}
 }
 
-/**
- * Where a session store keeps its sealed records, by session id: what the repository reads and
- * compare-and-sets. Values are opaque (sealed by the repository's codec).
- */
-export interface SealedRecords {
-  /** The stored value, or null when absent or expired. */
-  read(sessionId: string): Promise<string | null>;
-  /**
-   * Writes `value` (or deletes, when null) only if the stored value is still `expected` (null: only
-   * if absent), with a TTL of `ttlMs`. The single primitive behind every change to a session, so no
-   * writer overwrites a change it has not seen and nothing deleted comes back.
-   */
-  compareAndSet(
-    sessionId: string,
-    expected: string | null,
-    value: string | null,
-    ttlMs: number,
-  ): Promise<boolean>;
-  /** Deletes the value and returns what it was, in one atomic step (null when there was none). */
-  take(sessionId: string): Promise<string | null>;
-  /** Resolves when the store answers. */
-  ping(): Promise<void>;
-}
-
 /** What every session store is built from, besides where it keeps its records. */
 export interface SessionStoreOptions {
   backend: SessionBackend;
@@ -101,7 +77,12 @@ export function createExpressSessionBridge(repository: SessionRepository, cookie
   return {
     get(sid: string, callback: Callback<SessionData | null>): void {
       void repository.load(sid).then((loaded) => {
-        if (!loaded) return callback(null, null);
+        if (!loaded) {
+          callback(null, null);
+          return;
+        }
+        // Stores hand express-session plain data, as connect-redis does; its createSession makes the Cookie.
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
         const data: SessionData = { ...loaded.record, cookie: { ...cookie, originalMaxAge: null } };
         loadedFrom.set(data, loaded);
         callback(null, data);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
-import { hasProviders, type CredentialOf } from '../session/session-record.js';
+import { forgetCredential, hasProviders, type StoredCredential } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
   adapterFor,
@@ -13,7 +13,7 @@ import {
 } from './provider-adapter.js';
 import type { ProviderId } from './provider-id.js';
 
-type Credential = CredentialOf<ProviderId>;
+type Credential = StoredCredential;
 
 /** A session together with the credential a call should now use. */
 export interface Renewed {
@@ -127,6 +127,8 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
           return false;
         });
       if (!held) {
+        // The deadline may have aborted the signal while the extension was awaited.
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
         if (!cancel.signal.aborted) lost();
         throw cancel.signal.reason;
       }
@@ -252,7 +254,7 @@ export async function disconnectProvider(
 ): Promise<void> {
   await repository.update(sessionId, (record) => {
     if (!isSameCredential(adapter, record.providers[adapter.id], failed)) return undefined;
-    delete record.providers[adapter.id];
+    forgetCredential(record, adapter.id);
     return hasProviders(record) ? record : null;
   });
 }

@@ -1,9 +1,7 @@
 import type { z } from 'zod';
-import type { CredentialOf, SessionRecord } from '../session/session-record.js';
-import type { BillAdapter } from './bill-adapter.js';
-import type { BillboraAdapter } from './billbora-adapter.js';
+import type { SessionRecord, StoredCredential } from '../session/session-record.js';
 import { AppError } from '../errors.js';
-import { isProviderId, type ProviderId } from './provider-id.js';
+import type { ProviderId } from './provider-id.js';
 
 /** A relayed call as billfold is about to send it, before the provider's auth is attached. */
 export interface RelayCall {
@@ -30,23 +28,23 @@ export type ProviderView = { connected: true } & Record<string, unknown>;
  * Built by a factory given its config slice, the HTTP client and the clock; the session layer stores
  * what `login` and `renew` return, and the relay asks the adapter to attach and judge it.
  */
-export interface ProviderAdapter<P extends ProviderId = ProviderId> {
-  readonly id: P;
+export interface ProviderAdapter<C extends StoredCredential = StoredCredential> {
+  readonly id: ProviderId;
   /** Validates the login body (unknown fields refused); its output is what `login` receives. */
   readonly loginSchema: z.ZodType;
   /**
    * Signs in upstream (passwords are used once, here, and never kept) and returns what to store.
    * `session` is the billfold session this sign-in joins, if any (BILL offers its trusted device).
    */
-  login(input: unknown, session?: SessionRecord): Promise<CredentialOf<P>>;
+  login(input: unknown, session?: SessionRecord): Promise<C>;
   /** Ends the upstream session where the upstream has one; best effort. */
-  logout(credential: CredentialOf<P>): Promise<void>;
+  logout(credential: C): Promise<void>;
   /** Paths (relative to the base URL) that are the upstream's own login, logout or token endpoints. */
   isAuthEndpoint(path: string): boolean;
   /** Whether the relay must hold the request body in memory (to rewrite it, or to replay it once). */
-  buffersRequestBody(credential: CredentialOf<P>, call: RelayCall): boolean;
+  buffersRequestBody(credential: C, call: RelayCall): boolean;
   /** Attaches the credential: headers, and for BILL the form fields of the body. */
-  authorize(call: RelayCall, credential: CredentialOf<P>): RelayCall;
+  authorize(call: RelayCall, credential: C): RelayCall;
   /**
    * Whether `judge` needs the parsed JSON body of an answer with this status (BILL signals expiry
    * inside HTTP 200; Billogram's 403 means expiry only for some codes). Other answers stream untouched.
@@ -55,23 +53,25 @@ export interface ProviderAdapter<P extends ProviderId = ProviderId> {
   /** Reads an upstream answer: fine, the credential is dead, or it should be renewed and the call replayed once. */
   judge(status: number, body: unknown): AuthVerdict;
   /** Exchanges a credential for a fresh one (Billbora's rotating JWTs), holding the renewal lock. */
-  renew?(credential: CredentialOf<P>, context: RenewalContext): Promise<CredentialOf<P>>;
+  renew?(credential: C, context: RenewalContext): Promise<C>;
   /** Whether the credential should be renewed before use (shortly before it expires). */
-  needsRenewal?(credential: CredentialOf<P>, now: number): boolean;
+  needsRenewal?(credential: C, now: number): boolean;
   /** The credential to store once the upstream answered `untrusted` (BILL's view of its MFA trust is stale). */
-  afterUntrusted?(credential: CredentialOf<P>): CredentialOf<P> | undefined;
+  afterUntrusted?(credential: C): C | undefined;
   /** The credential to store after a successful call, when the adapter tracks use (BILL's idle timer). */
-  afterUse?(credential: CredentialOf<P>, now: number): CredentialOf<P> | undefined;
+  afterUse?(credential: C, now: number): C | undefined;
   /** The secret values in a credential, so no upstream answer header can echo one back to the client. */
-  secretsOf(credential: CredentialOf<P>): string[];
+  secretsOf(credential: C): string[];
   /** The provider's entry in the session view. */
-  view(credential: CredentialOf<P>): ProviderView;
+  view(credential: C): ProviderView;
   /**
    * The personal identity an operator's `user` (and BILL's `orgId`) names, canonicalised as the
    * upstream compares it and as `login` records it on the credential; undefined where the
    * provider's credentials are shared, not personal.
    */
   personalIdentity(name: { user: string; orgId?: string }): string | undefined;
+  /** Whether a user is a person only within an organization, so naming one takes its `orgId` (BILL). */
+  readonly identityInOrganization?: boolean;
 }
 
 /** What a renewal runs under: the renewer's lock, its deadline, and what it must not lose. */
@@ -81,23 +81,31 @@ export interface RenewalContext {
   /** Confirms (and extends) the lock; call it right before presenting a single-use token. Throws when the lock is lost. */
   fence(): Promise<void>;
   /** Records a credential holding tokens the upstream has already rotated or may have spent: stored even if the renewal then fails. */
-  keep(credential: CredentialOf<ProviderId>): void;
-}
-
-/** The configured adapters by provider. */
-export interface AdapterRegistry {
-  readonly billingplatform?: ProviderAdapter<'billingplatform'>;
-  readonly bill?: BillAdapter;
-  readonly billogram?: ProviderAdapter<'billogram'>;
-  readonly billbora?: BillboraAdapter;
+  keep(credential: StoredCredential): void;
 }
 
 /**
- * The adapter for `id`, typed for the credential union. Safe because a session only ever stores
+ * Every provider billfold knows, in the order the session view lists them: its adapter when its base
+ * URL is configured, `undefined` when it is off. A key that is absent names no provider at all.
+ */
+export type AdapterRegistry = Readonly<Record<ProviderId, ProviderAdapter | undefined>>;
+
+/** Whether `name` is a provider billfold knows (configured or not); never a prototype key. */
+export function isKnownProvider(registry: AdapterRegistry, name: string): boolean {
+  return Object.hasOwn(registry, name);
+}
+
+/**
+ * The adapter for `id`, typed for any stored credential. Safe because a session only ever stores
  * under `id` what that same adapter's `login` or `renew` returned.
  */
 export function adapterFor(registry: AdapterRegistry, id: ProviderId): ProviderAdapter | undefined {
-  return registry[id];
+  return isKnownProvider(registry, id) ? registry[id] : undefined;
+}
+
+/** The configured adapters, in the registry's order. */
+export function configuredAdapters(registry: AdapterRegistry): ProviderAdapter[] {
+  return Object.values(registry).filter((adapter) => adapter !== undefined);
 }
 
 /**
@@ -105,7 +113,7 @@ export function adapterFor(registry: AdapterRegistry, id: ProviderId): ProviderA
  * name that is no provider, provider_not_configured for one without a base URL.
  */
 export function resolveProvider(registry: AdapterRegistry, name: string | undefined): ProviderAdapter {
-  if (name === undefined || !isProviderId(name)) throw new AppError('not_found');
+  if (name === undefined || !isKnownProvider(registry, name)) throw new AppError('not_found');
   const adapter = adapterFor(registry, name);
   if (!adapter) throw new AppError('provider_not_configured', { provider: name });
   return adapter;
@@ -127,8 +135,8 @@ export function firstSegment(path: string): string {
 /** Whether two credentials of one provider are the same one (compared by their first secret). */
 export function isSameCredential(
   adapter: ProviderAdapter,
-  a: CredentialOf<ProviderId> | undefined,
-  b: CredentialOf<ProviderId>,
+  a: StoredCredential | undefined,
+  b: StoredCredential,
 ): boolean {
   return a !== undefined && adapter.secretsOf(a)[0] === adapter.secretsOf(b)[0];
 }

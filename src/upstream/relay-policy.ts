@@ -135,7 +135,9 @@ const CONFUSABLES: Record<string, string> = {
   ı: 'i',
 };
 const foldConfusables = (name: string) =>
-  [...name.toLowerCase()].map((character) => CONFUSABLES[character] ?? character).join('');
+  Array.from(name.toLowerCase())
+    .map((character) => CONFUSABLES[character] ?? character)
+    .join('');
 
 /**
  * Refuses a query string that carries a credential-like parameter, on every route. Each name is read

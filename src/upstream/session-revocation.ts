@@ -1,10 +1,9 @@
 import type { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
 import { findSessions } from '../session/session-inventory.js';
-import type { CredentialOf, ProviderCredentials, SessionRecord } from '../session/session-record.js';
+import type { ProviderCredentials, SessionRecord, StoredCredential } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import { adapterFor, type AdapterRegistry, type ProviderAdapter } from './provider-adapter.js';
-import { PROVIDER_IDS, type ProviderId } from './provider-id.js';
 
 /**
  * Signs one credential out upstream, where the upstream has a logout. Best effort: billfold has
@@ -12,7 +11,7 @@ import { PROVIDER_IDS, type ProviderId } from './provider-id.js';
  */
 export async function logoutUpstream(
   adapter: ProviderAdapter,
-  credential: CredentialOf<ProviderId>,
+  credential: StoredCredential,
   logger: Logger,
 ): Promise<void> {
   try {
@@ -29,7 +28,7 @@ export async function logoutEveryUpstream(
   logger: Logger,
 ): Promise<void> {
   await Promise.all(
-    PROVIDER_IDS.map((id) => {
+    Object.keys(adapters).map((id) => {
       const adapter = adapterFor(adapters, id);
       const credential = providers?.[id];
       return adapter && credential ? logoutUpstream(adapter, credential, logger) : Promise.resolve();

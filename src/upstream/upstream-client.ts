@@ -40,7 +40,7 @@ export interface UpstreamClient {
     maxBytes?: number,
   ): Promise<UpstreamJsonResponse>;
   /** Each provider's pool as undici counts it; `exhausted` when every connection is busy and calls queue. */
-  poolStatus(): Partial<Record<ProviderId, PoolStatus>>;
+  poolStatus(): Record<ProviderId, PoolStatus>;
   close(): Promise<void>;
 }
 
@@ -212,7 +212,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
     poolStatus() {
       const stats = agent.stats;
-      const status: Partial<Record<ProviderId, PoolStatus>> = {};
+      const status: Record<ProviderId, PoolStatus> = {};
       for (const [provider, origin] of origins) {
         const pool = stats[origin] as { running?: number; queued?: number } | undefined;
         const running = pool?.running ?? 0;

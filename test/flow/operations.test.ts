@@ -16,7 +16,7 @@ describe('start-up', () => {
       BILLINGPLATFORM_BASE_URL: 'http://example.com',
     }).then(
       () => 'started',
-      (error: Error) => error.message,
+      (error: unknown) => (error as Error).message,
     );
     expect(failure).toMatch(/exited with 1/);
     for (const name of ['PUBLIC_ORIGIN', 'SESSION_SECRETS', 'SESSION_STORE', 'BILLINGPLATFORM_BASE_URL']) {

@@ -30,14 +30,14 @@ describe("a relayed call's connection slots", () => {
     );
   });
   afterAll(async () => {
-    await billfold?.close();
-    await sandbox?.close();
+    await billfold.close();
+    await sandbox.close();
   });
 
   it('are given back when the client leaves while its session is still being read', async () => {
     const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
     expect((await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram)).status).toBe(200);
-    let open = () => undefined as void;
+    let open: () => void = () => undefined;
     gate = new Promise((resolve) => (open = resolve));
     const started = new Promise<void>((resolve) => (reading = resolve));
     const { hostname, port } = new URL(billfold.url);

@@ -65,9 +65,12 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     second = store.shared ? await startBillfold(env) : first;
   }, 60_000);
   afterAll(async () => {
+    // Each is unset when beforeAll failed part-way.
+    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
     await Promise.all([first?.close(), store?.shared ? second?.close() : undefined]);
     await sandbox?.close();
     await store?.dispose();
+    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
   });
 
   const clientOf = (billfold: RunningBillfold, device: string) => {

@@ -44,9 +44,9 @@ describe('traces', () => {
     });
   });
   afterAll(async () => {
-    await billfold?.close();
-    await sandbox?.close();
-    await sdk?.shutdown();
+    await billfold.close();
+    await sandbox.close();
+    await sdk.shutdown();
     trace.disable();
     context.disable();
     propagation.disable();

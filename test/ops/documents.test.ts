@@ -42,7 +42,7 @@ describe('the Markdown documents', () => {
   it(`read at ${WIDTH} columns: no line, table row or code line is wider`, () => {
     const wide = documents.flatMap(({ name, lines }) =>
       lines.flatMap((text, index) =>
-        [...text].length > WIDTH ? [`${name}:${index + 1} (${[...text].length})`] : [],
+        Array.from(text).length > WIDTH ? [`${name}:${index + 1} (${Array.from(text).length})`] : [],
       ),
     );
     expect(wide).toEqual([]);

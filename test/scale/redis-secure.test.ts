@@ -63,9 +63,12 @@ describe('Redis Cluster over TLS behind an ACL user, three masters with replicas
     });
   }, 60_000);
   afterAll(async () => {
+    // Each is unset when beforeAll failed part-way.
+    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
     await billfold?.close();
     await sandbox?.close();
     await cluster?.dispose();
+    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
   });
 
   it('signs in, relays, renews and lists sessions, with sessions on every master', async () => {
@@ -96,8 +99,11 @@ describe('Redis Sentinel over TLS behind an ACL user, and the wrong secrets', ()
     [sentinel, sandbox] = await Promise.all([startOwnSentinel(), startSandbox()]);
   }, 60_000);
   afterAll(async () => {
+    // Each is unset when beforeAll failed part-way.
+    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
     await sandbox?.close();
     await sentinel?.dispose();
+    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
   });
 
   it('Sentinel with the ACL user and TLS for sentinels and the master they name: the full flow', async () => {

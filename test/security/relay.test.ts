@@ -168,7 +168,7 @@ describe('request lines that name no path of billfold’s', () => {
   it('opens no tunnel for CONNECT: the connection is refused or closed, never a 2xx or a 500', async () => {
     for (const target of [
       'evil.example.com:443',
-      `${new URL(sandbox.url).host}`,
+      new URL(sandbox.url).host,
       '/api/billingplatform/ACCOUNT/1001',
     ]) {
       const answer = await relay({ method: 'CONNECT', target });
@@ -483,7 +483,7 @@ describe('secrets in the query', () => {
     async (name) => {
       for (const provider of Object.keys(OK_CALLS)) {
         const call = OK_CALLS[provider]!;
-        for (const query of [`${name}=${VALUE}`, `page=1&${name}=${VALUE}&page=2`, `${name}`]) {
+        for (const query of [`${name}=${VALUE}`, `page=1&${name}=${VALUE}&page=2`, name]) {
           expectDocumentedError(
             await relay({ ...call, target: `${call.target}?${query}` }),
             400,

@@ -70,9 +70,10 @@ const spelled = (name: string) =>
     )
     .map(
       ([styles, suffix]) =>
-        [...name]
+        Array.from(name)
           .map((character, index) => {
-            switch (styles[index]) {
+            const style = styles[index] ?? 'lower';
+            switch (style) {
               case 'upper':
                 return character.toUpperCase();
               case 'percent':
@@ -84,7 +85,6 @@ const spelled = (name: string) =>
               case 'underscore':
                 return index === 0 ? character : `_${character}`;
               case 'lower':
-              case undefined:
                 return character;
             }
           })

@@ -122,6 +122,8 @@ describe('billfold serving TLS itself', () => {
     port = Number(new URL(billfold.url).port);
   }, 60_000);
   afterAll(async () => {
+    // Unset when beforeAll failed.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     await billfold?.stop();
     await rm(dir, { recursive: true, force: true });
   });
@@ -238,7 +240,7 @@ describe('TLS files that cannot be used', () => {
         TLS_KEY_FILE: join(dir, 'missing-key.pem'),
       }).then(
         () => 'started',
-        (error: Error) => error.message,
+        (error: unknown) => (error as Error).message,
       );
       expect(failure).toMatch(/exited with 1/);
       expect(failure).toMatch(
@@ -252,7 +254,7 @@ describe('TLS files that cannot be used', () => {
         TLS_KEY_FILE: join(dir, 'missing-key.pem'),
       }).then(
         () => 'started',
-        (error: Error) => error.message,
+        (error: unknown) => (error as Error).message,
       );
       expect(both).toMatch(/- SESSION_SECRETS: every secret must be at least 32 characters/);
       expect(both).toMatch(/- TLS_CERT_FILE: cannot read/);

@@ -275,7 +275,7 @@ describe('HSTS on every response', () => {
   beforeAll(async () => {
     hostile = await startHostileUpstream();
     billfold = await start({
-      BILLOGRAM_BASE_URL: `${hostile.baseUrl}`,
+      BILLOGRAM_BASE_URL: hostile.baseUrl,
       BILLINGPLATFORM_BASE_URL: hostile.baseUrl,
       BODY_LIMIT: '1kb',
       UPSTREAM_TIMEOUT_MS: '300',

@@ -59,7 +59,9 @@ describe('one cookie verification on both roads', () => {
       if (tamper) value = `${value.slice(0, -1)}${value.endsWith('A') ? 'B' : 'A'}`;
       if (encode === 'percent') value = encodeURIComponent(value);
       if (encode === 'percent-all')
-        value = [...value].map((char) => `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`).join('');
+        value = Array.from(value)
+          .map((char) => `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`)
+          .join('');
       if (encode === 'quoted') value = `"${value}"`;
       if (encode === 'broken-percent') value = `${value}%E0%A4%A`;
       return `${cookieName}=${value}`;

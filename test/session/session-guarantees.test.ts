@@ -123,6 +123,8 @@ beforeAll(async () => {
   [ownRedis, cluster] = await Promise.all([startOwnRedis(), startOwnRedisCluster()]);
 }, 60_000);
 afterAll(async () => {
+  // Unset when beforeAll failed part-way.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   await Promise.all([ownRedis?.dispose(), cluster?.dispose()]);
 });
 
@@ -173,7 +175,7 @@ function sessionApp(store: TestStore, appConfig: Config = config) {
 
 /** A promise and the function that settles it. */
 function gate() {
-  let open = () => undefined as void;
+  let open: () => void = () => undefined;
   const promise = new Promise<void>((resolve) => (open = resolve));
   return { promise, open };
 }
@@ -322,7 +324,10 @@ describe.each(Object.keys(places))('session guarantees on %s', (kind) => {
       app.post('/rotate', (req, res, next) => {
         const carried = { ...req.session.providers };
         req.session.regenerate((error: unknown) => {
-          if (error) return next(error);
+          if (error) {
+            next(error);
+            return;
+          }
           Object.assign(req.session, record(carried));
           res.json({ sessionId: req.sessionID });
         });

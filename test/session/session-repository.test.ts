@@ -108,7 +108,7 @@ describe.each(stores)('session repository on %s', (_name, makeStore) => {
       ),
     );
     const device = (await repository.load('sid-many'))?.record.device ?? '';
-    expect([...device].sort().join('')).toBe('01234');
+    expect(Array.from(device).sort().join('')).toBe('01234');
   });
 
   it('cannot bring back a session destroyed while an update was in flight', async () => {

@@ -17,8 +17,8 @@ export interface GatedProxy {
 
 export async function startGatedProxy(target: string): Promise<GatedProxy> {
   let gate: Promise<void> | undefined;
-  let release = () => undefined as void;
-  let notifyArrival = () => undefined as void;
+  let release: () => void = () => undefined;
+  let notifyArrival: () => void = () => undefined;
   let arrival = Promise.resolve();
   let waiting = 0;
   const server = http.createServer((req, res) => {

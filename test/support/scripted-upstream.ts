@@ -83,7 +83,7 @@ export async function startScriptedUpstream(): Promise<ScriptedUpstream> {
           return;
         }
         case 'GET /bb/invoices/': {
-          const key = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
+          const key = (req.headers.authorization ?? '').replace(/^Bearer /, '');
           send(res, key.startsWith('bb_') ? 200 : 401, key.startsWith('bb_') ? { results: [] } : {});
           return;
         }

@@ -38,7 +38,8 @@ function fieldValues(value: unknown, into: Set<string>, key = ''): void {
  * (upstream session ids, tokens, Basic credentials), read from their request logs.
  */
 export interface SecretLedger {
-  add(...values: (string | undefined)[]): void;
+  /** Adds every string among `values` (fields read from a stored credential are untyped). */
+  add(...values: unknown[]): void;
   /** Reads the credentials out of every emulator's request log; call it before `sandbox.reset()`. */
   collect(sandbox: Sandbox): void;
   readonly secrets: ReadonlySet<string>;
@@ -51,8 +52,9 @@ export interface SecretLedger {
 
 export function createSecretLedger(): SecretLedger {
   const secrets = new Set<string>(DEMO_SECRETS);
-  const add = (...values: (string | undefined)[]) => {
-    for (const value of values) if (value && value.length >= MIN_SECRET_LENGTH) secrets.add(value);
+  const add = (...values: unknown[]) => {
+    for (const value of values)
+      if (typeof value === 'string' && value.length >= MIN_SECRET_LENGTH) secrets.add(value);
   };
   return {
     secrets,
@@ -72,7 +74,7 @@ export function createSecretLedger(): SecretLedger {
           const credential = authorization?.split(' ')[1];
           if (credential) {
             found.add(credential);
-            if (/^basic /i.test(authorization ?? ''))
+            if (/^basic /i.test(authorization))
               found.add(Buffer.from(credential, 'base64').toString().split(':')[1] ?? '');
           }
           if (typeof sessionid === 'string') found.add(sessionid);

@@ -298,9 +298,9 @@ describe('configuration that fails safe', () => {
           const hex = Buffer.from(secret).toString('hex').slice(0, 32).padEnd(32, 'f');
           expect(estimateEntropyBits([...bytes])).toBeGreaterThan(64);
           if (secret.length >= 24)
-            expect(estimateEntropyBits([...base64].map((c) => c.charCodeAt(0)))).toBeGreaterThan(64);
+            expect(estimateEntropyBits(Array.from(base64, (c) => c.charCodeAt(0)))).toBeGreaterThan(64);
           if (secret.length >= 16)
-            expect(estimateEntropyBits([...hex].map((c) => c.charCodeAt(0)))).toBeGreaterThan(64);
+            expect(estimateEntropyBits(Array.from(hex, (c) => c.charCodeAt(0)))).toBeGreaterThan(64);
         },
       ),
       { numRuns: 2000 },

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import type { BillCredential, CredentialOf, SessionRecord } from '../../src/session/session-record.js';
-import type { BillAdapter } from '../../src/upstream/bill-adapter.js';
-import { createAdapters } from '../../src/upstream/adapter-registry.js';
+import type { SessionRecord } from '../../src/session/session-record.js';
+import type { BillAdapter, BillCredential } from '../../src/upstream/bill/bill-adapter.js';
+import { createAdapters, type CredentialOf } from '../../src/upstream/provider-modules.js';
 import {
   adapterFor,
   upstreamUrl,

@@ -1,12 +1,64 @@
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
-import type { BillApiVersion, ProviderConfig } from '../config.js';
-import { AppError } from '../errors.js';
-import type { BillCredential } from '../session/session-record.js';
-import { canonicalEmail } from './identity-names.js';
-import { loginFailure } from './login-failure.js';
-import { firstSegment, upstreamUrl, type ProviderAdapter, type RelayCall } from './provider-adapter.js';
-import type { UpstreamClient } from './upstream-client.js';
+import { AppError } from '../../errors.js';
+import type { SessionRecord } from '../../session/session-record.js';
+import { canonicalEmail } from '../identity-names.js';
+import { loginFailure } from '../login-failure.js';
+import { firstSegment, upstreamUrl, type ProviderAdapter, type RelayCall } from '../provider-adapter.js';
+import type { AdapterDeps } from '../provider-module.js';
+import type { ProviderSettings } from '../provider-settings.js';
+
+/** Which of BILL's APIs billfold speaks: v2 (form posts, long-term support) or v3 (JSON, MFA step-up). */
+export type BillApiVersion = 'v2' | 'v3';
+
+/** BILL's slice of the configuration. */
+export interface BillSettings extends ProviderSettings {
+  /** `BILL_DEV_KEY`: sent by billfold on every call, never by a client. */
+  readonly devKey: string;
+  readonly apiVersion: BillApiVersion;
+  /** BILL logins per hour billfold makes with its developer key (BILL refuses past 200). */
+  readonly loginsPerHour: number;
+  /** The share of that budget one client address may spend per hour. */
+  readonly loginsPerHourPerIp: number;
+}
+
+/**
+ * BILL: its sessionId, and when billfold last used it (BILL ends sessions after 35 idle minutes, a
+ * sync-token session after 48 hours).
+ */
+export type BillCredential = {
+  sessionId: string;
+  /** The userName, or the sync token's name. */
+  user: string;
+  orgId: string;
+  /** The personal upstream identity: the email within its organization (none for a sync token). */
+  identity?: string;
+  connectedAt: number;
+  lastUsedAt: number;
+  /** How it signed in; absent means a password. */
+  mode?: 'password' | 'sync-token';
+  /** v3: BILL trusts the session for MFA-protected operations, until `trustedUntil` at the latest. */
+  trusted?: boolean;
+  trustedUntil?: number;
+};
+
+/**
+ * A device BILL's MFA step-up trusts: the `rememberMeId` BILL issued for it (a secret) and the device
+ * name it was issued to. Kept in the session across BILL sign-ins, so a later one is trusted at once.
+ */
+export type BillTrustedDevice = {
+  rememberMeId: string;
+  device: string;
+  /** The BILL user and organization it was issued for; it is offered to their sign-ins only. */
+  user: string;
+  orgId: string;
+  /** When BILL stops honouring the rememberMeId. */
+  until: number;
+};
+
+/** The trusted device a session keeps for BILL. Only the MFA step-up writes it, in this shape. */
+export function billTrustedDevice(record: SessionRecord | undefined): BillTrustedDevice | undefined {
+  return record?.trustedDevices?.bill as BillTrustedDevice | undefined;
+}
 
 /** BILL ends a session after 35 minutes without a call. */
 export const BILL_IDLE_TIMEOUT_MS = 35 * 60_000;
@@ -115,6 +167,7 @@ export function billIdleExpiresAt(credential: BillCredential): number {
 export function billCommon(apiVersion: BillApiVersion) {
   return {
     personalIdentity: billPersonalIdentity,
+    identityInOrganization: true,
     afterUse: (credential: BillCredential, now: number) =>
       now - credential.lastUsedAt >= LAST_USE_RESOLUTION_MS ? { ...credential, lastUsedAt: now } : undefined,
     view: (credential: BillCredential) => ({
@@ -141,14 +194,10 @@ export interface BillMfa {
 }
 
 /** What either version's factory is handed: BILL's config slice (with the devKey), the HTTP client, the clock. */
-export interface BillAdapterDeps {
-  config: ProviderConfig & { devKey: string };
-  client: UpstreamClient;
-  clock: Clock;
-}
+export type BillAdapterDeps = AdapterDeps<BillSettings>;
 
 /** BILL's adapter on either API version; the MFA step-up exists on v3 only. */
-export interface BillAdapter extends ProviderAdapter<'bill'> {
+export interface BillAdapter extends ProviderAdapter<BillCredential> {
   readonly apiVersion: BillApiVersion;
   readonly mfa: BillMfa | undefined;
 }

@@ -1,18 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
-import { AppError } from '../errors.js';
-import { audit } from '../logger.js';
-import { createAttemptLimiter } from '../middleware/rate-limits.js';
-import { contextOf } from '../middleware/request-context.js';
-import { hasStoredSession } from '../middleware/session-middleware.js';
-import type { BillCredential, SessionRecord } from '../session/session-record.js';
-import { billPersonalIdentity, type BillAdapter, type BillMfa } from '../upstream/bill-adapter.js';
-import { BILL_REMEMBER_ME_MS } from '../upstream/bill-v3-adapter.js';
-import { disconnectProvider } from '../upstream/credential-renewer.js';
-import { isSameCredential } from '../upstream/provider-adapter.js';
-import { parseBody, type AuthRouteDeps } from './auth-routes.js';
-import { buildSessionView } from './session-view.js';
+import { AppError } from '../../errors.js';
+import { audit } from '../../logger.js';
+import type { SessionRecord } from '../../session/session-record.js';
+import { disconnectProvider } from '../credential-renewer.js';
+import { isSameCredential } from '../provider-adapter.js';
+import type { ProviderRouteDeps } from '../provider-module.js';
+import {
+  billPersonalIdentity,
+  billTrustedDevice,
+  type BillAdapter,
+  type BillCredential,
+  type BillMfa,
+  type BillTrustedDevice,
+} from './bill-adapter.js';
+import { BILL_REMEMBER_ME_MS } from './bill-v3-adapter.js';
 
 /** The body of `POST /auth/bill/mfa/challenge`: none, or an empty object. */
 export const billMfaChallengeSchema = z.strictObject({});
@@ -29,6 +32,7 @@ interface StepUp {
   mfa: BillMfa;
   record: SessionRecord;
   credential: BillCredential;
+  requestId: string;
 }
 
 /**
@@ -36,27 +40,20 @@ interface StepUp {
  * signed-in BILL user. The rememberMeId BILL issues stays sealed in the session, never sent to the
  * client; a later BILL sign-in in the session offers it, so that session is trusted without a code.
  */
-export function createBillMfaRouter(deps: AuthRouteDeps): Router {
-  const { config, adapters, repository, clock, logger, keyNames } = deps;
+export function createBillMfaRouter(deps: ProviderRouteDeps<BillAdapter>): Router {
+  const { repository, clock, logger, edge } = deps;
   const router = express.Router();
   // Codes are short: every guess counts before BILL sees it, per BILL user, like failed logins. Each
   // challenge texts the user's phone, so asking for codes is limited the same way.
-  const limitOf = (name: string) =>
-    createAttemptLimiter(repository.backend, keyNames, {
-      name,
-      limit: config.rateLimits.loginFailuresPerUser,
-      windowMs: config.rateLimits.loginWindowMs,
-      provider: 'bill',
-    });
-  const attempts = limitOf('mfa:bill');
-  const challenges = limitOf('mfa-challenge:bill');
+  const attempts = edge.attempts('mfa:bill', 'bill');
+  const challenges = edge.attempts('mfa-challenge:bill', 'bill');
   // Counted per BILL user however the name is spelled.
   const identityOf = (credential: BillCredential) =>
     billPersonalIdentity(credential) ?? `${credential.orgId}\n${credential.user}`;
 
   const stepUpOf = (req: Request): StepUp => {
-    contextOf(req).provider = 'bill';
-    const adapter = adapters.bill;
+    const { requestId } = edge.begin(req, 'bill');
+    const { adapter } = deps;
     if (!adapter) throw new AppError('provider_not_configured', { provider: 'bill' });
     const { mfa } = adapter;
     if (!mfa)
@@ -64,9 +61,10 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
         message: 'The BILL MFA step-up needs BILL API v3.',
         provider: 'bill',
       });
-    if (!hasStoredSession(req)) throw new AppError('unauthenticated');
-    const record = req.session as unknown as SessionRecord;
-    const credential = record.providers.bill;
+    const record = edge.storedSession(req);
+    if (!record) throw new AppError('unauthenticated');
+    // Stored under `bill` only by this provider's adapter.
+    const credential = record.providers.bill as BillCredential | undefined;
     if (!credential) throw new AppError('provider_not_connected', { provider: 'bill' });
     if (credential.mode === 'sync-token') {
       throw new AppError('invalid_request', {
@@ -74,7 +72,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
         message: 'A BILL sync-token session cannot use MFA; sign in to BILL with a password.',
       });
     }
-    return { adapter, mfa, record, credential };
+    return { adapter, mfa, record, credential, requestId };
   };
 
   /** Runs a BILL call; a session BILL has ended is signed out here as the relay would. */
@@ -89,7 +87,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
           outcome: 'failure',
           provider: 'bill',
           sessionId: req.sessionID,
-          requestId: contextOf(req).id,
+          requestId: stepUp.requestId,
         });
       }
       throw error;
@@ -98,7 +96,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
 
   router.post('/bill/mfa/challenge', async (req, res) => {
     const stepUp = stepUpOf(req);
-    parseBody(billMfaChallengeSchema, req.body ?? {});
+    edge.parseBody(billMfaChallengeSchema, req.body ?? {});
     await challenges.take(identityOf(stepUp.credential));
     const challengeId = await upstream(req, stepUp, () => stepUp.mfa.challenge(stepUp.credential));
     res.json({ challengeId });
@@ -107,19 +105,19 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
   router.post('/bill/mfa/validate', async (req, res) => {
     const stepUp = stepUpOf(req);
     const { adapter, record, credential } = stepUp;
-    const body = parseBody(billMfaValidateSchema, req.body);
+    const body = edge.parseBody(billMfaValidateSchema, req.body);
     const identity = identityOf(credential);
     await attempts.take(identity);
     const rememberMe = body.rememberMe === true;
     // One device name per billfold session, so BILL's list of trusted devices shows one entry for it.
-    const device = record.trustedDevices?.bill?.device ?? `billfold-${randomUUID()}`;
+    const device = billTrustedDevice(record)?.device ?? `billfold-${randomUUID()}`;
     const outcome = (result: 'success' | 'failure', reason?: string) =>
       audit(logger, {
         event: 'mfa_step_up',
         outcome: result,
         provider: 'bill',
         sessionId: req.sessionID,
-        requestId: contextOf(req).id,
+        requestId: stepUp.requestId,
         ...(reason && { reason }),
       });
     let rememberMeId: string | undefined;
@@ -141,7 +139,7 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
 
     const now = clock.now();
     const after = await repository.update(req.sessionID, (stored) => {
-      const current = stored.providers.bill;
+      const current = stored.providers.bill as BillCredential | undefined;
       // Signed out of BILL, or signed in again, meanwhile: this step-up was for a session that is gone.
       if (!current || !isSameCredential(adapter, current, credential)) return undefined;
       const trusted: BillCredential = {
@@ -152,25 +150,23 @@ export function createBillMfaRouter(deps: AuthRouteDeps): Router {
       delete trusted.trustedUntil;
       if (rememberMeId !== undefined) {
         trusted.trustedUntil = now + BILL_REMEMBER_ME_MS;
-        stored.trustedDevices = {
-          ...stored.trustedDevices,
-          bill: {
-            rememberMeId,
-            device,
-            user: current.user,
-            orgId: current.orgId,
-            until: trusted.trustedUntil,
-          },
+        const kept: BillTrustedDevice = {
+          rememberMeId,
+          device,
+          user: current.user,
+          orgId: current.orgId,
+          until: trusted.trustedUntil,
         };
+        stored.trustedDevices = { ...stored.trustedDevices, bill: kept };
       }
       stored.providers.bill = trusted;
       return stored;
     });
-    const stored = after?.record.providers.bill;
+    const stored = after?.record.providers.bill as BillCredential | undefined;
     if (!after || !stored?.trusted || !isSameCredential(adapter, stored, credential))
       throw new AppError('provider_not_connected', { provider: 'bill' });
     outcome('success');
-    res.json(buildSessionView(after.record, adapters, repository.limits));
+    res.json(edge.view(after.record));
   });
 
   return router;

@@ -1,11 +1,19 @@
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
-import type { ProviderConfig } from '../config.js';
-import { firstSegment, upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
-import { loginFailure } from './login-failure.js';
-import type { UpstreamClient } from './upstream-client.js';
+import { loginFailure } from '../login-failure.js';
+import { firstSegment, upstreamUrl, type ProviderAdapter } from '../provider-adapter.js';
+import type { AdapterDeps } from '../provider-module.js';
 
-const loginSchema = z.strictObject({
+/** BillingPlatform: the SessionID its login returned. */
+export type BillingPlatformCredential = {
+  sessionId: string;
+  user: string;
+  /** The personal upstream identity, canonicalised by the adapter (what the identity indexes use). */
+  identity?: string;
+  connectedAt: number;
+};
+
+/** The client's BillingPlatform login body. */
+export const billingPlatformLoginSchema = z.strictObject({
   username: z.string().min(1).max(256),
   password: z.string().min(1).max(1024),
 });
@@ -15,11 +23,7 @@ const loginResponseSchema = z.object({
 });
 
 /** BillingPlatform REST 2.0: a SessionID from `POST /login`, sent as the `sessionid` header. */
-export function createBillingPlatformAdapter(deps: {
-  config: ProviderConfig;
-  client: UpstreamClient;
-  clock: Clock;
-}): ProviderAdapter<'billingplatform'> {
+export function createBillingPlatformAdapter(deps: AdapterDeps): ProviderAdapter<BillingPlatformCredential> {
   const { config, client, clock } = deps;
   const provider = 'billingplatform';
   // BillingPlatform compares usernames as typed: only the Unicode spelling is made one.
@@ -27,10 +31,10 @@ export function createBillingPlatformAdapter(deps: {
 
   return {
     id: provider,
-    loginSchema,
+    loginSchema: billingPlatformLoginSchema,
 
     async login(input) {
-      const { username, password } = loginSchema.parse(input);
+      const { username, password } = billingPlatformLoginSchema.parse(input);
       const response = await client.sendJson(provider, {
         method: 'POST',
         url: upstreamUrl(config.baseUrl, 'login'),

@@ -1,11 +1,17 @@
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
-import type { ProviderConfig } from '../config.js';
-import { loginFailure } from './login-failure.js';
-import { upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
-import type { UpstreamClient } from './upstream-client.js';
+import { loginFailure } from '../login-failure.js';
+import { upstreamUrl, type ProviderAdapter } from '../provider-adapter.js';
+import type { AdapterDeps } from '../provider-module.js';
 
-const loginSchema = z.strictObject({
+/** Billogram: the HTTP Basic credential, already encoded. An API user is shared, never a person. */
+export type BillogramCredential = {
+  basic: string;
+  user: string;
+  connectedAt: number;
+};
+
+/** The client's Billogram login body. */
+export const billogramLoginSchema = z.strictObject({
   apiUserId: z.string().min(1).max(256),
   apiPassword: z.string().min(1).max(1024),
 });
@@ -16,20 +22,16 @@ const AUTH_FAILURES = new Set(['INVALID_AUTH', 'MISSING_AUTH']);
  * Billogram API v2: stateless HTTP Basic on every call. The credential is checked with one cheap call
  * before it is stored, so a typo fails at sign-in rather than on the first relayed request.
  */
-export function createBillogramAdapter(deps: {
-  config: ProviderConfig;
-  client: UpstreamClient;
-  clock: Clock;
-}): ProviderAdapter<'billogram'> {
+export function createBillogramAdapter(deps: AdapterDeps): ProviderAdapter<BillogramCredential> {
   const { config, client, clock } = deps;
   const provider = 'billogram';
 
   return {
     id: provider,
-    loginSchema,
+    loginSchema: billogramLoginSchema,
 
     async login(input) {
-      const { apiUserId, apiPassword } = loginSchema.parse(input);
+      const { apiUserId, apiPassword } = billogramLoginSchema.parse(input);
       const basic = Buffer.from(`${apiUserId}:${apiPassword}`).toString('base64');
       const response = await client.sendJson(provider, {
         method: 'GET',

@@ -1,16 +1,46 @@
 import { decodeJwt } from 'jose';
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
-import type { Config } from '../config.js';
-import { AppError } from '../errors.js';
-import type {
-  BillboraApiKeyCredential,
-  BillboraJwtCredential,
-  CredentialOf,
-} from '../session/session-record.js';
-import { loginFailure } from './login-failure.js';
-import { upstreamUrl, type ProviderAdapter, type RenewalContext } from './provider-adapter.js';
-import type { UpstreamClient, UpstreamJsonResponse } from './upstream-client.js';
+import { AppError } from '../../errors.js';
+import { loginFailure } from '../login-failure.js';
+import { upstreamUrl, type ProviderAdapter, type RenewalContext } from '../provider-adapter.js';
+import type { AdapterDeps } from '../provider-module.js';
+import type { ProviderSettings } from '../provider-settings.js';
+import type { UpstreamJsonResponse } from '../upstream-client.js';
+
+/** Billbora's slice of the configuration: Supabase, for email and password sign-in. */
+export interface BillboraSettings extends ProviderSettings {
+  readonly supabase: { readonly url: URL; readonly anonKey: string } | undefined;
+}
+
+/** Billbora signed in through Supabase: rotating JWTs bound to one organization. */
+export type BillboraJwtCredential = {
+  mode: 'jwt';
+  access: string;
+  refresh: string;
+  accessExpiresAt: number;
+  /** Present when billfold signed in to Supabase itself (email and password). */
+  supabaseRefresh?: string;
+  /**
+   * Set once `refresh` was refused, or presented without an answer (so possibly spent): it is never
+   * presented again, and the next renewal starts from the Supabase session.
+   */
+  refreshSpent?: true;
+  organization: { id: string; name: string };
+  user: string;
+  /** The Supabase user id (`sub`): the identity indexes use it, and an organization switch must match it. */
+  identity?: string;
+  connectedAt: number;
+};
+
+/** Billbora with an organization API key: shared, so it names no person. */
+export type BillboraApiKeyCredential = {
+  mode: 'apiKey';
+  apiKey: string;
+  connectedAt: number;
+};
+
+/** What billfold stores for Billbora. */
+export type BillboraCredential = BillboraJwtCredential | BillboraApiKeyCredential;
 
 /**
  * Whether a failed call may still have reached the upstream and been acted on: anything but a
@@ -38,7 +68,8 @@ const apiKey = z
   .min(1)
   .max(1024)
   .regex(/^[\x21-\x7e]+$/);
-const loginSchema = z.union([
+/** The client's Billbora login body: email and password, a Supabase token, or an API key. */
+export const billboraLoginSchema = z.union([
   z.strictObject({
     email: z.email().max(320),
     password: z.string().min(1).max(1024),
@@ -63,27 +94,21 @@ const exchangeSchema = z.object({
 const refreshSchema = z.object({ access: z.string().min(1), refresh: z.string().min(1) });
 
 /** Billbora's adapter, plus the organization switch only Billbora has. */
-export interface BillboraAdapter extends ProviderAdapter<'billbora'> {
+export interface BillboraAdapter extends ProviderAdapter<BillboraCredential> {
   /** Exchanges a Supabase token (given, or obtained with the stored Supabase refresh token) for another organization. */
   switchOrganization(
-    credential: CredentialOf<'billbora'>,
+    credential: BillboraCredential,
     organizationId: string,
     supabaseToken: string | undefined,
     context: RenewalContext,
   ): Promise<BillboraJwtCredential>;
 }
 
-type BillboraConfig = NonNullable<Config['providers']['billbora']>;
-
 /**
  * Billbora API v1: an organization API key as a Bearer token, or Supabase sign-in exchanged for
  * rotating JWTs. Refresh tokens are single use, so renewal goes through the single-flight renewer.
  */
-export function createBillboraAdapter(deps: {
-  config: BillboraConfig;
-  client: UpstreamClient;
-  clock: Clock;
-}): BillboraAdapter {
+export function createBillboraAdapter(deps: AdapterDeps<BillboraSettings>): BillboraAdapter {
   const { config, client, clock } = deps;
   const provider = 'billbora';
 
@@ -217,10 +242,10 @@ export function createBillboraAdapter(deps: {
 
   const adapter: BillboraAdapter = {
     id: provider,
-    loginSchema,
+    loginSchema: billboraLoginSchema,
 
     async login(input) {
-      const body = loginSchema.parse(input);
+      const body = billboraLoginSchema.parse(input);
       if ('apiKey' in body) {
         const response = await client.send(provider, {
           method: 'GET',

@@ -1,8 +1,11 @@
 import { z } from 'zod';
-import { AppError } from '../errors.js';
-import type { BillCredential, SessionRecord } from '../session/session-record.js';
+import { AppError } from '../../errors.js';
+import type { SessionRecord } from '../../session/session-record.js';
+import { firstSegment, upstreamUrl } from '../provider-adapter.js';
+import type { UpstreamJsonResponse } from '../upstream-client.js';
 import {
   billCommon,
+  billTrustedDevice,
   billIdleExpiresAt,
   billLoginRefusal,
   billLoginSchema,
@@ -10,9 +13,8 @@ import {
   toBillLogin,
   type BillAdapter,
   type BillAdapterDeps,
+  type BillCredential,
 } from './bill-adapter.js';
-import { firstSegment, upstreamUrl } from './provider-adapter.js';
-import type { UpstreamJsonResponse } from './upstream-client.js';
 
 /** How long BILL honours a rememberMeId: 30 days. */
 export const BILL_REMEMBER_ME_MS = 30 * 86_400_000;
@@ -74,7 +76,7 @@ export function createBillV3Adapter(deps: BillAdapterDeps): BillAdapter {
     async login(input, session?: SessionRecord) {
       const login = toBillLogin(input);
       // A device this session's step-up made trusted is offered again, for the same user only.
-      const kept = session?.trustedDevices?.bill;
+      const kept = billTrustedDevice(session);
       const device =
         login.mode === 'password' &&
         kept !== undefined &&
@@ -136,6 +138,7 @@ export function createBillV3Adapter(deps: BillAdapterDeps): BillAdapter {
     },
     secretsOf: (credential) => [credential.sessionId, config.devKey],
     personalIdentity: common.personalIdentity,
+    identityInOrganization: common.identityInOrganization,
 
     view(credential) {
       const trusted = credential.trusted === true;
