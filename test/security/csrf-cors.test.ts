@@ -10,7 +10,7 @@ import {
   type RunningBillfold,
 } from '../support/billfold-harness.js';
 import { sendRaw, type RawAnswer } from '../support/raw-http.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError, headerOf } from '../support/security-expect.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 
@@ -30,13 +30,22 @@ beforeAll(async () => {
   expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
 });
 beforeEach(() => sandbox.reset());
-afterEach(() => ledger.collect(sandbox));
-afterAll(async () => {
-  await billfold.close();
-  await sandbox.close();
+function expectNoLeakNorWildcard() {
+  ledger.collect(sandbox);
   expect(ledger.leaks(billfold.logs)).toEqual([]);
   // Never `*`, on any answer this file received (credentials are always allowed for listed origins).
   expect(receivedBodies.join('\n')).not.toMatch(/access-control-allow-origin"?[:,]\s*"?\*/i);
+}
+// Each test answers for what its own requests got back.
+afterEach(expectNoLeakNorWildcard);
+afterAll(async () => {
+  await billfold.close();
+  await sandbox.close();
+});
+
+it('puts no secret it handled into any answer or log line, whatever ran before, and never allows every origin', async () => {
+  await exerciseEveryProvider(billfold);
+  expectNoLeakNorWildcard();
 });
 
 /** Every state-changing or reading route, with what a legitimate call would send. */

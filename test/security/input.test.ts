@@ -4,7 +4,7 @@ import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { exchangeRaw, sendRaw, type RawAnswer } from '../support/raw-http.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectClientRefusal, expectDocumentedError } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
@@ -28,14 +28,23 @@ beforeAll(async () => {
   expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
   cookie = client.cookie!;
 });
-afterEach(() => ledger.collect(sandbox));
+/** Nothing a test sent leaked a secret, or reached Object.prototype of the process billfold runs in. */
+function expectNothingLeakedOrPolluted() {
+  ledger.collect(sandbox);
+  expect(ledger.leaks(billfold.logs)).toEqual([]);
+  expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeBefore);
+  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+}
+// Each test answers for what its own inputs did.
+afterEach(expectNothingLeakedOrPolluted);
 afterAll(async () => {
   await billfold.close();
   await sandbox.close();
-  expect(ledger.leaks(billfold.logs)).toEqual([]);
-  // Nothing this file sent reached Object.prototype of the process billfold ran in.
-  expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeBefore);
-  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+});
+
+it('puts no secret it handled into any answer or log line, whatever ran before, and pollutes no prototype', async () => {
+  await exerciseEveryProvider(billfold);
+  expectNothingLeakedOrPolluted();
 });
 
 /** Every route that reads a JSON body, with the session it needs. */
