@@ -2,6 +2,7 @@ import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { createCookieClient, receivedBodies, type RunningBillfold } from './billfold-harness.js';
 import { leaksOf } from './secrets.js';
+import { emulatorsOf } from './stack.js';
 
 /** Body fields whose values are credentials, in what billfold sends upstream. */
 const SECRET_FIELD = /pass|session_?id|dev_?key|refresh|token|api_?key|secret|remember_?me_?id/i;
@@ -58,14 +59,7 @@ export function createSecretLedger(): SecretLedger {
     secrets,
     add,
     collect(sandbox) {
-      for (const control of [
-        sandbox.billingplatform,
-        sandbox.bill,
-        sandbox.billV3,
-        sandbox.billogram,
-        sandbox.billbora,
-        sandbox.supabase,
-      ]) {
+      for (const control of emulatorsOf(sandbox)) {
         for (const request of control.requests) {
           const found = new Set<string>();
           const { authorization, sessionid } = request.headers;

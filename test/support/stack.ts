@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import type { Clock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
+import type { EmulatorControl } from '../../src/sandbox/sandbox-http.js';
 import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/sandbox.js';
 import type { ProviderId } from '../../src/upstream/provider-id.js';
 import {
@@ -57,6 +58,18 @@ export const DEMO_LOGINS: Record<ProviderId, Record<string, string>> = {
   billogram: demo.billogram,
   billbora: demo.billbora,
 };
+
+/** Every emulator's control surface (BILL's two API versions apart), for reading all their request logs. */
+export function emulatorsOf(sandbox: Sandbox): EmulatorControl[] {
+  return [
+    sandbox.billingplatform,
+    sandbox.bill,
+    sandbox.billV3,
+    sandbox.billogram,
+    sandbox.billbora,
+    sandbox.supabase,
+  ];
+}
 
 function storeEnv(store: StackStore, prefix: string | undefined): Record<string, string | undefined> {
   if (store === 'embedded') return {};

@@ -15,6 +15,7 @@ import {
 } from '../../src/upstream/provider-adapter.js';
 import { PROVIDER_IDS, type ProviderId } from '../../src/upstream/provider-id.js';
 import { createUpstreamClient, type UpstreamClient } from '../../src/upstream/upstream-client.js';
+import { emulatorsOf } from '../support/stack.js';
 import { testConfig } from '../support/test-config.js';
 
 type Credential = CredentialOf<ProviderId>;
@@ -295,14 +296,7 @@ function adapterOf(fixture: Fixture, sandbox: Sandbox, client: UpstreamClient): 
 
 /** Every request any emulator received since the last reset. */
 const upstreamRequests = (sandbox: Sandbox) =>
-  [
-    sandbox.billingplatform,
-    sandbox.bill,
-    sandbox.billV3,
-    sandbox.billogram,
-    sandbox.billbora,
-    sandbox.supabase,
-  ]
+  emulatorsOf(sandbox)
     .flatMap((control) => control.requests)
     .map((request) => `${request.method} ${request.path}`);
 
