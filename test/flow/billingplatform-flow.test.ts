@@ -4,6 +4,7 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billingplatform;
 
@@ -112,25 +113,15 @@ describe.each([
 });
 
 describe('BillingPlatform logout ends the upstream session whichever form the server accepts', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
+  const stack = useStack({ store: 'embedded' });
 
   const signInAndOut = async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     await client.post('/auth/billingplatform/login', demo);
-    const sessionId = sandbox.billingplatform.sessions().at(-1)!;
-    sandbox.billingplatform.clearRequests();
+    const sessionId = stack.sandbox.billingplatform.sessions().at(-1)!;
+    stack.sandbox.billingplatform.clearRequests();
     expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
-    return { sessionId, logouts: sandbox.billingplatform.requests.filter((r) => r.path === '/logout') };
+    return { sessionId, logouts: stack.sandbox.billingplatform.requests.filter((r) => r.path === '/logout') };
   };
 
   it('with the `sessionid` header, as every other call: one logout call', async () => {
@@ -138,23 +129,23 @@ describe('BillingPlatform logout ends the upstream session whichever form the se
     expect(logouts).toHaveLength(1);
     expect(logouts[0]?.headers.sessionid).toBe(sessionId);
     expect(logouts[0]?.headers.authorization).toBeUndefined();
-    expect(sandbox.billingplatform.sessions()).not.toContain(sessionId);
+    expect(stack.sandbox.billingplatform.sessions()).not.toContain(sessionId);
   });
 
   it('with `Authorization: Session <SessionID>` only, as the vendor’s logout example shows', async () => {
-    sandbox.billingplatform.setLogoutForm('authorization');
+    stack.sandbox.billingplatform.setLogoutForm('authorization');
     const { sessionId, logouts } = await signInAndOut();
     expect(logouts.map((r) => r.headers.authorization ?? null)).toEqual([null, `Session ${sessionId}`]);
-    expect(sandbox.billingplatform.sessions()).not.toContain(sessionId);
-    sandbox.reset();
+    expect(stack.sandbox.billingplatform.sessions()).not.toContain(sessionId);
+    stack.sandbox.reset();
   });
 
   it('asks at most twice when the upstream session is already gone', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     await client.post('/auth/billingplatform/login', demo);
-    sandbox.billingplatform.expireAllSessions();
-    sandbox.billingplatform.clearRequests();
+    stack.sandbox.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.clearRequests();
     expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
-    expect(sandbox.billingplatform.requests.filter((r) => r.path === '/logout')).toHaveLength(2);
+    expect(stack.sandbox.billingplatform.requests.filter((r) => r.path === '/logout')).toHaveLength(2);
   });
 });
