@@ -166,7 +166,10 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
       const written = await store(session.id, id, adapter, current, fresh);
       audit(logger, { event: 'renewal', outcome: 'success', provider: id, sessionId: session.id });
       if (!written) throw new AppError('unauthenticated');
-      return { session: written, credential: written.record.providers[id] ?? fresh };
+      // Signed out of this provider meanwhile: the fresh credential is neither stored nor used.
+      const held = written.record.providers[id];
+      if (!held) throw new AppError('provider_not_connected', { provider: id });
+      return { session: written, credential: held };
     } finally {
       clearTimeout(deadline);
       clearInterval(heartbeat);

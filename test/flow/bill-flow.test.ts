@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
 import { createTestClock } from '../support/test-clock.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.bill;
 const form = (fields: Record<string, string>) => ({
@@ -14,22 +12,12 @@ const form = (fields: Record<string, string>) => ({
 
 describe('BILL end to end on Redis', () => {
   const upstreamClock = createTestClock(Date.now());
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  const newClient = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
 
-  beforeAll(async () => {
-    sandbox = await startSandbox({ clock: upstreamClock });
-    billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
+  const stack = useStack({ sandbox: { clock: upstreamClock } });
+  beforeEach(() => stack.sandbox.reset());
 
   it('signs in with the configured devKey and shows the org and the upstream idle deadline', async () => {
-    const client = newClient();
+    const client = stack.client();
     const login = await client.post('/auth/bill/login', demo);
     expect(login.status).toBe(200);
     expect(login.body.providers.bill).toMatchObject({
@@ -40,22 +28,22 @@ describe('BILL end to end on Redis', () => {
     const idle = Date.parse(login.body.providers.bill.upstreamIdleExpiresAt) - Date.now();
     expect(idle).toBeGreaterThan(34 * 60_000);
     expect(idle).toBeLessThanOrEqual(35 * 60_000);
-    const sent = sandbox.bill.requests.find((r) => r.path.endsWith('/Login.json'))!;
+    const sent = stack.sandbox.bill.requests.find((r) => r.path.endsWith('/Login.json'))!;
     expect(new URLSearchParams(sent.body).get('devKey')).toBe(SANDBOX_DEMO_CREDENTIALS.billDevKey);
     expect(sent.query).toBe('');
   });
 
   it('refuses a devKey sent by the client: the login body allows only userName, password and orgId', async () => {
-    const answer = await newClient().post('/auth/bill/login', { ...demo, devKey: 'attacker-key' });
+    const answer = await stack.client().post('/auth/bill/login', { ...demo, devKey: 'attacker-key' });
     expect(answer.status).toBe(400);
     expect(answer.body.error.code).toBe('invalid_request');
   });
 
   it('sets devKey and sessionId in relayed form bodies, replacing any the client sent, and never in the URL', async () => {
-    sandbox.bill.setStrictMode(true);
-    const client = newClient();
+    stack.sandbox.bill.setStrictMode(true);
+    const client = stack.client();
     await client.post('/auth/bill/login', demo);
-    const sessionId = sandbox.bill.sessions().at(-1)!;
+    const sessionId = stack.sandbox.bill.sessions().at(-1)!;
     const list = await client.request(
       'POST',
       '/api/bill/List/Vendor.json',
@@ -63,23 +51,23 @@ describe('BILL end to end on Redis', () => {
     );
     expect(list.status).toBe(200);
     expect(list.body.response_status).toBe(0);
-    const sent = new URLSearchParams(sandbox.bill.requests.at(-1)!.body);
+    const sent = new URLSearchParams(stack.sandbox.bill.requests.at(-1)!.body);
     expect(sent.getAll('devKey')).toEqual([SANDBOX_DEMO_CREDENTIALS.billDevKey]);
     expect(sent.getAll('sessionId')).toEqual([sessionId]);
     expect(sent.get('SESSIONID')).toBeNull();
-    expect(sandbox.bill.violations).toEqual([]);
+    expect(stack.sandbox.bill.violations).toEqual([]);
 
     // A body-less call still carries the credential in its form body.
     const info = await client.request('POST', '/api/bill/GetSessionInfo.json');
     expect(info.status).toBe(200);
     expect(info.body.response_status).toBe(0);
-    expect(leaksOf([sessionId, SANDBOX_DEMO_CREDENTIALS.billDevKey, demo.password], billfold.logs)).toEqual(
-      [],
-    );
+    expect(
+      leaksOf([sessionId, SANDBOX_DEMO_CREDENTIALS.billDevKey, demo.password], stack.billfold.logs),
+    ).toEqual([]);
   });
 
   it('reads BDC_1109 inside an HTTP 200 as upstream_session_expired and marks BILL disconnected', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/bill/login', demo);
     await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram);
     upstreamClock.advance(36 * 60_000);
@@ -93,7 +81,7 @@ describe('BILL end to end on Redis', () => {
 
   it('signs in with a sync token, shows mode sync-token and the 48-hour idle expiry, and relays', async () => {
     const token = SANDBOX_DEMO_CREDENTIALS.billSyncToken;
-    const client = newClient();
+    const client = stack.client();
     const login = await client.post('/auth/bill/login', token);
     expect(login.status).toBe(200);
     expect(login.body.providers.bill).toMatchObject({
@@ -107,14 +95,16 @@ describe('BILL end to end on Redis', () => {
     const idle = Date.parse(login.body.providers.bill.upstreamIdleExpiresAt) - Date.now();
     expect(idle).toBeGreaterThan(47 * 3_600_000);
     expect(idle).toBeLessThanOrEqual(48 * 3_600_000);
-    const sent = new URLSearchParams(sandbox.bill.requests.find((r) => r.path === '/Login.json')!.body);
+    const sent = new URLSearchParams(stack.sandbox.bill.requests.find((r) => r.path === '/Login.json')!.body);
     expect([sent.get('userName'), sent.get('password')]).toEqual([token.tokenName, token.tokenValue]);
     // BILL keeps a sync-token session 48 hours; 36 idle minutes end a password one, not this.
     upstreamClock.advance(36 * 60_000);
     const list = await client.request('POST', '/api/bill/List/Vendor.json', form({ data: '{}' }));
     expect(list.status).toBe(200);
     expect(list.body.response_status).toBe(0);
-    expect(leaksOf([token.tokenValue, sandbox.bill.sessions().at(-1)!], billfold.logs)).toEqual([]);
+    expect(leaksOf([token.tokenValue, stack.sandbox.bill.sessions().at(-1)!], stack.billfold.logs)).toEqual(
+      [],
+    );
   });
 
   it('names the missing or extra field of a BILL login body', async () => {
@@ -123,7 +113,7 @@ describe('BILL end to end on Redis', () => {
       [{ tokenName: 'x', orgId: demo.orgId }, 'tokenValue'],
       [{ ...demo, tokenName: 'x', tokenValue: 'y' }, 'tokenName'],
     ] as const) {
-      const answer = await newClient().post('/auth/bill/login', body);
+      const answer = await stack.client().post('/auth/bill/login', body);
       expect(answer.status).toBe(400);
       expect(answer.body.error).toMatchObject({
         code: 'invalid_request',
@@ -133,7 +123,7 @@ describe('BILL end to end on Redis', () => {
   });
 
   it('refuses BILL’s own login and logout endpoints through the relay, in any case', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/bill/login', demo);
     for (const path of ['Login.json', 'login.JSON', 'Logout.json']) {
       const answer = await client.request('POST', `/api/bill/${path}`, form({}));
@@ -142,15 +132,15 @@ describe('BILL end to end on Redis', () => {
   });
 
   it('signs out upstream with Logout.json and ends the session with its last provider', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/bill/login', demo);
-    const sessionId = sandbox.bill.sessions().at(-1)!;
+    const sessionId = stack.sandbox.bill.sessions().at(-1)!;
     const logout = await client.post('/auth/bill/logout');
     expect(logout.status).toBe(200);
     expect(logout.body).toEqual({ authenticated: false });
     expect(logout.setCookies.join()).toMatch(/Expires=Thu, 01 Jan 1970/);
-    const call = sandbox.bill.requests.find((r) => r.path.endsWith('/Logout.json'))!;
+    const call = stack.sandbox.bill.requests.find((r) => r.path.endsWith('/Logout.json'))!;
     expect(new URLSearchParams(call.body).get('sessionId')).toBe(sessionId);
-    expect(sandbox.bill.sessions()).not.toContain(sessionId);
+    expect(stack.sandbox.bill.sessions()).not.toContain(sessionId);
   });
 });

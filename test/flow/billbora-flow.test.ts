@@ -1,13 +1,14 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { StoreChoice } from '../../src/billfold.js';
 import { RedisSessionStore } from '../../src/session/redis-session-store.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
 import { startGatedProxy } from '../support/gated-proxy.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
 import { createTestClock } from '../support/test-clock.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billbora;
 
@@ -22,29 +23,14 @@ async function supabaseAccessToken(sandbox: Sandbox): Promise<string> {
 }
 
 describe('Billbora end to end on Redis', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  const newClient = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
-  const lastBearer = () => sandbox.billbora.requests.at(-1)!.headers.authorization;
+  const lastBearer = () => stack.sandbox.billbora.requests.at(-1)!.headers.authorization;
 
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    // One session sends bursts of 50 here to test single-flight renewal, so its share of connections is wider.
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
+  // One session sends bursts of 50 here to test single-flight renewal, so its share of connections is wider.
+  const stack = useStack({ env: { RELAY_MAX_CONCURRENT_PER_SESSION: '64' } });
+  beforeEach(() => stack.sandbox.reset());
 
   it('signs in with email and password through Supabase, exchanges, and relays with the Billbora JWT', async () => {
-    const client = newClient();
+    const client = stack.client();
     const login = await client.post('/auth/billbora/login', demo);
     expect(login.status).toBe(200);
     expect(login.body.providers.billbora).toMatchObject({
@@ -57,18 +43,18 @@ describe('Billbora end to end on Redis', () => {
     const invoices = await client.get('/api/billbora/invoices/');
     expect(invoices.status).toBe(200);
     expect(lastBearer()).toMatch(/^Bearer ey/);
-    expect(leaksOf([lastBearer()!.slice(7), demo.password], billfold.logs)).toEqual([]);
+    expect(leaksOf([lastBearer()!.slice(7), demo.password], stack.billfold.logs)).toEqual([]);
   });
 
   it('refuses wrong credentials with invalid_credentials', async () => {
-    const answer = await newClient().post('/auth/billbora/login', { ...demo, password: 'wrong' });
+    const answer = await stack.client().post('/auth/billbora/login', { ...demo, password: 'wrong' });
     expect(answer.status).toBe(401);
     expect(answer.body.error).toMatchObject({ code: 'invalid_credentials', provider: 'billbora' });
   });
 
   it('accepts a Supabase token from the browser and an organization to start in', async () => {
-    const client = newClient();
-    const token = await supabaseAccessToken(sandbox);
+    const client = stack.client();
+    const token = await supabaseAccessToken(stack.sandbox);
     const login = await client.post('/auth/billbora/login', {
       supabaseToken: token,
       organizationId: 'org_other',
@@ -81,7 +67,7 @@ describe('Billbora end to end on Redis', () => {
   });
 
   it('switches organization, and answers organization_access_denied for one the user is not in', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billbora/login', demo);
     const switched = await client.post('/auth/billbora/organization', { organizationId: 'org_other' });
     expect(switched.status).toBe(200);
@@ -90,28 +76,30 @@ describe('Billbora end to end on Redis', () => {
     expect(denied.status).toBe(403);
     expect(denied.body.error.code).toBe('organization_access_denied');
     expect((await client.get('/auth/session')).body.providers.billbora.organization.id).toBe('org_other');
-    const login = await newClient().post('/auth/billbora/login', { ...demo, organizationId: 'org_nobody' });
+    const login = await stack
+      .client()
+      .post('/auth/billbora/login', { ...demo, organizationId: 'org_nobody' });
     expect(login.body.error.code).toBe('organization_access_denied');
   });
 
   it('signs in with an API key after one check call, and reads its 401 as upstream_session_expired', async () => {
-    const client = newClient();
+    const client = stack.client();
     const login = await client.post('/auth/billbora/login', {
       apiKey: SANDBOX_DEMO_CREDENTIALS.billboraApiKey,
     });
     expect(login.body.providers.billbora).toMatchObject({ connected: true, mode: 'apiKey' });
     expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
     expect(lastBearer()).toBe(`Bearer ${SANDBOX_DEMO_CREDENTIALS.billboraApiKey}`);
-    sandbox.billbora.setApiKeyRevoked(true);
+    stack.sandbox.billbora.setApiKeyRevoked(true);
     const answer = await client.get('/api/billbora/invoices/');
     expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billbora' });
-    expect((await newClient().post('/auth/billbora/login', { apiKey: 'bb_wrong' })).body.error.code).toBe(
+    expect((await stack.client().post('/auth/billbora/login', { apiKey: 'bb_wrong' })).body.error.code).toBe(
       'invalid_credentials',
     );
   });
 
   it('refuses Billbora’s own auth endpoints through the relay', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billbora/login', demo);
     for (const path of ['users/auth/refresh/', 'USERS/AUTH/exchange/', 'users/auth']) {
       expect((await client.post(`/api/billbora/${path}`, {})).body.error.code).toBe(
@@ -121,45 +109,45 @@ describe('Billbora end to end on Redis', () => {
   });
 
   it('renews once for 50 concurrent relays across an access-token expiry; all succeed with the new token', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billbora/login', demo);
     await client.get('/api/billbora/invoices/');
     const oldBearer = lastBearer();
-    const before = sandbox.billbora.refreshCalls();
-    sandbox.billbora.expireAccessTokens();
+    const before = stack.sandbox.billbora.refreshCalls();
+    stack.sandbox.billbora.expireAccessTokens();
 
     const answers = await Promise.all(
       Array.from({ length: 50 }, () => client.get('/api/billbora/invoices/')),
     );
     expect(answers.map((a) => a.status)).toEqual(Array(50).fill(200));
-    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
-    expect(sandbox.billbora.revokedFamilies()).toEqual([]);
+    expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(stack.sandbox.billbora.revokedFamilies()).toEqual([]);
 
     await client.get('/api/billbora/invoices/');
     expect(lastBearer()).not.toBe(oldBearer);
-    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
   });
 
   it('renews shortly before the access token expires, without waiting for a 401', async () => {
-    sandbox.billbora.setAccessTokenLifetime(30_000);
-    const client = newClient();
+    stack.sandbox.billbora.setAccessTokenLifetime(30_000);
+    const client = stack.client();
     await client.post('/auth/billbora/login', demo);
-    const before = sandbox.billbora.refreshCalls();
+    const before = stack.sandbox.billbora.refreshCalls();
     expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
-    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
     expect(
-      sandbox.billbora.requests.filter((r) => r.path.endsWith('/invoices/') && r.method === 'GET'),
+      stack.sandbox.billbora.requests.filter((r) => r.path.endsWith('/invoices/') && r.method === 'GET'),
     ).toHaveLength(1);
   });
 
   it('falls back to the Supabase session when the Billbora refresh token is dead, and signs out when both are', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billbora/login', demo);
-    sandbox.billbora.expireAllSessions();
+    stack.sandbox.billbora.expireAllSessions();
     expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
 
-    sandbox.billbora.expireAllSessions();
-    sandbox.supabase.expireAllSessions();
+    stack.sandbox.billbora.expireAllSessions();
+    stack.sandbox.supabase.expireAllSessions();
     const answer = await client.get('/api/billbora/invoices/');
     expect(answer.status).toBe(401);
     expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billbora' });

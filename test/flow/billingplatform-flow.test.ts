@@ -1,30 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient } from '../support/billfold-harness.js';
+import { connectRedis } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billingplatform;
 
 describe.each([
-  ['the embedded store', () => ({})],
-  ['Redis', () => ({ REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() })],
-])('BillingPlatform end to end on %s', (storeName, storeEnv) => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env, ...storeEnv() });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
+  ['the embedded store', 'embedded'],
+  ['Redis', 'redis'],
+] as const)('BillingPlatform end to end on %s', (storeName, store) => {
+  const stack = useStack({ store });
 
   it('signs in, shows the session, relays GET and POST with the upstream session id, signs out, and refuses the old cookie', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
 
     const anonymous = await client.get('/auth/session');
     expect(anonymous.status).toBe(200);
@@ -46,7 +36,7 @@ describe.each([
     expect(cookieLine).toMatch(/; SameSite=Strict/);
     expect(cookieLine).not.toMatch(/Domain=/i);
     expect(cookieLine).not.toMatch(/Expires=|Max-Age=/i);
-    const upstreamSessionId = sandbox.billingplatform.sessions().at(-1);
+    const upstreamSessionId = stack.sandbox.billingplatform.sessions().at(-1);
     expect(upstreamSessionId).toBeTruthy();
 
     const view = await client.get('/auth/session');
@@ -58,13 +48,13 @@ describe.each([
     expect(Date.parse(view.body.idleExpiresAt)).toBeGreaterThan(Date.now());
     expect(view.headers.get('cache-control')).toBe('no-store');
 
-    sandbox.billingplatform.clearRequests();
+    stack.sandbox.billingplatform.clearRequests();
     const read = await client.get('/api/billingplatform/ACCOUNT/1001', { accept: 'application/json' });
     expect(read.status).toBe(200);
     expect(read.body.retrieveResponse).toBeDefined();
     expect(read.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
     expect(read.headers.get('x-content-type-options')).toBe('nosniff');
-    const seen = sandbox.billingplatform.requests.at(-1)!;
+    const seen = stack.sandbox.billingplatform.requests.at(-1)!;
     expect(seen.headers.sessionid).toBe(upstreamSessionId);
     expect(seen.headers.cookie).toBeUndefined();
     expect(seen.headers['x-csrf']).toBeUndefined();
@@ -72,14 +62,14 @@ describe.each([
     const created = await client.post('/api/billingplatform/ACCOUNT', { brmObjects: { Name: 'Acme' } });
     expect(created.status).toBe(200);
     expect(created.body.createResponse[0].Id).toBeDefined();
-    expect(sandbox.billingplatform.requests.at(-1)!.body).toContain('Acme');
+    expect(stack.sandbox.billingplatform.requests.at(-1)!.body).toContain('Acme');
 
     const oldCookie = client.cookie!;
     const logout = await client.post('/auth/logout');
     expect(logout.status).toBe(204);
     expect(logout.setCookies.join()).toMatch(/billfold=;.*Expires=Thu, 01 Jan 1970/);
     expect(
-      sandbox.billingplatform.requests.some((r) => r.method === 'POST' && /\/logout$/.test(r.path)),
+      stack.sandbox.billingplatform.requests.some((r) => r.method === 'POST' && /\/logout$/.test(r.path)),
     ).toBe(true);
 
     const replay = await client.get('/api/billingplatform/ACCOUNT/1001', { cookie: oldCookie });
@@ -88,22 +78,23 @@ describe.each([
     const replayView = await client.get('/auth/session', { cookie: oldCookie });
     expect(replayView.body).toEqual({ authenticated: false });
 
-    expect(leaksOf([demo.password, upstreamSessionId!], billfold.logs)).toEqual([]);
+    expect(leaksOf([demo.password, upstreamSessionId!], stack.billfold.logs)).toEqual([]);
     // The session id travels only in billfold's own Set-Cookie; it is never logged, not even hashed-then-cut.
     const sessionId = decodeURIComponent(oldCookie.split('=')[1]!).slice(2).split('.')[0]!;
-    expect(billfold.logs.filter((line) => line.includes(sessionId))).toEqual([]);
+    expect(stack.billfold.logs.filter((line) => line.includes(sessionId))).toEqual([]);
   });
 
   it.runIf(storeName === 'Redis')('holds sessions only as ciphertext with a TTL in Redis', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     await client.post('/auth/billingplatform/login', { username: demo.username, password: demo.password });
     const redis = await connectRedis();
-    const keys = await redis.keys(`${billfold.config.store.keyPrefix}s:*`);
+    const keys = await redis.keys(`${stack.billfold.config.store.keyPrefix}s:*`);
     expect(keys.length).toBeGreaterThan(0);
     for (const key of keys) {
       const value = (await redis.get(key)) ?? '';
       expect(value).toMatch(/^k1\.[A-Za-z0-9_-]+$/);
-      for (const upstreamId of sandbox.billingplatform.sessions()) expect(value).not.toContain(upstreamId);
+      for (const upstreamId of stack.sandbox.billingplatform.sessions())
+        expect(value).not.toContain(upstreamId);
       expect(value).not.toContain(demo.username);
       expect(await redis.pTTL(key)).toBeGreaterThan(0);
     }
@@ -112,25 +103,15 @@ describe.each([
 });
 
 describe('BillingPlatform logout ends the upstream session whichever form the server accepts', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
+  const stack = useStack({ store: 'embedded' });
 
   const signInAndOut = async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     await client.post('/auth/billingplatform/login', demo);
-    const sessionId = sandbox.billingplatform.sessions().at(-1)!;
-    sandbox.billingplatform.clearRequests();
+    const sessionId = stack.sandbox.billingplatform.sessions().at(-1)!;
+    stack.sandbox.billingplatform.clearRequests();
     expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
-    return { sessionId, logouts: sandbox.billingplatform.requests.filter((r) => r.path === '/logout') };
+    return { sessionId, logouts: stack.sandbox.billingplatform.requests.filter((r) => r.path === '/logout') };
   };
 
   it('with the `sessionid` header, as every other call: one logout call', async () => {
@@ -138,23 +119,23 @@ describe('BillingPlatform logout ends the upstream session whichever form the se
     expect(logouts).toHaveLength(1);
     expect(logouts[0]?.headers.sessionid).toBe(sessionId);
     expect(logouts[0]?.headers.authorization).toBeUndefined();
-    expect(sandbox.billingplatform.sessions()).not.toContain(sessionId);
+    expect(stack.sandbox.billingplatform.sessions()).not.toContain(sessionId);
   });
 
   it('with `Authorization: Session <SessionID>` only, as the vendor’s logout example shows', async () => {
-    sandbox.billingplatform.setLogoutForm('authorization');
+    stack.sandbox.billingplatform.setLogoutForm('authorization');
     const { sessionId, logouts } = await signInAndOut();
     expect(logouts.map((r) => r.headers.authorization ?? null)).toEqual([null, `Session ${sessionId}`]);
-    expect(sandbox.billingplatform.sessions()).not.toContain(sessionId);
-    sandbox.reset();
+    expect(stack.sandbox.billingplatform.sessions()).not.toContain(sessionId);
+    stack.sandbox.reset();
   });
 
   it('asks at most twice when the upstream session is already gone', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     await client.post('/auth/billingplatform/login', demo);
-    sandbox.billingplatform.expireAllSessions();
-    sandbox.billingplatform.clearRequests();
+    stack.sandbox.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.clearRequests();
     expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
-    expect(sandbox.billingplatform.requests.filter((r) => r.path === '/logout')).toHaveLength(2);
+    expect(stack.sandbox.billingplatform.requests.filter((r) => r.path === '/logout')).toHaveLength(2);
   });
 });

@@ -1,63 +1,50 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billogram;
 const basic = `Basic ${Buffer.from(`${demo.apiUserId}:${demo.apiPassword}`).toString('base64')}`;
 
 describe('Billogram end to end on Redis', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  const newClient = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
+  const stack = useStack();
+  beforeEach(() => stack.sandbox.reset());
 
   it('checks the credentials with one cheap call before storing them', async () => {
-    const wrong = await newClient().post('/auth/billogram/login', { ...demo, apiPassword: 'wrong' });
+    const wrong = await stack.client().post('/auth/billogram/login', { ...demo, apiPassword: 'wrong' });
     expect(wrong.status).toBe(401);
     expect(wrong.body.error.code).toBe('invalid_credentials');
     expect(wrong.setCookies).toEqual([]);
-    const check = sandbox.billogram.requests.at(-1)!;
+    const check = stack.sandbox.billogram.requests.at(-1)!;
     expect(check.method).toBe('GET');
     expect(check.path).toMatch(/\/customer$/);
     expect(check.query).toBe('page=1&page_size=1');
   });
 
   it('relays with HTTP Basic, replacing any Authorization the client sent, and passes other refusals through', async () => {
-    const client = newClient();
+    const client = stack.client();
     expect((await client.post('/auth/billogram/login', demo)).status).toBe(200);
     const customer = await client.get('/api/billogram/customer/1', {
       authorization: 'Basic c3RvbGVuOnN0b2xlbg==',
     });
     expect(customer.status).toBe(200);
     expect(customer.body).toMatchObject({ status: 'OK', data: { customer_no: 1 } });
-    expect(sandbox.billogram.requests.at(-1)!.headers.authorization).toBe(basic);
+    expect(stack.sandbox.billogram.requests.at(-1)!.headers.authorization).toBe(basic);
 
     const denied = await client.request('DELETE', '/api/billogram/customer/1');
     expect(denied.status).toBe(403);
     expect(denied.body.status).toBe('PERMISSION_DENIED');
     expect((await client.get('/auth/session')).body.providers.billogram.connected).toBe(true);
-    expect(leaksOf([basic.slice(6), demo.apiPassword], billfold.logs)).toEqual([]);
+    expect(leaksOf([basic.slice(6), demo.apiPassword], stack.billfold.logs)).toEqual([]);
   });
 
   it.each([401, 403] as const)(
     'reads INVALID_AUTH answered with %i as upstream_session_expired',
     async (status) => {
-      sandbox.billogram.setInvalidAuthStatus(status);
-      const client = newClient();
+      stack.sandbox.billogram.setInvalidAuthStatus(status);
+      const client = stack.client();
       await client.post('/auth/billogram/login', demo);
-      sandbox.billogram.expireAllSessions();
+      stack.sandbox.billogram.expireAllSessions();
       const answer = await client.get('/api/billogram/customer/1');
       expect(answer.status).toBe(401);
       expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billogram' });
@@ -66,12 +53,12 @@ describe('Billogram end to end on Redis', () => {
   );
 
   it('signs out without an upstream call (Billogram is stateless) and forgets the credential', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billogram/login', demo);
-    sandbox.billogram.clearRequests();
+    stack.sandbox.billogram.clearRequests();
     const logout = await client.post('/auth/billogram/logout');
     expect(logout.body).toEqual({ authenticated: false });
-    expect(sandbox.billogram.requests).toEqual([]);
+    expect(stack.sandbox.billogram.requests).toEqual([]);
     expect((await client.get('/api/billogram/customer/1')).body.error.code).toBe('unauthenticated');
   });
 });

@@ -1,8 +1,8 @@
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient } from '../support/billfold-harness.js';
+import { useStack } from '../support/stack.js';
 
 const LISTED = 'https://spa.example.com';
 const ADMIN_TOKEN = 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -35,29 +35,18 @@ function expectEdge(headers: Headers, listener: 'public' | 'operator') {
 }
 
 describe('the headers every answer carries, on every listener and both roads', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
   let cookie: string;
+  const stack = useStack({
+    store: 'embedded',
+    env: { CORS_ORIGINS: LISTED, ADMIN_PORT: '0', ADMIN_TOKEN, METRICS_PORT: '0', METRICS_TOKEN },
+  });
   beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      CORS_ORIGINS: LISTED,
-      ADMIN_PORT: '0',
-      ADMIN_TOKEN,
-      METRICS_PORT: '0',
-      METRICS_TOKEN,
-    });
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
     cookie = client.cookie ?? '';
   });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
 
-  const app = () => request(billfold.billfold.handler);
+  const app = () => request(stack.billfold.billfold.handler);
   const answers: Array<[string, () => request.Test, number]> = [
     [
       'a relayed answer',
@@ -124,12 +113,12 @@ describe('the headers every answer carries, on every listener and both roads', (
   });
 
   it('the operator listeners carry them too, without CORS', async () => {
-    for (const url of [billfold.adminUrl, billfold.metricsUrl]) {
+    for (const url of [stack.billfold.adminUrl, stack.billfold.metricsUrl]) {
       const refused = await request(url!).get('/admin/sessions').set('origin', LISTED);
       expect(refused.status).toBe(401);
       expectEdge(refused.headers, 'operator');
     }
-    const metrics = await request(billfold.metricsUrl!)
+    const metrics = await request(stack.billfold.metricsUrl!)
       .get('/metrics')
       .set('authorization', `Bearer ${METRICS_TOKEN}`);
     expect(metrics.status).toBe(200);

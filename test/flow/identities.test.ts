@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { SUPABASE_DEMO_USER_ID } from '../../src/sandbox/supabase-emulator.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { startScriptedUpstream, supabaseToken, type ScriptedUpstream } from '../support/scripted-upstream.js';
+import { useStack } from '../support/stack.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz';
 
@@ -131,27 +131,17 @@ describe('whose sessions are whose: personal upstream identities only', () => {
 });
 
 describe('one person, any spelling', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
+  const stack = useStack({
+    env: {
       ADMIN_PORT: '0',
       ADMIN_TOKEN,
       // The suite runs beside many others on a shared machine: identities, not store latency, are under test.
       STORE_TIMEOUT_MS: '5000',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
+    },
   });
 
   const signIn = async (provider: string, body: object) => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     const answer = await client.post(`/auth/${provider}/login`, body);
     expect(answer.status).toBe(200);
     return client;
@@ -170,17 +160,17 @@ describe('one person, any spelling', () => {
     const billbora = await signIn('billbora', demo.billbora);
     const bill = await signIn('bill', demo.bill);
 
-    const byId = await admin(billfold.adminUrl!, 'GET', {
+    const byId = await admin(stack.billfold.adminUrl!, 'GET', {
       provider: 'billbora',
       user: SUPABASE_DEMO_USER_ID,
     });
     // The demo user's sessions: the one the test before kept, and this one.
     expect(byId.body.sessions).toHaveLength(2);
     const billQuery = { provider: 'bill', user: ' Demo@EXAMPLE.com ', orgId: demo.bill.orgId };
-    expect((await admin(billfold.adminUrl!, 'DELETE', billQuery)).body).toEqual({ revoked: 1 });
+    expect((await admin(stack.billfold.adminUrl!, 'DELETE', billQuery)).body).toEqual({ revoked: 1 });
     expect((await bill.get('/auth/session')).body.authenticated).toBe(false);
     // A BILL user is a user within one organization: the same email elsewhere is someone else.
-    const elsewhere = await admin(billfold.adminUrl!, 'GET', { ...billQuery, orgId: 'OTHERORG' });
+    const elsewhere = await admin(stack.billfold.adminUrl!, 'GET', { ...billQuery, orgId: 'OTHERORG' });
     expect(elsewhere.body.sessions).toEqual([]);
     expect((await billbora.get('/auth/session')).body.authenticated).toBe(true);
   });
@@ -194,7 +184,10 @@ describe('one person, any spelling', () => {
   });
 
   it('refuses to name a shared credential to the operator API: no person, no index', async () => {
-    const answer = await admin(billfold.adminUrl!, 'GET', { provider: 'billogram', user: 'demo-api-user' });
+    const answer = await admin(stack.billfold.adminUrl!, 'GET', {
+      provider: 'billogram',
+      user: 'demo-api-user',
+    });
     expect(answer.status).toBe(400);
     expect(answer.body.error.code).toBe('invalid_request');
   });

@@ -8,7 +8,7 @@ import {
   type RunningBillfold,
 } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
@@ -22,11 +22,20 @@ beforeAll(async () => {
   billfold = await startBillfold({ ...sandbox.env });
   allLogs.push(billfold.logs);
 });
-afterEach(() => ledger.collect(sandbox));
+const expectNoLeak = () => {
+  ledger.collect(sandbox);
+  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+};
+// Each test answers for what its own calls got back and logged.
+afterEach(expectNoLeak);
 afterAll(async () => {
   await billfold.close();
   await sandbox.close();
-  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+});
+
+it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
+  await exerciseEveryProvider(billfold);
+  expectNoLeak();
 });
 
 /** What a caller can observe of a refused login: everything but the request id and the date. */

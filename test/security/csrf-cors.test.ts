@@ -1,42 +1,38 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import {
-  createCookieClient,
-  receivedBodies,
-  startBillfold,
-  type CookieClient,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { createCookieClient, receivedBodies, type CookieClient } from '../support/billfold-harness.js';
 import { sendRaw, type RawAnswer } from '../support/raw-http.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError, headerOf } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const LISTED = 'https://app.example.com';
 const ledger = createSecretLedger();
 
-let sandbox: Sandbox;
-let billfold: RunningBillfold;
 let client: CookieClient;
 
+const stack = useStack({ store: 'embedded', env: { CORS_ORIGINS: LISTED } });
 beforeAll(async () => {
-  sandbox = await startSandbox();
-  billfold = await startBillfold({ ...sandbox.env, CORS_ORIGINS: LISTED });
-  client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+  client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
   expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
   expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
 });
-beforeEach(() => sandbox.reset());
-afterEach(() => ledger.collect(sandbox));
-afterAll(async () => {
-  await billfold.close();
-  await sandbox.close();
-  expect(ledger.leaks(billfold.logs)).toEqual([]);
+beforeEach(() => stack.sandbox.reset());
+function expectNoLeakNorWildcard() {
+  ledger.collect(stack.sandbox);
+  expect(ledger.leaks(stack.billfold.logs)).toEqual([]);
   // Never `*`, on any answer this file received (credentials are always allowed for listed origins).
   expect(receivedBodies.join('\n')).not.toMatch(/access-control-allow-origin"?[:,]\s*"?\*/i);
+}
+// Each test answers for what its own requests got back.
+afterEach(expectNoLeakNorWildcard);
+
+it('puts no secret it handled into any answer or log line, whatever ran before, and never allows every origin', async () => {
+  await exerciseEveryProvider(stack.billfold);
+  expectNoLeakNorWildcard();
 });
 
 /** Every state-changing or reading route, with what a legitimate call would send. */
@@ -59,7 +55,7 @@ const ROUTES: { method: string; target: string; body?: string }[] = [
 ];
 
 function send(route: (typeof ROUTES)[number], headers: [string, string][]): Promise<RawAnswer> {
-  return sendRaw(billfold.url, {
+  return sendRaw(stack.billfold.url, {
     method: route.method,
     target: route.target,
     headers: [
@@ -80,7 +76,7 @@ function expectRefused(answer: RawAnswer, method: string, code: string) {
 
 /** Nothing a refused request could have done: no upstream call, the session intact and unswitched. */
 async function expectNothingHappened() {
-  for (const control of [sandbox.billingplatform, sandbox.billbora, sandbox.supabase]) {
+  for (const control of [stack.sandbox.billingplatform, stack.sandbox.billbora, stack.sandbox.supabase]) {
     expect(control.requests).toEqual([]);
   }
   const view = await client.get('/auth/session');
@@ -116,7 +112,7 @@ describe('X-CSRF on every method and route', () => {
   it('accepts the exact header on a body-less POST (the control for the refusals above)', async () => {
     const answer = await send({ method: 'POST', target: '/api/billingplatform/ACCOUNT' }, [['X-CSRF', '1']]);
     expect(answer.status).not.toBe(403);
-    expect(sandbox.billingplatform.requests).toHaveLength(1);
+    expect(stack.sandbox.billingplatform.requests).toHaveLength(1);
   });
 });
 
@@ -140,7 +136,7 @@ describe('Origin look-alikes', () => {
     'OWN.',
     'OWN.evil.com',
   ];
-  const origin = (value: string) => value.replace(/^OWN/, billfold.config.publicOrigin);
+  const origin = (value: string) => value.replace(/^OWN/, stack.billfold.config.publicOrigin);
 
   it.each(lookAlikes)(
     'refuses Origin %s on reads, writes and logins, with no CORS headers',
@@ -167,7 +163,7 @@ describe('Origin look-alikes', () => {
   });
 
   it('accepts the listed origin and billfold’s own (the control for the refusals above)', async () => {
-    for (const value of [LISTED, billfold.config.publicOrigin]) {
+    for (const value of [LISTED, stack.billfold.config.publicOrigin]) {
       const answer = await send(ROUTES[0]!, [
         ['X-CSRF', '1'],
         ['Origin', value],
@@ -193,7 +189,7 @@ describe('Sec-Fetch-Site: cross-site', () => {
         await send(route, [
           ['X-CSRF', '1'],
           ['Sec-Fetch-Site', 'cross-site'],
-          ['Origin', billfold.config.publicOrigin],
+          ['Origin', stack.billfold.config.publicOrigin],
         ]),
         route.method,
         'origin_not_allowed',
@@ -238,7 +234,7 @@ describe('non-JSON bodies on auth routes', () => {
 
   it.each(bodies)('refuses a %s body on every auth POST with 415 and does nothing', async (type, body) => {
     for (const route of authPosts) {
-      const answer = await sendRaw(billfold.url, {
+      const answer = await sendRaw(stack.billfold.url, {
         method: 'POST',
         target: route.target,
         headers: [
@@ -254,7 +250,7 @@ describe('non-JSON bodies on auth routes', () => {
   });
 
   it('refuses a body with no Content-Type at all', async () => {
-    const answer = await sendRaw(billfold.url, {
+    const answer = await sendRaw(stack.billfold.url, {
       method: 'POST',
       target: '/auth/logout',
       headers: [
@@ -281,7 +277,7 @@ describe('method overrides', () => {
       '/auth/logout?_method=POST',
       '/auth/billingplatform/logout?_method=POST',
     ]) {
-      const answer = await sendRaw(billfold.url, {
+      const answer = await sendRaw(stack.billfold.url, {
         method: 'GET',
         target,
         headers: [['X-CSRF', '1'], ['Cookie', client.cookie!], ...overrides],
@@ -292,7 +288,7 @@ describe('method overrides', () => {
   });
 
   it('never reach the upstream: the relay sends the request’s own method and drops the override headers', async () => {
-    const answer = await sendRaw(billfold.url, {
+    const answer = await sendRaw(stack.billfold.url, {
       method: 'POST',
       target: '/api/billingplatform/ACCOUNT?_method=DELETE',
       headers: [
@@ -306,7 +302,7 @@ describe('method overrides', () => {
       body: '{"brmObjects":{"Name":"x"},"_method":"DELETE"}',
     });
     expect(answer.status).toBe(200);
-    const [seen] = sandbox.billingplatform.requests;
+    const [seen] = stack.sandbox.billingplatform.requests;
     expect(seen?.method).toBe('POST');
     expect(Object.keys(seen?.headers ?? {}).filter((name) => name.includes('method'))).toEqual([]);
   });
@@ -314,7 +310,7 @@ describe('method overrides', () => {
 
 describe('CORS preflights', () => {
   const preflight = (target: string, origin: string | undefined) =>
-    sendRaw(billfold.url, {
+    sendRaw(stack.billfold.url, {
       method: 'OPTIONS',
       target,
       headers: [
@@ -339,7 +335,7 @@ describe('CORS preflights', () => {
       expectDocumentedError(answer, 403, 'origin_not_allowed');
       expect(corsHeadersOf(answer)).toEqual([]);
     }
-    expect(sandbox.billingplatform.requests).toEqual([]);
+    expect(stack.sandbox.billingplatform.requests).toEqual([]);
   });
 
   it('from the listed origin: the origin echoed exactly, credentials allowed, Vary: Origin, never *', async () => {
@@ -350,7 +346,7 @@ describe('CORS preflights', () => {
       expect(answer.header('access-control-allow-credentials')).toBe('true');
       expect(answer.header('vary')).toMatch(/Origin/);
     }
-    expect(sandbox.billingplatform.requests).toEqual([]);
+    expect(stack.sandbox.billingplatform.requests).toEqual([]);
   });
 
   it('never allow an origin on a response to an unlisted caller, whatever the route or status', async () => {
@@ -361,7 +357,7 @@ describe('CORS preflights', () => {
       '/auth/session',
       '/api/billingplatform/ACCOUNT/1001',
     ]) {
-      const answer = await sendRaw(billfold.url, {
+      const answer = await sendRaw(stack.billfold.url, {
         target,
         headers: [
           ['X-CSRF', '1'],

@@ -2,7 +2,6 @@ import signature from 'cookie-signature';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createSessionIdReader } from '../../src/session/session-cookie.js';
 import { createAdapters } from '../../src/upstream/provider-modules.js';
 import { upstreamUrl } from '../../src/upstream/provider-adapter.js';
@@ -14,6 +13,7 @@ import { createCookieClient, startBillfold, type RunningBillfold } from '../supp
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { sendRaw } from '../support/raw-http.js';
 import { TEST_SECRETS } from '../support/test-config.js';
+import { useStack } from '../support/stack.js';
 
 /** How many cases each property generates per run (reported, and asserted, below). */
 const HTTP_RUNS = 300;
@@ -317,23 +317,16 @@ describe('the cookie reader, under generated Cookie headers', () => {
 });
 
 describe('the login body schemas, under generated bodies over HTTP', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
+  const stack = useStack({
+    store: 'embedded',
+    env: {
       LOGIN_MAX_FAILURES_PER_IP: '1000000',
       LOGIN_MAX_FAILURES_PER_USER: '1000000',
       LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '1000000',
       LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
       BILL_LOGINS_PER_HOUR: '100000',
       BILL_LOGINS_PER_HOUR_PER_IP: '100000',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
+    },
   });
 
   const FIELDS = [
@@ -444,7 +437,7 @@ describe('the login body schemas, under generated bodies over HTTP', () => {
     await fc.assert(
       fc.asyncProperty(request, async ([provider, text]) => {
         cases++;
-        const answer = await fetch(`${billfold.url}/auth/${provider}/login`, {
+        const answer = await fetch(`${stack.billfold.url}/auth/${provider}/login`, {
           method: 'POST',
           headers: { 'x-csrf': '1', 'content-type': 'application/json' },
           body: text,

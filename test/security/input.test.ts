@@ -1,41 +1,45 @@
 import { gzipSync } from 'node:zlib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { exchangeRaw, sendRaw, type RawAnswer } from '../support/raw-http.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectClientRefusal, expectDocumentedError } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const ledger = createSecretLedger();
 const prototypeBefore = Object.getOwnPropertyNames(Object.prototype).sort();
 
-let sandbox: Sandbox;
-let billfold: RunningBillfold;
 let cookie: string;
 
-beforeAll(async () => {
-  sandbox = await startSandbox();
-  billfold = await startBillfold({
-    ...sandbox.env,
+const stack = useStack({
+  store: 'embedded',
+  env: {
     BODY_LIMIT: '128kb',
     // Many specs here end in invalid_credentials; the failed-login limits are the abuse specs' subject.
     LOGIN_MAX_FAILURES_PER_IP: '100000',
     LOGIN_MAX_FAILURES_PER_USER: '100000',
-  });
-  const client = createCookieClient(billfold.url, 'billfold');
+  },
+});
+beforeAll(async () => {
+  const client = createCookieClient(stack.billfold.url, 'billfold');
   expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
   cookie = client.cookie!;
 });
-afterEach(() => ledger.collect(sandbox));
-afterAll(async () => {
-  await billfold.close();
-  await sandbox.close();
-  expect(ledger.leaks(billfold.logs)).toEqual([]);
-  // Nothing this file sent reached Object.prototype of the process billfold ran in.
+/** Nothing a test sent leaked a secret, or reached Object.prototype of the process billfold runs in. */
+function expectNothingLeakedOrPolluted() {
+  ledger.collect(stack.sandbox);
+  expect(ledger.leaks(stack.billfold.logs)).toEqual([]);
   expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeBefore);
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+}
+// Each test answers for what its own inputs did.
+afterEach(expectNothingLeakedOrPolluted);
+
+it('puts no secret it handled into any answer or log line, whatever ran before, and pollutes no prototype', async () => {
+  await exerciseEveryProvider(stack.billfold);
+  expectNothingLeakedOrPolluted();
 });
 
 /** Every route that reads a JSON body, with the session it needs. */
@@ -62,7 +66,7 @@ function post(target: string, body: string | Buffer, headers: [string, string][]
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
   ].join('\r\n');
-  return exchangeRaw(billfold.url, [Buffer.from(`${head}\r\n\r\n`), Buffer.from(body)]).then(
+  return exchangeRaw(stack.billfold.url, [Buffer.from(`${head}\r\n\r\n`), Buffer.from(body)]).then(
     ({ answers }) => answers[0]!,
   );
 }
@@ -162,7 +166,7 @@ describe('prototype pollution', () => {
   it('ignores __proto__ and constructor.prototype in query strings on both roads, and nothing is polluted', async () => {
     const query =
       '__proto__[polluted]=yes&__proto__.polluted=yes&constructor[prototype][polluted]=yes&touch=true&touch[__proto__]=x';
-    const view = await sendRaw(billfold.url, {
+    const view = await sendRaw(stack.billfold.url, {
       target: `/auth/session?${query}`,
       headers: [
         ['X-CSRF', '1'],
@@ -171,7 +175,7 @@ describe('prototype pollution', () => {
     });
     expect(view.status).toBe(200);
     expect(view.text).not.toContain('polluted');
-    const relayed = await sendRaw(billfold.url, {
+    const relayed = await sendRaw(stack.billfold.url, {
       target: `/api/billbora/invoices/?${query}`,
       headers: [
         ['X-CSRF', '1'],
@@ -183,7 +187,7 @@ describe('prototype pollution', () => {
   });
 
   it('is still not polluted afterwards: a fresh login answers the plain session view', async () => {
-    const client = createCookieClient(billfold.url, 'billfold');
+    const client = createCookieClient(stack.billfold.url, 'billfold');
     const answer = await client.post('/auth/billingplatform/login', demo.billingplatform);
     expect(answer.status).toBe(200);
     expect(Object.keys(answer.body).sort()).toEqual([
@@ -228,7 +232,7 @@ describe('NUL, control characters and lone surrogates', () => {
 
   it('refuses NUL and control characters in the relay path, and answers them in a query or cookie without a 500', async () => {
     expectDocumentedError(
-      await sendRaw(billfold.url, {
+      await sendRaw(stack.billfold.url, {
         target: '/api/billbora/invoices%00/',
         headers: [
           ['X-CSRF', '1'],
@@ -243,7 +247,7 @@ describe('NUL, control characters and lone surrogates', () => {
       ['/auth/session', `billfold=%00%ed%a0%80; ${cookie}`],
       ['/api/billbora/invoices/?q=%00%ed%a0%80', cookie],
     ] as const) {
-      const answer = await sendRaw(billfold.url, {
+      const answer = await sendRaw(stack.billfold.url, {
         target,
         headers: [
           ['X-CSRF', '1'],

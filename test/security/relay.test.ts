@@ -5,7 +5,7 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { exchangeRaw, sendRaw, type RawAnswer, type RawRequest } from '../support/raw-http.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectClientRefusal, expectDocumentedError, waitUntil } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
@@ -37,12 +37,21 @@ beforeAll(async () => {
   apiKeyCookie = keyed.cookie!;
 });
 beforeEach(() => sandbox.reset());
-afterEach(() => ledger.collect(sandbox));
+const expectNoLeak = () => {
+  ledger.collect(sandbox);
+  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+};
+// Each test answers for what its own calls got back and logged.
+afterEach(expectNoLeak);
 afterAll(async () => {
   await billfold.close();
   await attacker.close();
   await sandbox.close();
-  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+});
+
+it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
+  await exerciseEveryProvider(billfold);
+  expectNoLeak();
 });
 
 function upstreamRequests() {

@@ -11,7 +11,7 @@ import {
 import { startGatedProxy } from '../support/gated-proxy.js';
 import { sendRaw } from '../support/raw-http.js';
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import {
   expectClientRefusal,
   expectDocumentedError,
@@ -31,11 +31,22 @@ let sandbox: Sandbox;
 beforeAll(async () => {
   sandbox = await startSandbox();
 });
-afterEach(() => ledger.collect(sandbox));
-afterAll(async () => {
+const expectNoLeak = () => {
   ledger.collect(sandbox);
-  await sandbox.close();
   expect(ledger.leaks(allLogs.flat())).toEqual([]);
+};
+// Each test answers for what its own instances got back and logged.
+afterEach(expectNoLeak);
+afterAll(() => sandbox.close());
+
+it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
+  const billfold = await start();
+  try {
+    await exerciseEveryProvider(billfold);
+  } finally {
+    await billfold.close();
+  }
+  expectNoLeak();
 });
 
 /** Starts billfold on its own Redis prefix; its log lines join the leakage check. */

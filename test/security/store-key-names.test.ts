@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { SUPABASE_DEMO_USER_ID } from '../../src/sandbox/supabase-emulator.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient } from '../support/billfold-harness.js';
+import { connectRedis } from '../support/redis.js';
+import { useStack } from '../support/stack.js';
 
 /** What a dictionary attack on the store would try: unkeyed hashes of every likely value. */
 function dictionary(values: string[]): Set<string> {
@@ -22,13 +22,10 @@ function dictionary(values: string[]): Set<string> {
 }
 
 describe('store key names', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
   let keys: string[];
+  const stack = useStack();
   beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = createCookieClient(stack.billfold.url, stack.billfold.config.session.cookieName);
     for (const [provider, body] of [
       ['billingplatform', demo.billingplatform],
       ['bill', demo.bill],
@@ -43,14 +40,10 @@ describe('store key names', () => {
     await new Promise((resolve) => setTimeout(resolve, 1100));
     await client.get('/api/billogram/customer');
     const redis = await connectRedis();
-    keys = (await redis.keys(`${billfold.config.store.keyPrefix}*`)).map((key) =>
-      key.slice(billfold.config.store.keyPrefix.length),
+    keys = (await redis.keys(`${stack.billfold.config.store.keyPrefix}*`)).map((key) =>
+      key.slice(stack.billfold.config.store.keyPrefix.length),
     );
     redis.destroy();
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
   });
 
   it('hold no hash a dictionary of addresses, usernames, emails, ids and API keys reverses', () => {

@@ -4,7 +4,7 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { exchangeRaw, sendRaw, type RawAnswer, type RawRequest } from '../support/raw-http.js';
-import { createSecretLedger } from '../support/secret-ledger.js';
+import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
@@ -19,10 +19,22 @@ beforeAll(async () => {
   sandbox = await startSandbox();
 });
 beforeEach(() => sandbox.reset());
-afterEach(() => ledger.collect(sandbox));
-afterAll(async () => {
-  await sandbox.close();
+const expectNoLeak = () => {
+  ledger.collect(sandbox);
   expect(ledger.leaks(allLogs.flat())).toEqual([]);
+};
+// Each test answers for what its own instances got back and logged.
+afterEach(expectNoLeak);
+afterAll(() => sandbox.close());
+
+it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
+  const billfold = await start({});
+  try {
+    await exerciseEveryProvider(billfold);
+  } finally {
+    await billfold.close();
+  }
+  expectNoLeak();
 });
 
 async function start(env: Record<string, string>) {

@@ -5,7 +5,8 @@ import { createLogger } from '../../src/logger.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../../src/session/session-repository.js';
 import type { BillboraAdapter, BillboraJwtCredential } from '../../src/upstream/billbora/billbora-adapter.js';
-import { createCredentialRenewer } from '../../src/upstream/credential-renewer.js';
+import { createMemoryBackend } from '../../src/session/memory-backend.js';
+import { createCredentialRenewer, disconnectProvider } from '../../src/upstream/credential-renewer.js';
 import type { RenewalContext } from '../../src/upstream/provider-adapter.js';
 import { uniquePrefix } from '../support/redis.js';
 import { createTestMemoryStore, createTestRedisStore, type TestStore } from '../support/session-stores.js';
@@ -99,6 +100,30 @@ describe('single-flight credential renewal', () => {
     });
   });
 
+  it('joins concurrent renewals in one process before the store: one lock attempt for 50 callers', async () => {
+    const { adapter, renewals } = countingAdapter({ delayMs: 30 });
+    let lockAttempts = 0;
+    const { clock, repository, renewer } = setup((clock) => {
+      const backend = createMemoryBackend({ clock, maxEntries: 1000, sweepIntervalMs: 0 });
+      const acquire = backend.acquireLock.bind(backend);
+      backend.acquireLock = (...args) => {
+        lockAttempts++;
+        return acquire(...args);
+      };
+      return createTestMemoryStore({ clock, backend });
+    }, adapter);
+    const now = clock.now();
+    const session = await mustCreate(repository, 'sid-flight', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(1) },
+    });
+    await Promise.all(Array.from({ length: 50 }, () => renewer.renew(session, 'billbora', jwt(1))));
+    expect(renewals()).toBe(1);
+    // Without the in-process join, every caller would poll the store's lock until the renewal ends.
+    expect(lockAttempts).toBe(1);
+  });
+
   it('lets exactly one renewal through across two instances sharing Redis, through the lock in the store', async () => {
     const prefix = uniquePrefix();
     const { adapter, renewals } = countingAdapter({ delayMs: 50 });
@@ -143,6 +168,52 @@ describe('single-flight credential renewal', () => {
     const stored = await repository.load('sid-3');
     expect(stored?.record.providers.billbora).toBeUndefined();
     expect(stored?.record.providers.billogram).toBeDefined();
+  });
+
+  it('stores no renewal for a provider signed out while it ran', async () => {
+    let signOut: () => Promise<unknown> = () => Promise.resolve();
+    const { adapter, renewals } = scriptedAdapter(async (credential) => {
+      await signOut();
+      return { ...credential, access: 'access-2', refresh: 'refresh-2' };
+    });
+    const { clock, repository, renewer } = setup((clock) => createTestMemoryStore({ clock }), adapter);
+    const now = clock.now();
+    const session = await mustCreate(repository, 'sid-gone', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(1), billogram: { basic: 'b', user: 'u', connectedAt: now } },
+    });
+    signOut = () =>
+      repository.update('sid-gone', (record) => {
+        delete record.providers.billbora;
+        return record;
+      });
+    await expect(renewer.renew(session, 'billbora', jwt(1))).rejects.toMatchObject({
+      code: 'provider_not_connected',
+      provider: 'billbora',
+    });
+    expect(renewals()).toBe(1);
+    const stored = await repository.load('sid-gone');
+    expect(stored?.record.providers.billbora).toBeUndefined();
+    expect(stored?.record.providers.billogram).toBeDefined();
+  });
+
+  it('disconnects only the credential that failed: a newer one stored meanwhile stays', async () => {
+    const { adapter } = countingAdapter({ delayMs: 1 });
+    const { clock, repository } = setup((clock) => createTestMemoryStore({ clock }), adapter);
+    const now = clock.now();
+    await mustCreate(repository, 'sid-newer', {
+      createdAt: now,
+      lastSeenAt: now,
+      providers: { billbora: jwt(2) },
+    });
+    await disconnectProvider(repository, 'sid-newer', adapter, jwt(1));
+    expect((await repository.load('sid-newer'))?.record.providers.billbora).toMatchObject({
+      access: 'access-2',
+    });
+    await disconnectProvider(repository, 'sid-newer', adapter, jwt(2));
+    // It was the last provider: the session is over.
+    expect(await repository.load('sid-newer')).toBeUndefined();
   });
 
   it('does not renew again when the stored credential is already newer than the one that failed', async () => {

@@ -4,6 +4,7 @@ import { ALL_SESSIONS_INDEX, identityIndexKeys } from '../../src/session/session
 import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 import { findSessions } from '../../src/session/session-inventory.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
+import { billPersonalIdentity, newBillCredential } from '../../src/upstream/bill/bill-adapter.js';
 import { connectRedis, uniquePrefix } from '../support/redis.js';
 import {
   createTestMemoryStore,
@@ -153,6 +154,31 @@ describe.each([
     expect(await repository.destroy('sid-both')).toMatchObject({ providers: { billingplatform: {} } });
     expect(await subject.raw.members(DEMO)).toEqual([]);
     expect(await subject.raw.members(ALL_SESSIONS_INDEX)).toEqual([]);
+  });
+
+  it('keeps one BILL user name in two organizations apart: two identities, never each other’s sessions', async () => {
+    const { clock, subject, repository } = setUp();
+    const inOrg = (orgId: string, user: string): SessionRecord => ({
+      createdAt: clock.now(),
+      lastSeenAt: clock.now(),
+      providers: {
+        bill: newBillCredential(
+          `bill-${orgId}`,
+          { userName: user, password: 'x', orgId, mode: 'password' },
+          clock.now(),
+        ),
+      },
+    });
+    await repository.create('sid-org-a', inOrg('ORG-A', 'demo@example.com'));
+    await repository.create('sid-org-b', inOrg('ORG-B', ' Demo@Example.com '));
+    const keyOf = (orgId: string) =>
+      identityIndexKeys(keyNames, 'bill', billPersonalIdentity({ user: 'demo@example.com', orgId })!)[0]!;
+    expect(keyOf('ORG-A')).not.toBe(keyOf('ORG-B'));
+    expect(await subject.raw.members(keyOf('ORG-A'))).toEqual(['sid-org-a']);
+    expect(await subject.raw.members(keyOf('ORG-B'))).toEqual(['sid-org-b']);
+    // The same person in one organization, however the name is spelled, is one identity.
+    await repository.create('sid-org-a-2', inOrg('ORG-A', 'DEMO@example.com'));
+    expect((await repository.index.members(keyOf('ORG-A'))).sort()).toEqual(['sid-org-a', 'sid-org-a-2']);
   });
 
   it('drops a member whose session idled out unseen the first time a reader looks', async () => {

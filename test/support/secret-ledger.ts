@@ -1,7 +1,8 @@
 import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { receivedBodies } from './billfold-harness.js';
+import { createCookieClient, receivedBodies, type RunningBillfold } from './billfold-harness.js';
 import { leaksOf } from './secrets.js';
+import { emulatorsOf } from './stack.js';
 
 /** Body fields whose values are credentials, in what billfold sends upstream. */
 const SECRET_FIELD = /pass|session_?id|dev_?key|refresh|token|api_?key|secret|remember_?me_?id/i;
@@ -33,7 +34,7 @@ function fieldValues(value: unknown, into: Set<string>, key = ''): void {
 }
 
 /**
- * Every secret a security spec used, so its `afterAll` can prove none reached a client or a log line:
+ * Every secret a security spec used, so its checks can prove none reached a client or a log line:
  * the demo secrets, anything the spec adds, and every credential the emulators saw billfold send
  * (upstream session ids, tokens, Basic credentials), read from their request logs.
  */
@@ -60,14 +61,7 @@ export function createSecretLedger(): SecretLedger {
     secrets,
     add,
     collect(sandbox) {
-      for (const control of [
-        sandbox.billingplatform,
-        sandbox.bill,
-        sandbox.billV3,
-        sandbox.billogram,
-        sandbox.billbora,
-        sandbox.supabase,
-      ]) {
+      for (const control of emulatorsOf(sandbox)) {
         for (const request of control.requests) {
           const found = new Set<string>();
           const { authorization, sessionid } = request.headers;
@@ -110,4 +104,21 @@ export function createSecretLedger(): SecretLedger {
       return found;
     },
   };
+}
+
+/**
+ * Signs in to every provider with the demo users, relays a call to each and signs out, whatever the
+ * answers: traffic full of secrets for a leak check to read, so the check never depends on which
+ * tests ran before it.
+ */
+export async function exerciseEveryProvider(billfold: RunningBillfold): Promise<void> {
+  const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+  const demo = SANDBOX_DEMO_CREDENTIALS;
+  for (const provider of ['billingplatform', 'bill', 'billogram', 'billbora'] as const)
+    await client.post(`/auth/${provider}/login`, demo[provider]);
+  await client.get('/api/billingplatform/ACCOUNT/1001');
+  await client.request('POST', '/api/bill/GetSessionInfo.json', { body: '' });
+  await client.get('/api/billogram/customer');
+  await client.get('/api/billbora/invoices/');
+  await client.post('/auth/logout');
 }

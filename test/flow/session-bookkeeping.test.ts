@@ -1,0 +1,121 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
+import { SANDBOX_MOUNTS } from '../../src/sandbox/sandbox.js';
+import type { BillCredential } from '../../src/upstream/bill/bill-adapter.js';
+import { startGatedProxy, type GatedProxy } from '../support/gated-proxy.js';
+import { expectDocumentedError, sessionIdOf, waitUntil } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
+import { createTestClock } from '../support/test-clock.js';
+
+const IDLE_S = 600;
+const ABSOLUTE_S = 3600;
+const MINUTE = 60_000;
+
+describe('what a session remembers across sign-ins and relayed calls', () => {
+  const clock = createTestClock(Date.now());
+  const stack = useStack({
+    clock,
+    env: { SESSION_IDLE_TIMEOUT_S: String(IDLE_S), SESSION_ABSOLUTE_TIMEOUT_S: String(ABSOLUTE_S) },
+  });
+  const stored = async (cookie: string | undefined) =>
+    (await stack.billfold.billfold.repository.load(sessionIdOf(cookie)))?.record;
+
+  it('keeps the absolute timeout of the first sign-in when a second provider signs in later', async () => {
+    const client = await stack.signIn(['billingplatform']);
+    const first = await client.get('/auth/session');
+    for (let minutes = 0; minutes < 45; minutes += 9) {
+      clock.advance(9 * MINUTE);
+      expect((await client.get('/auth/session?touch=true')).body.authenticated).toBe(true);
+    }
+    const second = await client.post('/auth/billogram/login', demo.billogram);
+    expect(second.status).toBe(200);
+    expect(second.body.expiresAt).toBe(first.body.expiresAt);
+    for (let minutes = 45; minutes < 63; minutes += 9) {
+      clock.advance(9 * MINUTE);
+      expect((await client.get('/auth/session?touch=true')).body.authenticated).toBe(minutes + 9 < 60);
+    }
+  });
+
+  it('slides the idle timer on relayed calls alone', async () => {
+    const client = await stack.signIn(['billogram']);
+    for (let minutes = 0; minutes < 30; minutes += 5) {
+      clock.advance(5 * MINUTE);
+      expect((await client.get('/api/billogram/customer')).status).toBe(200);
+      // The use is written in the background, after the answer.
+      const now = clock.now();
+      await waitUntil(async () => (await stored(client.cookie))?.lastSeenAt === now);
+    }
+    // Thirty minutes after sign-in, three times the idle timeout, on relayed traffic only.
+    const view = await client.get('/auth/session');
+    expect(view.body.authenticated).toBe(true);
+    expect(Date.parse(view.body.idleExpiresAt)).toBe(clock.now() + IDLE_S * 1000);
+  });
+
+  it('moves BILL’s last use, and the upstream idle deadline shown, on a relayed call', async () => {
+    const client = await stack.signIn(['bill']);
+    const before = (await client.get('/auth/session')).body.providers.bill.upstreamIdleExpiresAt as string;
+    clock.advance(2 * MINUTE);
+    const relayed = await client.request('POST', '/api/bill/List/Vendor.json', {
+      body: new URLSearchParams({ data: '{"start":0,"max":5}' }).toString(),
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(relayed.status).toBe(200);
+    const now = clock.now();
+    await waitUntil(
+      async () => ((await stored(client.cookie))?.providers.bill as BillCredential).lastUsedAt === now,
+    );
+    const after = (await client.get('/auth/session')).body.providers.bill.upstreamIdleExpiresAt as string;
+    expect(Date.parse(after) - Date.parse(before)).toBe(2 * MINUTE);
+  });
+
+  it('signs the replaced credential out upstream when a provider is signed in to again', async () => {
+    const client = await stack.signIn(['bill']);
+    const replaced = ((await stored(client.cookie))?.providers.bill as BillCredential).sessionId;
+    stack.sandbox.bill.clearRequests();
+    expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
+    const current = ((await stored(client.cookie))?.providers.bill as BillCredential).sessionId;
+    expect(current).not.toBe(replaced);
+    const logoutOf = (sessionId: string) =>
+      stack.sandbox.bill.requests.some(
+        (request) =>
+          /logout\.json$/i.test(request.path) &&
+          new URLSearchParams(request.body).get('sessionId') === sessionId,
+      );
+    // The upstream logout runs after the answer.
+    await waitUntil(() => logoutOf(replaced));
+    expect(logoutOf(current)).toBe(false);
+  });
+});
+
+describe('POST /auth/billbora/organization while Billbora is signed out', () => {
+  // Billbora's exchange is reached through a gate the test holds, so the sign-out lands mid-switch.
+  let proxy: GatedProxy;
+  const stack = useStack({
+    env: async (sandbox) => {
+      proxy = await startGatedProxy(sandbox.url);
+      return { BILLBORA_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billbora}` };
+    },
+  });
+  afterAll(async () => {
+    proxy.open();
+    await proxy.stop();
+  });
+
+  it('does not sign Billbora back in, and leaves the rest of the session as it is', async () => {
+    const client = await stack.signIn(['billogram', 'billbora']);
+    proxy.close();
+    const switching = client.post('/auth/billbora/organization', { organizationId: 'org_other' });
+    await proxy.arrived();
+    const tab = stack.client();
+    tab.cookie = client.cookie;
+    expect((await tab.post('/auth/billbora/logout')).status).toBe(200);
+    proxy.open();
+    expectDocumentedError(await switching, 401, 'provider_not_connected');
+    const view = await client.get('/auth/session');
+    expect(view.body.authenticated).toBe(true);
+    expect(view.body.providers.billbora).toEqual({ connected: false });
+    expect(view.body.providers.billogram.connected).toBe(true);
+    const record = await stack.billfold.billfold.repository.load(sessionIdOf(client.cookie));
+    expect(record?.record.providers.billbora).toBeUndefined();
+  });
+});
