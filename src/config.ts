@@ -78,6 +78,11 @@ export interface Config {
     readonly keyPrefix: string;
     readonly timeoutMs: number;
     readonly memoryMaxSessions: number;
+    /**
+     * Session records kept in process, true by Redis's tracking (SESSION_CACHE): how many at most, or
+     * undefined when off. Only Redis and Redis Cluster use it.
+     */
+    readonly sessionCacheEntries: number | undefined;
   };
   readonly upstreamTimeoutMs: number;
   readonly bodyLimitBytes: number;
@@ -232,6 +237,15 @@ const envSchema = z.object({
   ),
   REDIS_KEY_PREFIX: optionalString.transform((v) => v ?? 'billfold:').describe('prefix of every Redis key'),
   STORE_TIMEOUT_MS: integer(1000, 10, 60_000).describe('session store operation timeout'),
+  SESSION_CACHE: optionalString
+    .pipe(z.enum(['on', 'off']).optional())
+    .transform((v) => v ?? 'on')
+    .describe(
+      'keep session records in process, invalidated by Redis (CLIENT TRACKING); off reads Redis per request',
+    ),
+  SESSION_CACHE_MAX_ENTRIES: integer(10_000, 1, 1_000_000).describe(
+    'session records the process cache holds at most (least recently used go first)',
+  ),
   BILLINGPLATFORM_BASE_URL: optionalString.describe('BillingPlatform REST 2.0 base URL'),
   BILL_BASE_URL: optionalString.describe('BILL API base URL (v2, or v3 with BILL_API_VERSION=v3)'),
   BILL_API_VERSION: optionalString
@@ -692,6 +706,7 @@ export function loadConfig(source: Record<string, string | undefined>): LoadedCo
       keyPrefix: env.REDIS_KEY_PREFIX,
       timeoutMs: env.STORE_TIMEOUT_MS,
       memoryMaxSessions: env.MEMORY_STORE_MAX_SESSIONS,
+      sessionCacheEntries: env.SESSION_CACHE === 'on' ? env.SESSION_CACHE_MAX_ENTRIES : undefined,
     },
     upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
     bodyLimitBytes: bodyLimitBytes ?? 0,

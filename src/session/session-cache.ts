@@ -1,0 +1,70 @@
+import { BasicPooledClientSideCache } from 'redis';
+
+type HandleCache = BasicPooledClientSideCache['handleCache'];
+
+/**
+ * node-redis's client-side cache, held to billfold's rules for session records:
+ *
+ * - Only session records are cached: a GET of one key under `prefix`. Every other read (locks,
+ *   counters, indexes) goes to Redis as before.
+ * - Tracking is `BCAST PREFIX <prefix> NOLOOP`: Redis pushes an invalidation for every session key any
+ *   other connection changes (logout, revocation, renewal, a provider disconnect, expiry, eviction),
+ *   on every node of a cluster, and keeps no per-key table. Changes made on this connection are not
+ *   pushed back; the store calls `forget` once each of its own writes has an answer.
+ * - The whole cache goes when any tracking connection drops (an error, `CLIENT KILL`, a Redis
+ *   restart; node-redis's `onError`), and nothing is served from it while the connection is not ready:
+ *   invalidations sent while it was down are lost, so what was cached before cannot be trusted.
+ *   node-redis sends `CLIENT TRACKING` again in its handshake, before the client is ready.
+ *
+ * A record read from the cache is still opened and checked against its own deadlines on every use,
+ * so an idle or absolute timeout ends a session on time whether or not Redis has expired its key yet.
+ */
+export class SessionRecordCache extends BasicPooledClientSideCache {
+  readonly #prefix: string;
+  #drops = 0;
+
+  constructor(prefix: string, maxEntries: number) {
+    // Counting hits and misses is node-redis's own; billfold reads them for its figures.
+    super({ maxEntries, evictPolicy: 'LRU', recordStats: true });
+    this.#prefix = prefix;
+  }
+
+  override trackingOn(): string[] {
+    return ['CLIENT', 'TRACKING', 'ON', 'BCAST', 'PREFIX', this.#prefix, 'NOLOOP'];
+  }
+
+  override handleCache(...args: Parameters<HandleCache>): ReturnType<HandleCache> {
+    const [client, parser, send, transformReply, typeMapping] = args;
+    const { keys } = parser;
+    const key = keys[0];
+    if (keys.length === 1 && typeof key === 'string' && key.startsWith(this.#prefix) && client.isReady)
+      return super.handleCache(client, parser, send, transformReply, typeMapping);
+    return send().then((reply): unknown =>
+      transformReply ? transformReply(reply, parser.preserve, typeMapping) : reply,
+    );
+  }
+
+  /**
+   * Drops `key` after a write on this connection has answered (or failed: it may still have landed).
+   * A read still in flight for it is not kept either, so no read that began before the write can
+   * put the old value back.
+   */
+  forget(key: string): void {
+    this.invalidate(key);
+  }
+
+  /** How many times the whole cache has been dropped because a tracking connection went away. */
+  get drops(): number {
+    return this.#drops;
+  }
+
+  override onError(): void {
+    this.#drops++;
+    super.onError();
+  }
+
+  override onClose(): void {
+    this.#drops++;
+    super.onClose();
+  }
+}
