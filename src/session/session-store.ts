@@ -102,7 +102,11 @@ export function createExpressSessionBridge(repository: SessionRepository, cookie
     get(sid: string, callback: Callback<SessionData | null>): void {
       void repository.load(sid).then((loaded) => {
         if (!loaded) return callback(null, null);
-        const data: SessionData = { ...loaded.record, cookie: { ...cookie, originalMaxAge: null } };
+        // A copy: the route may change it, and the repository shares the record it loaded.
+        const data: SessionData = {
+          ...structuredClone(loaded.record),
+          cookie: { ...cookie, originalMaxAge: null },
+        };
         loadedFrom.set(data, loaded);
         callback(null, data);
       }, callback);
