@@ -228,6 +228,7 @@ function createTopology(options: RedisConnectionOptions): Topology {
       refresh.unref();
     };
     cluster.on('node-reconnecting', refreshWhileDown);
+    sessionCache?.watch(() => cluster.masters.every((node) => node.client?.isReady === true));
     return {
       client: cluster,
       sessionCache,
@@ -259,6 +260,7 @@ function createTopology(options: RedisConnectionOptions): Topology {
     ...caching,
     socket: { ...socketBase, ...tlsSocket(options.tls, fromUrl?.tls ?? false) },
   });
+  sessionCache?.watch(() => single.isReady);
   return {
     client: single,
     sessionCache,

@@ -47,6 +47,9 @@ export class RedisSessionStore extends RedisStore {
     this.connection = options.connection;
     const records: SealedRecords = {
       read: (sid) => this.readRecord(sid),
+      ...(options.connection.sessionCache && {
+        cached: (sid: string) => options.connection.sessionCache?.peek(this.prefix + sid),
+      }),
       compareAndSet: (sid, expected, value, ttlMs) => this.compareAndSetRecord(sid, expected, value, ttlMs),
       take: (sid) => this.takeRecord(sid),
       ping: () => options.connection.ping(),

@@ -21,12 +21,47 @@ type HandleCache = BasicPooledClientSideCache['handleCache'];
  */
 export class SessionRecordCache extends BasicPooledClientSideCache {
   readonly #prefix: string;
+  readonly #maxEntries: number;
+  /** node-redis's entry name for each key's GET, as it stored it (a pure function of the key). */
+  readonly #entryNames = new Map<string, string>();
+  #ready: () => boolean = () => false;
   #drops = 0;
 
   constructor(prefix: string, maxEntries: number) {
     // Counting hits and misses is node-redis's own; billfold reads them for its figures.
     super({ maxEntries, evictPolicy: 'LRU', recordStats: true });
     this.#prefix = prefix;
+    this.#maxEntries = maxEntries;
+  }
+
+  /** How to tell that every tracking connection is up (on a cluster, every master's). */
+  watch(ready: () => boolean): void {
+    this.#ready = ready;
+  }
+
+  /**
+   * The cached value of `key`, read synchronously from node-redis's own entry, or undefined (not
+   * cached, still loading, invalidated, or a tracking connection down): then the read goes through
+   * node-redis as usual. A hit costs no command, no promise and no copy.
+   */
+  peek(key: string): string | undefined {
+    const name = this.#entryNames.get(key);
+    if (name === undefined || !this.#ready()) return undefined;
+    const entry = this.get(name);
+    if (entry === undefined || !('value' in entry)) return undefined;
+    const { value } = entry as { value: unknown };
+    if (typeof value !== 'string') return undefined;
+    this.recordHits(1);
+    return value;
+  }
+
+  override set(...args: Parameters<BasicPooledClientSideCache['set']>): void {
+    super.set(...args);
+    const [name, , keys] = args;
+    const key = keys[0];
+    if (keys.length !== 1 || typeof key !== 'string' || this.#entryNames.get(key) === name) return;
+    if (this.#entryNames.size >= 2 * this.#maxEntries) this.#entryNames.clear();
+    this.#entryNames.set(key, name);
   }
 
   override trackingOn(): string[] {

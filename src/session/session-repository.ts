@@ -109,7 +109,8 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
   // copy (`update` clones), so one shared between requests stays as it was stored.
   const opened = new Map<string, LoadedSession>();
   const read = async (sessionId: string): Promise<LoadedSession | undefined> => {
-    const sealed = await guard('get', () => records.read(sessionId));
+    // A record the session cache holds is current by Redis's word: no store call to bound or time.
+    const sealed = records.cached?.(sessionId) ?? (await guard('get', () => records.read(sessionId)));
     if (sealed === null) {
       opened.delete(sessionId);
       return undefined;
