@@ -9,6 +9,7 @@
 // Prints tables, writes bench/results.json and bench/results.svg.
 // `--smoke` runs every step for a second or so, to prove the benchmark works (CI does this).
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
@@ -42,12 +43,22 @@ interface Run {
   p99: number;
   errors: number;
   non2xx: number;
+  /** CPU time (user and system) the contender's process spent per request, in microseconds. */
+  cpuUsPerRequest: number;
 }
 
 interface Contender {
   name: string;
   url: string;
   headers: Record<string, string>;
+  /** The process that serves it, whose CPU time is counted. */
+  pid: number;
+}
+
+/** CPU time a process has used so far, in ms (Linux: /proc/<pid>/stat, in clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 type Redis = Awaited<ReturnType<typeof connectRedis>>;
@@ -106,7 +117,9 @@ async function commandCount(redis: Redis): Promise<number> {
 async function load(contender: Contender, connections: number, warmup: boolean): Promise<Run> {
   const { name, url, headers } = contender;
   if (warmup) await autocannon({ url, connections, duration: WARMUP_S, headers });
+  const cpuBefore = cpuMs(contender.pid);
   const result = await autocannon({ url, connections, duration: DURATION_S, headers });
+  const cpu = cpuMs(contender.pid) - cpuBefore;
   return {
     name,
     connections,
@@ -116,6 +129,7 @@ async function load(contender: Contender, connections: number, warmup: boolean):
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    cpuUsPerRequest: result.requests.total > 0 ? Math.round((1000 * cpu) / result.requests.total) : 0,
   };
 }
 
@@ -136,6 +150,7 @@ function medianRun(runs: Run[]): Run {
     p99: median(runs.map((run) => run.p99)),
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
     non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0),
+    cpuUsPerRequest: Math.round(median(runs.map((run) => run.cpuUsPerRequest))),
   };
 }
 
@@ -197,10 +212,10 @@ async function main() {
       billfoldListening,
       process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
     );
-    return `http://127.0.0.1:${started.value}`;
+    return { url: `http://127.0.0.1:${started.value}`, pid: started.child.pid! };
   };
   step('starting billfold: SESSION_CACHE=off, and three instances with it on');
-  const [billfoldOff, billfoldOn, peerOne, peerTwo] = await Promise.all([
+  const [off, on, peerOne, peerTwo] = await Promise.all([
     startBillfold('off', `${prefix}off:`),
     startBillfold('on', `${prefix}on:`),
     startBillfold('on', `${prefix}on:`),
@@ -216,6 +231,7 @@ async function main() {
     if (login.status !== 200) throw new Error(`billfold login answered ${login.status}`);
     return (login.headers.getSetCookie()[0] ?? '').split(';')[0]!;
   };
+  const [billfoldOff, billfoldOn] = [off.url, on.url];
   const loginStarted = performance.now();
   const cookieOn = await signIn(billfoldOn);
   const created = await fetch(`${billfoldOn}/api/billingplatform/ACCOUNT`, {
@@ -240,7 +256,7 @@ async function main() {
   step('starting the bare relay and the Express and fastify stacks');
   const [barePort, expressPort, fastifyPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const ready = (line: string) => (line.includes('ready') ? 'ready' : undefined);
-  await Promise.all([
+  const [bareProcess, expressProcess, fastifyProcess] = await Promise.all([
     start(
       'bench/bare-relay.ts',
       [upstream.origin, upstream.pathname, redisUrl, String(barePort), 'bare'],
@@ -276,29 +292,39 @@ async function main() {
     name: 'bare Node relay',
     url: `http://127.0.0.1:${barePort}${relayPath}`,
     headers: { cookie: 'bare=bench' },
+    pid: bareProcess.child.pid!,
   };
   const cached: Contender = {
     name: 'billfold',
     url: `${billfoldOn}${relayPath}`,
     headers: { ...proxied, cookie: cookieOn },
+    pid: on.pid,
   };
   const contenders: Contender[] = [
-    { name: 'direct upstream', url: `${upstreamBase}${path}`, headers: { sessionid: upstreamSession } },
+    {
+      name: 'direct upstream',
+      url: `${upstreamBase}${path}`,
+      headers: { sessionid: upstreamSession },
+      pid: sandbox.child.pid!,
+    },
     bare,
     {
       name: 'Express stack',
       url: `http://127.0.0.1:${expressPort}${relayPath}`,
       headers: { cookie: await stackCookie(expressPort) },
+      pid: expressProcess.child.pid!,
     },
     {
       name: 'fastify stack',
       url: `http://127.0.0.1:${fastifyPort}${relayPath}`,
       headers: { cookie: await stackCookie(fastifyPort) },
+      pid: fastifyProcess.child.pid!,
     },
     {
       name: 'billfold, cache off',
       url: `${billfoldOff}${relayPath}`,
       headers: { ...proxied, cookie: cookieOff },
+      pid: off.pid,
     },
     cached,
   ];
@@ -333,7 +359,13 @@ async function main() {
   }
 
   step(`revocation across three instances, ${REVOCATIONS} times`);
-  const revocation = await measureRevocation(billfoldOn, [peerOne, peerTwo], relayPath, proxied, signIn);
+  const revocation = await measureRevocation(
+    billfoldOn,
+    [peerOne.url, peerTwo.url],
+    relayPath,
+    proxied,
+    signIn,
+  );
 
   // Four providers connected: the record as Redis holds it.
   const four = await fetch(`${billfoldOn}/auth/bill/login`, {
@@ -375,6 +407,7 @@ async function main() {
       'x fastify': ratio(run.rps, fastify.rps),
       'x Express': ratio(run.rps, express.rps),
       'Redis cmds/req': perRequest[i]!.toFixed(3),
+      'CPU µs/req': run.cpuUsPerRequest,
       errors: run.errors + run.non2xx,
     })),
   );
@@ -388,17 +421,19 @@ async function main() {
       'billfold p99': scale[2 * i + 1]!.p99,
     })),
   );
-  const off = byName('billfold, cache off');
-  const on = byName('billfold');
+  const cacheOff = byName('billfold, cache off');
+  const cacheOn = byName('billfold');
   const targets = {
-    cacheOffRatio: off.rps / floor.rps,
-    cacheOffVsFastify: off.rps / fastify.rps,
-    cacheOnRatio: on.rps / floor.rps,
-    cacheOnVsFastify: on.rps / fastify.rps,
-    p99Ratio: floor.p99 > 0 ? on.p99 / floor.p99 : 0,
-    cacheOffP99Ratio: floor.p99 > 0 ? off.p99 / floor.p99 : 0,
-    redisCommandsPerRelayCacheOff: perRequest[runs.indexOf(off)]!,
-    redisCommandsPerRelayCacheOn: perRequest[runs.indexOf(on)]!,
+    cacheOffRatio: cacheOff.rps / floor.rps,
+    cacheOffVsFastify: cacheOff.rps / fastify.rps,
+    cacheOnRatio: cacheOn.rps / floor.rps,
+    cacheOnVsFastify: cacheOn.rps / fastify.rps,
+    p99Ratio: floor.p99 > 0 ? cacheOn.p99 / floor.p99 : 0,
+    cacheOffP99Ratio: floor.p99 > 0 ? cacheOff.p99 / floor.p99 : 0,
+    cpuRatioCacheOff: cacheOff.cpuUsPerRequest / floor.cpuUsPerRequest,
+    cpuRatioCacheOn: cacheOn.cpuUsPerRequest / floor.cpuUsPerRequest,
+    redisCommandsPerRelayCacheOff: perRequest[runs.indexOf(cacheOff)]!,
+    redisCommandsPerRelayCacheOn: perRequest[runs.indexOf(cacheOn)]!,
     sessionRecordBytes: recordBytes,
   };
   console.log(
@@ -406,6 +441,7 @@ async function main() {
       `cores: ${cpus().length}${SMOKE ? ' (smoke run: figures are not meaningful)' : ''}; medians of ${ROUNDS} rounds of ${DURATION_S} s`,
       `cache off: ${targets.cacheOffRatio.toFixed(2)} x bare (target >= 0.8), ${targets.cacheOffVsFastify.toFixed(2)} x fastify (target >= 1.5), p99 ${targets.cacheOffP99Ratio.toFixed(2)} x bare`,
       `cache on: ${targets.cacheOnRatio.toFixed(2)} x bare (target > 1), ${targets.cacheOnVsFastify.toFixed(2)} x fastify, p99 ${targets.p99Ratio.toFixed(2)} x bare (target <= 1.3)`,
+      `CPU per relayed request: bare ${floor.cpuUsPerRequest} µs, billfold cache off ${cacheOff.cpuUsPerRequest} µs (${targets.cpuRatioCacheOff.toFixed(2)} x), cache on ${cacheOn.cpuUsPerRequest} µs (${targets.cpuRatioCacheOn.toFixed(2)} x)`,
       `Redis commands per relayed request: cache off ${targets.redisCommandsPerRelayCacheOff.toFixed(3)}, cache on ${targets.redisCommandsPerRelayCacheOn.toFixed(3)} (target 0)`,
       `revocation seen by the two other instances (${revocation.samples} samples): p50 ${revocation.p50} ms, p90 ${revocation.p90} ms, p99 ${revocation.p99} ms, max ${revocation.max} ms (target p99 <= 50); revoked sessions served afterwards: ${revocation.servedAfter}`,
       `session record with four providers: ${recordBytes} bytes (target <= 2048)`,
@@ -424,6 +460,7 @@ async function main() {
     rounds: ROUNDS,
     connections: CONNECTIONS,
     runs,
+    everyRound: rounds,
     redisCommandsPerRequest: Object.fromEntries(runs.map((run, i) => [run.name, perRequest[i]])),
     scale,
     revocation,
