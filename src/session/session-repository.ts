@@ -101,6 +101,8 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
     names: options.keyNames,
   });
 
+  /** Idle-timer writes in flight, by session id. */
+  const sliding = new Map<string, Promise<LoadedSession | undefined>>();
   const ttlOf = (record: SessionRecord) => sessionDeadlines(record, limits).endsAt - clock.now();
 
   // Opening a record (AES-GCM and JSON) was the relay's largest cost of its own. A record read again
@@ -175,7 +177,11 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       const now = clock.now();
       const due = now - session.record.lastSeenAt >= touchIntervalMs;
       if (!due && !also) return Promise.resolve(session);
-      return repository.update(
+      // Every call that read the record before the idle timer's write landed finds it due: without
+      // this, a busy session sent a burst of compare-and-sets (and re-reads) once a minute.
+      const inFlight = also ? undefined : sliding.get(session.id);
+      if (inFlight) return inFlight;
+      const touched = repository.update(
         session.id,
         (record) => {
           const changed = also?.(record);
@@ -185,6 +191,11 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
         },
         session,
       );
+      if (also) return touched;
+      sliding.set(session.id, touched);
+      const done = () => sliding.delete(session.id);
+      touched.then(done, done);
+      return touched;
     },
 
     async destroy(sessionId) {
