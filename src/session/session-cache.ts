@@ -25,11 +25,9 @@ export class SessionRecordCache extends BasicPooledClientSideCache {
   /** node-redis's entry name for each key's GET, as it stored it (a pure function of the key). */
   readonly #entryNames = new Map<string, string>();
   #ready: () => boolean = () => false;
-  #drops = 0;
 
   constructor(prefix: string, maxEntries: number) {
-    // Counting hits and misses is node-redis's own; billfold reads them for its figures.
-    super({ maxEntries, evictPolicy: 'LRU', recordStats: true });
+    super({ maxEntries, evictPolicy: 'LRU' });
     this.#prefix = prefix;
     this.#maxEntries = maxEntries;
   }
@@ -86,20 +84,5 @@ export class SessionRecordCache extends BasicPooledClientSideCache {
    */
   forget(key: string): void {
     this.invalidate(key);
-  }
-
-  /** How many times the whole cache has been dropped because a tracking connection went away. */
-  get drops(): number {
-    return this.#drops;
-  }
-
-  override onError(): void {
-    this.#drops++;
-    super.onError();
-  }
-
-  override onClose(): void {
-    this.#drops++;
-    super.onClose();
   }
 }
