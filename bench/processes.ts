@@ -6,14 +6,23 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const children: ChildProcess[] = [];
 
-/** Starts a Node process (TypeScript through tsx, the same way for every contender) and waits for `ready`. */
+/** Stops `child` with the others at the end (a process that is not Node, such as redis-server). */
+export function track(child: ChildProcess): void {
+  children.push(child);
+}
+
+/**
+ * Starts a Node process (TypeScript through tsx, the same way for every contender) and waits for
+ * `ready`; `nodeOptions` go before the script (`--cpu-prof` to profile it).
+ */
 export function start(
   script: string,
   args: string[],
   env: Record<string, string>,
   ready: (line: string) => string | undefined,
+  nodeOptions: string[] = [],
 ) {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const child = spawn(process.execPath, [...nodeOptions, '--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,36 +1,43 @@
-// `npm run bench`: billfold's relay against the floor it is measured by (docs/performance.md), in one run,
-// on one upstream: (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, and
-// (c) billfold on Redis; then billfold with traces off against the same with traces on (exported
-// over OTLP to a sink in this process), interleaved. Prints tables, writes bench/results.json and
-// bench/results.svg.
-// `--smoke` runs every step for a second or two, to prove the benchmark works (CI does this).
+// `npm run bench`: billfold's relay against the floor it is measured by (docs/performance.md) and against
+// the two stacks a team would otherwise assemble, in one run, on one upstream and one Redis:
+// (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, (c) Express +
+// express-session + connect-redis + http-proxy-middleware, (d) fastify + @fastify/session +
+// connect-redis + @fastify/http-proxy, (e) billfold with SESSION_CACHE=off, (f) billfold with its
+// session cache. Every contender is driven in turn, three rounds, and the medians are reported, so
+// the machine's noise falls on all of them alike. Then: Redis commands per relayed request, the
+// revocation latency across three billfold instances, the session record size and store memory;
+// billfold with traces on (exported over OTLP to a sink in this process) runs as one more contender,
+// and the trace hooks' cost with traces off is timed in a loop.
+// Prints tables, writes bench/results.json and bench/results.svg.
+// `--smoke` runs every step for a second or so, to prove the benchmark works (CI does this).
+import { spawn } from 'node:child_process';
+import http, { type IncomingMessage } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
-import type { IncomingMessage } from 'node:http';
 import { traceRequests } from '../src/middleware/request-tracing.js';
 import { endStoreSpan, endUpstreamSpan, startStoreSpan, startUpstreamSpan } from '../src/tracing.js';
-import { billfoldListening, start, stopChildren } from './processes.js';
+import { billfoldListening, start, stopChildren, track } from './processes.js';
 import { renderChart } from './render-chart.js';
 import { measureSessionMemory } from './session-memory.js';
 
 const SMOKE = process.argv.includes('--smoke');
-const DURATION_S = SMOKE ? 1 : 10;
-const WARMUP_S = SMOKE ? 1 : 3;
+const DURATION_S = SMOKE ? 1 : 5;
+const WARMUP_S = SMOKE ? 1 : 2;
+const ROUNDS = SMOKE ? 1 : 3;
 const CONNECTIONS = 32;
 const SCALE_CONNECTIONS = [1, 8, 64, 256];
-const TRACE_CONNECTIONS = 8;
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const PREFIX = `billfold-bench:${process.pid}:`;
+const REVOCATIONS = SMOKE ? 5 : 200;
 const SECRETS = {
   SESSION_SECRETS: 'bench-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz',
   SESSION_ENCRYPTION_KEYS: 'k1:Wits2s26MrYyhpz0vjD6d3ofciP43yZy8m8app2n6xQ',
 };
 
 const step = (message: string) => process.stderr.write(`bench: ${message}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Run {
   name: string;
@@ -41,17 +48,83 @@ interface Run {
   p99: number;
   errors: number;
   non2xx: number;
+  /** CPU time (user and system) the contender's process spent per request, in microseconds. */
+  cpuUsPerRequest: number;
 }
 
-async function load(
-  name: string,
-  url: string,
-  headers: Record<string, string>,
-  connections = CONNECTIONS,
-): Promise<Run> {
-  step(`${name}, ${connections} connections`);
-  await autocannon({ url, connections, duration: WARMUP_S, headers });
+interface Contender {
+  name: string;
+  url: string;
+  headers: Record<string, string>;
+  /** The process that serves it, whose CPU time is counted. */
+  pid: number;
+}
+
+/** CPU time a process has used so far, in ms (Linux: /proc/<pid>/stat, in clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+type Redis = Awaited<ReturnType<typeof connectRedis>>;
+
+async function connectRedis(url: string) {
+  const client = createClient({ url });
+  await client.connect();
+  return client;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== 'object' || !address) throw new Error('no free port');
+  return address.port;
+}
+
+/** A redis-server of the benchmark's own, so that its command counts are billfold's alone. */
+async function startRedis(): Promise<string> {
+  const port = await freePort();
+  track(
+    spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    ),
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const client = createClient({ url, socket: { reconnectStrategy: false } });
+    client.on('error', () => undefined);
+    const up = await client.connect().then(
+      () => true,
+      () => false,
+    );
+    if (up) {
+      client.destroy();
+      return url;
+    }
+    await sleep(50);
+  }
+  throw new Error('redis-server did not start');
+}
+
+/** Every command Redis has run, less the INFO calls that read the count. */
+async function commandCount(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  const all = [...info.matchAll(/calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
+  return all - Number(/cmdstat_info:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+async function load(contender: Contender, connections: number, warmup: boolean): Promise<Run> {
+  const { name, url, headers } = contender;
+  if (warmup) await autocannon({ url, connections, duration: WARMUP_S, headers });
+  const cpuBefore = cpuMs(contender.pid);
   const result = await autocannon({ url, connections, duration: DURATION_S, headers });
+  const cpu = cpuMs(contender.pid) - cpuBefore;
   return {
     name,
     connections,
@@ -61,8 +134,33 @@ async function load(
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    cpuUsPerRequest: result.requests.total > 0 ? Math.round((1000 * cpu) / result.requests.total) : 0,
   };
 }
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+
+/** The median round of each figure, and every error of every round. */
+function medianRun(runs: Run[]): Run {
+  return {
+    name: runs[0]!.name,
+    connections: runs[0]!.connections,
+    requests: runs.reduce((sum, run) => sum + run.requests, 0),
+    rps: Math.round(median(runs.map((run) => run.rps))),
+    p50: median(runs.map((run) => run.p50)),
+    p99: median(runs.map((run) => run.p99)),
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0),
+    cpuUsPerRequest: Math.round(median(runs.map((run) => run.cpuUsPerRequest))),
+  };
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 
 /**
  * What the trace hooks cost a relayed request with no SDK registered (this process registers none):
@@ -96,14 +194,10 @@ function tracesOffNanosecondsPerRequest(iterations: number): number {
   return elapsed / iterations;
 }
 
-async function commandCount(redis: { info(section: string): Promise<string> }): Promise<number> {
-  const info = await redis.info('commandstats');
-  return [...info.matchAll(/calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
-}
-
 async function main() {
-  const redis = createClient({ url: REDIS_URL });
-  await redis.connect();
+  const redisUrl = process.env.BENCH_REDIS_URL ?? (await startRedis());
+  const redis = await connectRedis(redisUrl);
+  const prefix = `billfold-bench:${process.pid}:`;
 
   step('starting the sandbox upstream');
   const sandbox = await start(
@@ -120,7 +214,7 @@ async function main() {
   );
   // The banner may arrive after the listening line.
   for (let i = 0; i < 50 && !sandboxEnv.BILLINGPLATFORM_BASE_URL; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     for (const line of sandbox.output) {
       const match = /^export (\w+)=(.*)$/.exec(line.trim());
       if (match) sandboxEnv[match[1]!] = match[2]!;
@@ -129,25 +223,11 @@ async function main() {
   const upstreamBase = sandboxEnv.BILLINGPLATFORM_BASE_URL!;
   const upstream = new URL(upstreamBase);
 
-  step('starting billfold on Redis');
-  const billfoldEnv = {
-    ...sandboxEnv,
-    ...SECRETS,
-    NODE_ENV: 'production',
-    PUBLIC_ORIGIN: 'https://billfold.bench',
-    TRUST_PROXY: 'loopback',
-    PORT: '0',
-    REDIS_URL,
-    REDIS_KEY_PREFIX: PREFIX,
-    RELAY_RATE_LIMIT: '100000000',
-    LOG_LEVEL: 'info',
-  };
-  const billfold = await start('src/main.ts', [], billfoldEnv, billfoldListening);
-  const billfoldUrl = `http://127.0.0.1:${billfold.value}`;
-
-  // An OTLP/HTTP collector that accepts every export and counts what it received.
-  let exportedBytes = 0;
+  // Production mode behind a trusted TLS-terminating proxy: the load generator plays the proxy.
+  const proxied = { 'x-forwarded-proto': 'https', 'x-csrf': '1' };
+  // The OTLP sink for the traced instance: counts what it is sent and answers at once.
   let exports = 0;
+  let exportedBytes = 0;
   const collector = http.createServer((req, res) => {
     req.on('data', (chunk: Buffer) => (exportedBytes += chunk.length));
     req.on('end', () => {
@@ -156,39 +236,70 @@ async function main() {
     });
   });
   await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
-  step('starting billfold with traces on, the same store and sessions');
-  const traced = await start(
-    'src/main.ts',
-    [],
-    {
-      ...billfoldEnv,
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
-      OTEL_SERVICE_NAME: 'billfold-bench',
-    },
-    billfoldListening,
-  );
-  const tracedUrl = `http://127.0.0.1:${traced.value}`;
-  // Production mode behind a trusted TLS-terminating proxy: the load generator plays the proxy.
-  const proxied = { 'x-forwarded-proto': 'https', 'x-csrf': '1' };
+  const tracesOn = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+    OTEL_SERVICE_NAME: 'billfold-bench',
+  };
+  const startBillfold = async (sessionCache: 'on' | 'off', keyPrefix: string, extra = {}) => {
+    const started = await start(
+      'src/main.ts',
+      [],
+      {
+        ...sandboxEnv,
+        ...SECRETS,
+        NODE_ENV: 'production',
+        PUBLIC_ORIGIN: 'https://billfold.bench',
+        TRUST_PROXY: 'loopback',
+        PORT: '0',
+        REDIS_URL: redisUrl,
+        REDIS_KEY_PREFIX: keyPrefix,
+        SESSION_CACHE: sessionCache,
+        // One cookie drives every connection: no per-session limit is under test.
+        RELAY_RATE_LIMIT: '0',
+        RELAY_MAX_CONCURRENT_PER_SESSION: '0',
+        LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
+        MAX_SESSIONS_PER_IDENTITY: '10000',
+        LOG_LEVEL: 'info',
+        ...extra,
+      },
+      billfoldListening,
+      process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
+    );
+    return { url: `http://127.0.0.1:${started.value}`, pid: started.child.pid! };
+  };
+  step('starting billfold: SESSION_CACHE=off, three instances with it on, one with traces on');
+  const [off, on, peerOne, peerTwo, traced] = await Promise.all([
+    startBillfold('off', `${prefix}off:`),
+    startBillfold('on', `${prefix}on:`),
+    startBillfold('on', `${prefix}on:`),
+    startBillfold('on', `${prefix}on:`),
+    startBillfold('on', `${prefix}traced:`, tracesOn),
+  ]);
 
-  step('signing in');
+  const signIn = async (billfoldUrl: string) => {
+    const login = await fetch(`${billfoldUrl}/auth/billingplatform/login`, {
+      method: 'POST',
+      headers: { ...proxied, 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'demo', password: 'demo-password' }),
+    });
+    if (login.status !== 200) throw new Error(`billfold login answered ${login.status}`);
+    return (login.headers.getSetCookie()[0] ?? '').split(';')[0]!;
+  };
+  const [billfoldOff, billfoldOn] = [off.url, on.url];
   const loginStarted = performance.now();
-  const login = await fetch(`${billfoldUrl}/auth/billingplatform/login`, {
+  const cookieOn = await signIn(billfoldOn);
+  const created = await fetch(`${billfoldOn}/api/billingplatform/ACCOUNT`, {
     method: 'POST',
-    headers: { ...proxied, 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'demo', password: 'demo-password' }),
-  });
-  const cookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0]!;
-  const created = await fetch(`${billfoldUrl}/api/billingplatform/ACCOUNT`, {
-    method: 'POST',
-    headers: { ...proxied, cookie, 'content-type': 'application/json' },
+    headers: { ...proxied, cookie: cookieOn, 'content-type': 'application/json' },
     body: JSON.stringify({ brmObjects: { Name: 'Bench Account', Notes: 'x'.repeat(900) } }),
   });
   const accountId = ((await created.json()) as { createResponse: Array<{ Id: string }> }).createResponse[0]!
     .Id;
   const loginToFirstRelayMs = performance.now() - loginStarted;
+  const cookieOff = await signIn(billfoldOff);
+  const cookieTraced = await signIn(traced.url);
 
-  // The bare relay holds the upstream session id in Redis under a plain key.
+  // The other contenders hold the upstream session id in their own sessions.
   const upstreamLogin = await fetch(`${upstreamBase}/login`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -197,99 +308,138 @@ async function main() {
   const upstreamSession = ((await upstreamLogin.json()) as { loginResponse: Array<{ SessionID: string }> })
     .loginResponse[0]!.SessionID;
   await redis.set('bare:bench', upstreamSession, { EX: 3600 });
-  step('starting the bare relay');
-  const barePort = 40_000 + (process.pid % 10_000);
-  await start(
-    'bench/bare-relay.ts',
-    [upstream.origin, upstream.pathname, REDIS_URL, String(barePort), 'bare'],
-    {},
-    (line) => (line.includes('ready') ? 'ready' : undefined),
-  );
+  step('starting the bare relay and the Express and fastify stacks');
+  const [barePort, expressPort, fastifyPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const ready = (line: string) => (line.includes('ready') ? 'ready' : undefined);
+  const [bareProcess, expressProcess, fastifyProcess] = await Promise.all([
+    start(
+      'bench/bare-relay.ts',
+      [upstream.origin, upstream.pathname, redisUrl, String(barePort), 'bare'],
+      {},
+      ready,
+    ),
+    start(
+      'bench/express-stack.ts',
+      [upstream.origin, upstream.pathname, redisUrl, String(expressPort), `${prefix}express:`],
+      {},
+      ready,
+    ),
+    start(
+      'bench/fastify-stack.ts',
+      [upstream.origin, upstream.pathname, redisUrl, String(fastifyPort), `${prefix}fastify:`],
+      {},
+      ready,
+    ),
+  ]);
+  const stackCookie = async (port: number) => {
+    const answer = await fetch(`http://127.0.0.1:${port}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ sessionId: upstreamSession }),
+    });
+    if (answer.status !== 204) throw new Error(`stack login on ${port} answered ${answer.status}`);
+    return (answer.headers.getSetCookie()[0] ?? '').split(';')[0]!;
+  };
 
   const path = `/ACCOUNT/${accountId}`;
-  const runs: Run[] = [];
-  runs.push(await load('direct upstream', `${upstreamBase}${path}`, { sessionid: upstreamSession }));
-  runs.push(
-    await load('bare Node relay', `http://127.0.0.1:${barePort}/api/billingplatform${path}`, {
-      cookie: 'bare=bench',
-    }),
-  );
-  const before = await commandCount(redis);
-  const billfoldRun = await load('billfold', `${billfoldUrl}/api/billingplatform${path}`, {
-    ...proxied,
-    cookie,
-  });
-  const after = await commandCount(redis);
-  runs.push(billfoldRun);
-  // Warm-up requests count too; INFO itself adds one call per read.
-  const warmupRequests = billfoldRun.requests * (WARMUP_S / DURATION_S);
-  const commandsPerRequest = (after - before - 1) / (billfoldRun.requests + warmupRequests);
-
-  // Off and on, twice each in turn, so drift on a shared machine falls on both alike; within one
-  // session's share of connections (RELAY_MAX_CONCURRENT_PER_SESSION), so every call is relayed.
-  const tracing: Run[] = [];
-  for (let round = 0; round < 2; round++) {
-    tracing.push(
-      await load(
-        'billfold, traces off',
-        `${billfoldUrl}/api/billingplatform${path}`,
-        { ...proxied, cookie },
-        TRACE_CONNECTIONS,
-      ),
-    );
-    tracing.push(
-      await load(
-        'billfold, traces on',
-        `${tracedUrl}/api/billingplatform${path}`,
-        { ...proxied, cookie },
-        TRACE_CONNECTIONS,
-      ),
-    );
-  }
-  const sum = (name: string, key: 'rps' | 'p99' | 'requests') =>
-    tracing.filter((run) => run.name === name).reduce((total, run) => total + run[key], 0);
-  const tracesOff = {
-    rps: sum('billfold, traces off', 'rps') / 2,
-    p99: sum('billfold, traces off', 'p99') / 2,
+  const relayPath = `/api/billingplatform${path}`;
+  const bare: Contender = {
+    name: 'bare Node relay',
+    url: `http://127.0.0.1:${barePort}${relayPath}`,
+    headers: { cookie: 'bare=bench' },
+    pid: bareProcess.child.pid!,
   };
-  const tracesOn = { rps: sum('billfold, traces on', 'rps') / 2, p99: sum('billfold, traces on', 'p99') / 2 };
-  const tracedRequests = sum('billfold, traces on', 'requests');
-  traced.child.kill('SIGTERM');
-  await new Promise((resolve) => traced.child.once('exit', resolve));
-  collector.close();
+  const cached: Contender = {
+    name: 'billfold',
+    url: `${billfoldOn}${relayPath}`,
+    headers: { ...proxied, cookie: cookieOn },
+    pid: on.pid,
+  };
+  const contenders: Contender[] = [
+    {
+      name: 'direct upstream',
+      url: `${upstreamBase}${path}`,
+      headers: { sessionid: upstreamSession },
+      pid: sandbox.child.pid!,
+    },
+    bare,
+    {
+      name: 'Express stack',
+      url: `http://127.0.0.1:${expressPort}${relayPath}`,
+      headers: { cookie: await stackCookie(expressPort) },
+      pid: expressProcess.child.pid!,
+    },
+    {
+      name: 'fastify stack',
+      url: `http://127.0.0.1:${fastifyPort}${relayPath}`,
+      headers: { cookie: await stackCookie(fastifyPort) },
+      pid: fastifyProcess.child.pid!,
+    },
+    {
+      name: 'billfold, cache off',
+      url: `${billfoldOff}${relayPath}`,
+      headers: { ...proxied, cookie: cookieOff },
+      pid: off.pid,
+    },
+    cached,
+    {
+      name: 'billfold, traces on',
+      url: `${traced.url}${relayPath}`,
+      headers: { ...proxied, cookie: cookieTraced },
+      pid: traced.pid,
+    },
+  ];
+  for (const contender of contenders) {
+    const answer = await fetch(contender.url, { headers: contender.headers });
+    if (answer.status !== 200) throw new Error(`${contender.name} answered ${answer.status}`);
+    await answer.arrayBuffer();
+  }
+
+  const rounds: Run[][] = contenders.map(() => []);
+  const commands = contenders.map(() => ({ commands: 0, requests: 0 }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, contender] of contenders.entries()) {
+      step(`round ${round + 1} of ${ROUNDS}: ${contender.name}, ${CONNECTIONS} connections`);
+      if (round === 0) await autocannon({ ...contender, connections: CONNECTIONS, duration: WARMUP_S });
+      const before = await commandCount(redis);
+      const run = await load(contender, CONNECTIONS, false);
+      commands[i]!.commands += (await commandCount(redis)) - before;
+      commands[i]!.requests += run.requests;
+      rounds[i]!.push(run);
+    }
+  }
+  const runs = rounds.map(medianRun);
+  const perRequest = commands.map(({ commands: count, requests }) => (requests > 0 ? count / requests : 0));
 
   const scale: Run[] = [];
   for (const connections of SCALE_CONNECTIONS) {
-    scale.push(
-      await load(
-        'bare Node relay',
-        `http://127.0.0.1:${barePort}/api/billingplatform${path}`,
-        { cookie: 'bare=bench' },
-        connections,
-      ),
-    );
-    scale.push(
-      await load(
-        'billfold',
-        `${billfoldUrl}/api/billingplatform${path}`,
-        { ...proxied, cookie },
-        connections,
-      ),
-    );
+    for (const contender of [bare, cached]) {
+      step(`${contender.name}, ${connections} connections`);
+      scale.push(await load(contender, connections, true));
+    }
   }
 
+  step(`revocation across three instances, ${REVOCATIONS} times`);
+  const revocation = await measureRevocation(
+    billfoldOn,
+    [peerOne.url, peerTwo.url],
+    relayPath,
+    proxied,
+    signIn,
+  );
+
   // Four providers connected: the record as Redis holds it.
-  const four = await fetch(`${billfoldUrl}/auth/bill/login`, {
+  const four = await fetch(`${billfoldOn}/auth/bill/login`, {
     method: 'POST',
-    headers: { ...proxied, cookie, 'content-type': 'application/json' },
+    headers: { ...proxied, cookie: cookieOn, 'content-type': 'application/json' },
     body: JSON.stringify({ userName: 'demo@example.com', password: 'demo-password', orgId: '00801DEMOORG' }),
   });
-  let fourCookie = (four.headers.getSetCookie()[0] ?? '').split(';')[0]!;
+  let fourCookie = (four.headers.getSetCookie()[0] ?? cookieOn).split(';')[0]!;
   for (const [provider, body] of [
     ['billogram', { apiUserId: 'demo-api-user', apiPassword: 'demo-api-password' }],
     ['billbora', { email: 'demo@example.com', password: 'demo-password' }],
   ] as const) {
-    const answer = await fetch(`${billfoldUrl}/auth/${provider}/login`, {
+    const answer = await fetch(`${billfoldOn}/auth/${provider}/login`, {
       method: 'POST',
       headers: { ...proxied, cookie: fourCookie, 'content-type': 'application/json' },
       body: JSON.stringify(body),
@@ -297,67 +447,78 @@ async function main() {
     fourCookie = (answer.headers.getSetCookie()[0] ?? fourCookie).split(';')[0]!;
   }
   const sessionId = decodeURIComponent(fourCookie.split('=')[1]!).slice(2).split('.')[0]!;
-  const recordBytes = await redis.strLen(`${PREFIX}s:${sessionId}`);
+  const recordBytes = await redis.strLen(`${prefix}on:s:${sessionId}`);
 
   step('trace hooks with traces off');
   const hooksOffNs = tracesOffNanosecondsPerRequest(SMOKE ? 100_000 : 2_000_000);
+  collector.close();
 
   step('store memory per session');
-  const memory = await measureSessionMemory(SMOKE ? 1000 : 100_000, REDIS_URL);
+  const memory = await measureSessionMemory(SMOKE ? 1000 : 100_000, redisUrl);
 
-  const bare = runs[1]!;
-  const table = runs.map((run) => ({
-    contender: run.name,
-    'req/s': run.rps,
-    'p50 ms': run.p50,
-    'p99 ms': run.p99,
-    'x bare req/s': (run.rps / bare.rps).toFixed(2),
-    'x bare p99': bare.p99 > 0 ? (run.p99 / bare.p99).toFixed(2) : 'n/a',
-    errors: run.errors + run.non2xx,
-  }));
-  console.table(table);
+  const byName = (name: string) => runs.find((run) => run.name === name)!;
+  const floor = byName('bare Node relay');
+  const fastify = byName('fastify stack');
+  const express = byName('Express stack');
+  const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : 'n/a');
+  console.table(
+    runs.map((run, i) => ({
+      contender: run.name,
+      'req/s': run.rps,
+      'p50 ms': run.p50,
+      'p99 ms': run.p99,
+      'x bare': ratio(run.rps, floor.rps),
+      'x bare p99': ratio(run.p99, floor.p99),
+      'x fastify': ratio(run.rps, fastify.rps),
+      'x Express': ratio(run.rps, express.rps),
+      'Redis cmds/req': perRequest[i]!.toFixed(3),
+      'CPU µs/req': run.cpuUsPerRequest,
+      errors: run.errors + run.non2xx,
+    })),
+  );
   console.table(
     SCALE_CONNECTIONS.map((connections, i) => ({
       connections,
       'bare req/s': scale[2 * i]!.rps,
       'billfold req/s': scale[2 * i + 1]!.rps,
-      ratio: (scale[2 * i + 1]!.rps / scale[2 * i]!.rps).toFixed(2),
+      ratio: ratio(scale[2 * i + 1]!.rps, scale[2 * i]!.rps),
       'bare p99': scale[2 * i]!.p99,
       'billfold p99': scale[2 * i + 1]!.p99,
     })),
   );
-  console.table(
-    tracing.map((run) => ({
-      contender: run.name,
-      connections: run.connections,
-      'req/s': run.rps,
-      'p50 ms': run.p50,
-      'p99 ms': run.p99,
-      errors: run.errors + run.non2xx,
-    })),
-  );
+  const cacheOff = byName('billfold, cache off');
+  const cacheOn = byName('billfold');
+  const tracedRun = byName('billfold, traces on');
   const targets = {
-    throughputRatio: billfoldRun.rps / bare.rps,
-    p99Ratio: bare.p99 > 0 ? billfoldRun.p99 / bare.p99 : 0,
-    redisCommandsPerRelay: commandsPerRequest,
+    cacheOffRatio: cacheOff.rps / floor.rps,
+    cacheOffVsFastify: cacheOff.rps / fastify.rps,
+    cacheOnRatio: cacheOn.rps / floor.rps,
+    cacheOnVsFastify: cacheOn.rps / fastify.rps,
+    p99Ratio: floor.p99 > 0 ? cacheOn.p99 / floor.p99 : 0,
+    cacheOffP99Ratio: floor.p99 > 0 ? cacheOff.p99 / floor.p99 : 0,
+    cpuRatioCacheOff: cacheOff.cpuUsPerRequest / floor.cpuUsPerRequest,
+    cpuRatioCacheOn: cacheOn.cpuUsPerRequest / floor.cpuUsPerRequest,
+    redisCommandsPerRelayCacheOff: perRequest[runs.indexOf(cacheOff)]!,
+    redisCommandsPerRelayCacheOn: perRequest[runs.indexOf(cacheOn)]!,
     sessionRecordBytes: recordBytes,
+    tracesOnVsOff: {
+      rps: tracedRun.rps / cacheOn.rps,
+      p99: cacheOn.p99 > 0 ? tracedRun.p99 / cacheOn.p99 : 0,
+    },
+    traceHooksOffNsPerRequest: hooksOffNs,
   };
   console.log(
     [
-      `cores: ${cpus().length}${SMOKE ? ' (smoke run: figures are not meaningful)' : ''}`,
-      `throughput: billfold ${targets.throughputRatio.toFixed(2)} x bare (target >= 0.6)`,
-      `p99: billfold ${targets.p99Ratio.toFixed(2)} x bare (target <= 2)`,
-      `Redis commands per relayed request: ${commandsPerRequest.toFixed(3)} (target <= 1)`,
+      `cores: ${cpus().length}${SMOKE ? ' (smoke run: figures are not meaningful)' : ''}; medians of ${ROUNDS} rounds of ${DURATION_S} s`,
+      `cache off: ${targets.cacheOffRatio.toFixed(2)} x bare (target >= 0.8), ${targets.cacheOffVsFastify.toFixed(2)} x fastify (target >= 1.5), p99 ${targets.cacheOffP99Ratio.toFixed(2)} x bare`,
+      `cache on: ${targets.cacheOnRatio.toFixed(2)} x bare (target > 1), ${targets.cacheOnVsFastify.toFixed(2)} x fastify, p99 ${targets.p99Ratio.toFixed(2)} x bare (target <= 1.3)`,
+      `CPU per relayed request: bare ${floor.cpuUsPerRequest} µs, billfold cache off ${cacheOff.cpuUsPerRequest} µs (${targets.cpuRatioCacheOff.toFixed(2)} x), cache on ${cacheOn.cpuUsPerRequest} µs (${targets.cpuRatioCacheOn.toFixed(2)} x)`,
+      `Redis commands per relayed request: cache off ${targets.redisCommandsPerRelayCacheOff.toFixed(3)}, cache on ${targets.redisCommandsPerRelayCacheOn.toFixed(3)} (target 0)`,
+      `revocation seen by the two other instances (${revocation.samples} samples): p50 ${revocation.p50} ms, p90 ${revocation.p90} ms, p99 ${revocation.p99} ms, max ${revocation.max} ms (target p99 <= 50); revoked sessions served afterwards: ${revocation.servedAfter}`,
+      `traces on (every call sampled and exported) / off: ${targets.tracesOnVsOff.rps.toFixed(2)} x req/s, ${targets.tracesOnVsOff.p99.toFixed(2)} x p99; ${exports} OTLP requests, ${(exportedBytes / 1024).toFixed(0)} KiB`,
+      `traces off: the hooks cost ${hooksOffNs.toFixed(0)} ns per relayed request, ${((hooksOffNs / (1e9 / cacheOn.rps)) * 100).toFixed(3)} % of a request's share of time at ${Math.round(cacheOn.rps)} req/s`,
       `session record with four providers: ${recordBytes} bytes (target <= 2048)`,
       `login to first relayed answer: ${loginToFirstRelayMs.toFixed(1)} ms`,
-      `traces on / off: ${(tracesOn.rps / tracesOff.rps).toFixed(2)} x req/s, ${
-        tracesOff.p99 > 0 ? (tracesOn.p99 / tracesOff.p99).toFixed(2) : 'n/a'
-      } x p99; traces off / bare: ${(tracesOff.rps / bare.rps).toFixed(2)} x req/s`,
-      `traces off: the hooks cost ${hooksOffNs.toFixed(0)} ns per relayed request, ${(
-        (hooksOffNs / (1e9 / tracesOff.rps)) *
-        100
-      ).toFixed(3)} % of a request's share of time at ${Math.round(tracesOff.rps)} req/s`,
-      `spans exported: ${exports} OTLP requests, ${(exportedBytes / 1024).toFixed(0)} KiB for ${tracedRequests} measured requests and their warm-up`,
       `store memory at ${memory.sessions.toLocaleString('en')} sessions: embedded ${memory.embeddedBytesPerSession} bytes/session, Redis ${memory.redisBytesPerSession} bytes/session`,
     ].join('\n'),
   );
@@ -369,15 +530,13 @@ async function main() {
     cpu: cpus()[0]?.model,
     node: process.version,
     durationS: DURATION_S,
+    rounds: ROUNDS,
     connections: CONNECTIONS,
     runs,
+    everyRound: rounds,
+    redisCommandsPerRequest: Object.fromEntries(runs.map((run, i) => [run.name, perRequest[i]])),
     scale,
-    tracing,
-    tracesOffHookNs: hooksOffNs,
-    tracesOnOffRatio: {
-      rps: tracesOn.rps / tracesOff.rps,
-      p99: tracesOff.p99 > 0 ? tracesOn.p99 / tracesOff.p99 : 0,
-    },
+    revocation,
     targets,
     loginToFirstRelayMs,
     memory,
@@ -386,8 +545,61 @@ async function main() {
     await writeFile(new URL('results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
     await writeFile(new URL('results.svg', import.meta.url), renderChart(runs, scale));
   }
-  await redis.del(['bare:bench', ...(await redis.keys(`${PREFIX}*`))]);
+  if (process.env.BENCH_REDIS_URL) await redis.del(['bare:bench', ...(await redis.keys(`${prefix}*`))]);
   redis.destroy();
+}
+
+/**
+ * Signs in on `origin`, relays on every instance until each holds the record in its cache, logs out
+ * on `origin`, and times how long after the logout's answer each of `peers` first refuses the cookie
+ * (polling it with relayed calls). Any 200 after the logout's answer is a revoked session served.
+ */
+async function measureRevocation(
+  origin: string,
+  peers: string[],
+  relayPath: string,
+  proxied: Record<string, string>,
+  signIn: (url: string) => Promise<string>,
+) {
+  const relay = async (url: string, cookie: string) => {
+    const answer = await fetch(`${url}${relayPath}`, { headers: { ...proxied, cookie } });
+    const text = await answer.text();
+    return answer.status === 200 ? '200' : `${answer.status} ${/"code":"(\w+)"/.exec(text)?.[1] ?? ''}`;
+  };
+  const latencies: number[] = [];
+  let servedAfter = 0;
+  for (let trial = 0; trial < REVOCATIONS; trial++) {
+    const cookie = await signIn(origin);
+    for (const url of [origin, ...peers])
+      for (let i = 0; i < 2; i++)
+        if ((await relay(url, cookie)) !== '200') throw new Error('a fresh session was refused');
+    const logout = await fetch(`${origin}/auth/logout`, { method: 'POST', headers: { ...proxied, cookie } });
+    if (logout.status !== 204) throw new Error(`logout answered ${logout.status}`);
+    const revokedAt = performance.now();
+    await Promise.all(
+      peers.map(async (url) => {
+        for (;;) {
+          const outcome = await relay(url, cookie);
+          if (outcome === '401 unauthenticated') {
+            latencies.push(performance.now() - revokedAt);
+            return;
+          }
+          if (outcome === '200') servedAfter++;
+          if (performance.now() - revokedAt > 5000) throw new Error(`${url} still answers ${outcome}`);
+        }
+      }),
+    );
+  }
+  const sorted = latencies.sort((a, b) => a - b);
+  const round = (ms: number) => Math.round(ms * 10) / 10;
+  return {
+    samples: sorted.length,
+    p50: round(percentile(sorted, 50)),
+    p90: round(percentile(sorted, 90)),
+    p99: round(percentile(sorted, 99)),
+    max: round(sorted.at(-1) ?? 0),
+    servedAfter,
+  };
 }
 
 main()

@@ -69,6 +69,10 @@ export function createSessionStore(
     clusterNodes: config.store.redisClusterNodes,
     ...config.store.redis,
     timeoutMs: config.store.timeoutMs,
+    sessionCache:
+      config.store.sessionCacheEntries === undefined
+        ? undefined
+        : { keyPrefix: `${config.store.keyPrefix}s:`, maxEntries: config.store.sessionCacheEntries },
     onError: (error) => {
       // The client retries on its own; one line every few seconds is enough to see an outage.
       const now = Date.now();

@@ -98,6 +98,15 @@ const coreShape = {
   ),
   REDIS_KEY_PREFIX: optionalString.transform((v) => v ?? 'billfold:').describe('prefix of every Redis key'),
   STORE_TIMEOUT_MS: integer(1000, 10, 60_000).describe('session store operation timeout'),
+  SESSION_CACHE: optionalString
+    .pipe(z.enum(['on', 'off']).optional())
+    .transform((v) => v ?? 'on')
+    .describe(
+      'keep session records in process, invalidated by Redis (CLIENT TRACKING); off reads Redis per request',
+    ),
+  SESSION_CACHE_MAX_ENTRIES: integer(10_000, 1, 1_000_000).describe(
+    'session records the process cache holds at most (least recently used go first)',
+  ),
   UPSTREAM_TIMEOUT_MS: integer(30_000, 100, 600_000).describe('upstream call timeout'),
   BODY_LIMIT: optionalString
     .transform((v) => v ?? '1mb')
@@ -393,6 +402,7 @@ function build<const M extends readonly ProviderModule[]>(env: Env, modules: M) 
       keyPrefix: env.REDIS_KEY_PREFIX,
       timeoutMs: env.STORE_TIMEOUT_MS,
       memoryMaxSessions: env.MEMORY_STORE_MAX_SESSIONS,
+      sessionCacheEntries: env.SESSION_CACHE === 'on' ? env.SESSION_CACHE_MAX_ENTRIES : undefined,
     },
     upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
     bodyLimitBytes: derived.bodyLimitBytes,

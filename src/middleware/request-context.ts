@@ -94,30 +94,51 @@ export function beginRequest(
   };
   contexts.set(req, context);
   res.setHeader('x-request-id', context.id);
-  const done = () => {
-    res.off('finish', done);
-    res.off('close', done);
-    const status = res.writableFinished ? res.statusCode : 499;
-    const ms = performance.now() - context.startedAt;
-    observe?.(context, req.method ?? '', status, ms / 1000);
-    if (!requestLog.isLevelEnabled('info')) return;
-    requestLog.info(
-      {
-        requestId: context.id,
-        clientAddress: context.clientAddress,
-        method: req.method,
-        path,
-        status,
-        durationMs: Math.round(ms * 10) / 10,
-        session: hashSessionId(context.sessionId),
-        provider: context.provider,
-      },
-      'request',
-    );
-  };
-  res.on('finish', done);
-  res.on('close', done);
+  (res as AnsweringResponse)[ANSWERING] = { req, context, path, requestLog, observe };
+  res.on('finish', endRequest);
+  res.on('close', endRequest);
   return context;
+}
+
+const ANSWERING = Symbol('billfold request being answered');
+type AnsweringResponse = ServerResponse & {
+  [ANSWERING]?:
+    | {
+        req: IncomingMessage;
+        context: RequestContext;
+        path: string;
+        requestLog: Logger;
+        observe: RequestObserver | undefined;
+      }
+    | undefined;
+};
+
+// One listener shared by every response, its request's state on the response itself: nothing is
+// allocated per request to say that it ended.
+function endRequest(this: AnsweringResponse): void {
+  const answering = this[ANSWERING];
+  if (!answering) return;
+  this[ANSWERING] = undefined;
+  this.off('finish', endRequest);
+  this.off('close', endRequest);
+  const { req, context, path, requestLog, observe } = answering;
+  const status = this.writableFinished ? this.statusCode : 499;
+  const ms = performance.now() - context.startedAt;
+  observe?.(context, req.method ?? '', status, ms / 1000);
+  if (!requestLog.isLevelEnabled('info')) return;
+  requestLog.info(
+    {
+      requestId: context.id,
+      clientAddress: context.clientAddress,
+      method: req.method,
+      path,
+      status,
+      durationMs: Math.round(ms * 10) / 10,
+      session: hashSessionId(context.sessionId),
+      provider: context.provider,
+    },
+    'request',
+  );
 }
 
 /** The context `beginRequest` gave this request. */

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
+import { memoize } from '../bounded-cache.js';
 import { AppError } from '../errors.js';
 import { audit, type Logger } from '../logger.js';
 import type { RelayLimiter } from '../middleware/rate-limits.js';
@@ -364,8 +365,13 @@ function identityOf(adapter: ProviderAdapter, credential: Credential): string {
   const user = typeof view.user === 'string' ? view.user : undefined;
   const org = typeof view.orgId === 'string' ? view.orgId : '';
   const key = user === undefined ? `#${adapter.secretsOf(credential)[0] ?? ''}` : `${org}\n${user}`;
-  return createHash('sha256').update(key).digest('base64url').slice(0, 22);
+  return identityHash(key);
 }
+
+// A hash per relayed call was a measurable share of the relay's time; the same identities recur.
+const identityHash = memoize((key: string) =>
+  createHash('sha256').update(key).digest('base64url').slice(0, 22),
+);
 
 const BODY_LIMIT_EXCEEDED = Symbol('body limit exceeded');
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createClient, createCluster, createSentinel } from 'redis';
 import { withDeadline } from '../deadline.js';
+import { SessionRecordCache } from './session-cache.js';
 
 /** A `host:port` a client connects to. */
 export interface RedisAddress {
@@ -39,6 +40,11 @@ export interface RedisConnectionOptions {
   minReplicasAck?: number | undefined;
   /** STORE_TIMEOUT_MS: how long to wait for the first connection, and the replicas' `WAIT`. */
   timeoutMs: number;
+  /**
+   * Keep session records (GETs of keys under `keyPrefix`) in process, true by Redis's tracking: on
+   * one server and on a cluster (every node tracked). Sentinel connections cache nothing.
+   */
+  sessionCache?: { keyPrefix: string; maxEntries: number } | undefined;
   /** Called on connection errors (the client keeps reconnecting by itself). */
   onError: (error: Error) => void;
 }
@@ -56,6 +62,7 @@ export type RedisClient = SingleClient | ClusterClient | SentinelClient;
 /** One node-redis client of any topology, with what differs between topologies hidden. */
 interface Topology {
   readonly client: RedisClient;
+  readonly sessionCache: SessionRecordCache | undefined;
   /** Resolves when every master answers PING (on a cluster, each one). */
   ping(): Promise<void>;
   /**
@@ -86,6 +93,8 @@ export interface RedisConnection {
   durably: (key: string, command: readonly string[]) => Promise<unknown>;
   /** Whether `durably` waits for replicas (REDIS_MIN_REPLICAS_ACK above 0). */
   readonly acknowledges: boolean;
+  /** The session record cache on the main client, when SESSION_CACHE is on and the topology allows it. */
+  readonly sessionCache: SessionRecordCache | undefined;
   close: () => Promise<void>;
 }
 
@@ -135,6 +144,11 @@ const commonOptions = {
 /** Turns the configuration into a node-redis client of the topology it names. */
 function createTopology(options: RedisConnectionOptions): Topology {
   const socketBase = { connectTimeout: options.timeoutMs, reconnectStrategy };
+  const sessionCache =
+    options.sessionCache && !options.sentinel
+      ? new SessionRecordCache(options.sessionCache.keyPrefix, options.sessionCache.maxEntries)
+      : undefined;
+  const caching = sessionCache ? { clientSideCache: sessionCache } : {};
 
   if (options.sentinel) {
     const node = {
@@ -162,6 +176,7 @@ function createTopology(options: RedisConnectionOptions): Topology {
     });
     return {
       client: sentinel,
+      sessionCache: undefined,
       ping: async () => {
         await sentinel.sendCommand(false, ['PING']);
       },
@@ -192,6 +207,8 @@ function createTopology(options: RedisConnectionOptions): Topology {
       rootNodes: roots.map(({ host, port }) => ({ socket: { host, port } })),
       defaults,
       commandOptions: commonOptions.commandOptions,
+      // One cache for every node's connection: any of them dropping drops all of it.
+      ...caching,
     });
     // node-redis asks for the slot map again only when a node answers MOVED or ASK: a master that
     // dies keeps its slots pointing at a client that reconnects forever, even once a replica has
@@ -211,8 +228,10 @@ function createTopology(options: RedisConnectionOptions): Topology {
       refresh.unref();
     };
     cluster.on('node-reconnecting', refreshWhileDown);
+    sessionCache?.watch(() => cluster.masters.every((node) => node.client?.isReady === true));
     return {
       client: cluster,
+      sessionCache,
       // A cluster is ready only when every master answers.
       ping: async () => {
         await Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
@@ -238,10 +257,13 @@ function createTopology(options: RedisConnectionOptions): Topology {
     ...(options.url ? { url: options.url } : {}),
     ...credentials(options.username, options.password),
     ...commonOptions,
+    ...caching,
     socket: { ...socketBase, ...tlsSocket(options.tls, fromUrl?.tls ?? false) },
   });
+  sessionCache?.watch(() => single.isReady);
   return {
     client: single,
+    sessionCache,
     ping: async () => {
       await single.ping();
     },
@@ -267,7 +289,8 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
   const minReplicasAck = options.minReplicasAck ?? 0;
   // Acknowledged writes travel on a connection of their own: a WAIT holds the connection it is sent
   // on, and reads, locks and counters must not queue behind it while replicas are slow or gone.
-  const acknowledged = minReplicasAck > 0 ? createTopology(options) : undefined;
+  const acknowledged =
+    minReplicasAck > 0 ? createTopology({ ...options, sessionCache: undefined }) : undefined;
   const topologies = acknowledged ? [main, acknowledged] : [main];
   for (const each of topologies) each.client.on('error', options.onError);
   let connected = false;
@@ -312,6 +335,7 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
   return {
     client: main.client,
     acknowledges: acknowledged !== undefined,
+    sessionCache: main.sessionCache,
     ready,
     async ping() {
       await ready();

@@ -47,6 +47,9 @@ export class RedisSessionStore extends RedisStore {
     this.connection = options.connection;
     const records: SealedRecords = {
       read: (sid) => this.readRecord(sid),
+      ...(options.connection.sessionCache && {
+        cached: (sid: string) => options.connection.sessionCache?.peek(this.prefix + sid),
+      }),
       compareAndSet: (sid, expected, value, ttlMs) => this.compareAndSetRecord(sid, expected, value, ttlMs),
       take: (sid) => this.takeRecord(sid),
       ping: () => options.connection.ping(),
@@ -55,7 +58,10 @@ export class RedisSessionStore extends RedisStore {
     this.bridge = createExpressSessionBridge(this.repository, options.cookie);
   }
 
-  /** The stored value of a session, through connect-redis's client and key. */
+  /**
+   * The stored value of a session, through connect-redis's client and key: from the process's session
+   * cache when SESSION_CACHE is on and Redis has not said it changed (see session-cache.ts).
+   */
   protected async readRecord(sid: string): Promise<string | null> {
     await this.ready();
     return this.client.get(this.prefix + sid);
@@ -71,21 +77,30 @@ export class RedisSessionStore extends RedisStore {
     await this.ready();
     const key = this.prefix + sid;
     const args = [expected ?? '', value ?? '', String(Math.max(1, Math.ceil(ttlMs)))];
-    // With REDIS_MIN_REPLICAS_ACK, a login, renewal, logout or revocation counts only once replicas
-    // hold it, so a failover can neither lose it nor bring back what it ended.
-    const reply = this.connection.acknowledges
-      ? await this.connection.durably(key, ['EVAL', COMPARE_AND_SET, '1', key, ...args])
-      : await this.client.eval(COMPARE_AND_SET, { keys: [key], arguments: args });
-    return reply === 1;
+    try {
+      // With REDIS_MIN_REPLICAS_ACK, a login, renewal, logout or revocation counts only once replicas
+      // hold it, so a failover can neither lose it nor bring back what it ended.
+      const reply = this.connection.acknowledges
+        ? await this.connection.durably(key, ['EVAL', COMPARE_AND_SET, '1', key, ...args])
+        : await this.client.eval(COMPARE_AND_SET, { keys: [key], arguments: args });
+      return reply === 1;
+    } finally {
+      // Redis does not tell the connection that wrote (NOLOOP); a write that failed may still have landed.
+      this.connection.sessionCache?.forget(key);
+    }
   }
 
   /** Ends a session: GETDEL, where connect-redis's own destroy (DEL) would not say what it ended. */
   protected async takeRecord(sid: string): Promise<string | null> {
     await this.ready();
     const key = this.prefix + sid;
-    if (this.connection.acknowledges)
-      return (await this.connection.durably(key, ['GETDEL', key])) as string | null;
-    return this.client.getDel(key);
+    try {
+      if (this.connection.acknowledges)
+        return (await this.connection.durably(key, ['GETDEL', key])) as string | null;
+      return await this.client.getDel(key);
+    } finally {
+      this.connection.sessionCache?.forget(key);
+    }
   }
 
   override get(sid: string, callback: (error?: unknown, data?: SessionData | null) => void): Promise<void> {
@@ -101,6 +116,18 @@ export class RedisSessionStore extends RedisStore {
   override destroy(sid: string, callback?: (error?: unknown, ended?: SessionRecord) => void): Promise<void> {
     this.bridge.destroy(sid, callback);
     return Promise.resolve();
+  }
+
+  override async clear(callback?: (error?: unknown) => void): Promise<void> {
+    // connect-redis deletes on this connection, which Redis does not tell about its own writes.
+    try {
+      await super.clear();
+      callback?.();
+    } catch (error) {
+      callback?.(error);
+    } finally {
+      this.connection.sessionCache?.clear(false);
+    }
   }
 
   override createSession(req: Parameters<session.Store['createSession']>[0], data: SessionData) {

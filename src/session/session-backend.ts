@@ -63,6 +63,11 @@ export interface SealedRecords {
   /** The stored value, or null when absent or expired. */
   read(sessionId: string): Promise<string | null>;
   /**
+   * The stored value when the process holds it known-current (SESSION_CACHE), without asking the
+   * store; undefined means ask with `read`.
+   */
+  cached?(sessionId: string): string | undefined;
+  /**
    * Writes `value` (or deletes, when null) only if the stored value is still `expected` (null: only
    * if absent), with a TTL of `ttlMs`. The single primitive behind every change to a session, so no
    * writer overwrites a change it has not seen and nothing deleted comes back.

@@ -73,6 +73,8 @@ export interface SessionRepositoryOptions {
 }
 
 const MAX_UPDATE_ATTEMPTS = 8;
+/** Opened records remembered per session id (see `read`); past it the memo starts over. */
+const OPENED_RECORDS = 10_000;
 
 export function createSessionRepository(options: SessionRepositoryOptions): SessionRepository {
   const { records, backend, codec, clock, limits } = options;
@@ -103,14 +105,32 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
     names: options.keyNames,
   });
 
+  /** Idle-timer writes in flight, by session id. */
+  const sliding = new Map<string, Promise<LoadedSession | undefined>>();
   const ttlOf = (record: SessionRecord) => sessionDeadlines(record, limits).endsAt - clock.now();
 
+  // Opening a record (AES-GCM and JSON) was the relay's largest cost of its own. A record read again
+  // with the very same sealed value is the very same record, so the opened one is reused; any other
+  // value is opened (and authenticated) afresh. Records are never changed in place: every change is a
+  // copy (`update` clones), so one shared between requests stays as it was stored.
+  const opened = new Map<string, LoadedSession>();
   const read = async (sessionId: string): Promise<LoadedSession | undefined> => {
-    const sealed = await guard('get', () => records.read(sessionId));
-    if (sealed === null) return undefined;
-    const record = codec.open(sessionId, sealed);
-    if (!record || !isSessionLive(record, limits, clock.now())) return undefined;
-    return { id: sessionId, record, sealed };
+    // A record the session cache holds is current by Redis's word: no store call to bound or time.
+    const sealed = records.cached?.(sessionId) ?? (await guard('get', () => records.read(sessionId)));
+    if (sealed === null) {
+      opened.delete(sessionId);
+      return undefined;
+    }
+    let loaded = opened.get(sessionId);
+    if (loaded?.sealed !== sealed) {
+      const record = codec.open(sessionId, sealed);
+      if (!record) return undefined;
+      if (opened.size >= OPENED_RECORDS) opened.clear();
+      loaded = { id: sessionId, record, sealed };
+      opened.set(sessionId, loaded);
+    }
+    // Deadlines are checked on every read, remembered or not.
+    return isSessionLive(loaded.record, limits, clock.now()) ? loaded : undefined;
   };
 
   const write = async (sessionId: string, current: LoadedSession | null, record: SessionRecord | null) => {
@@ -161,7 +181,11 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
       const now = clock.now();
       const due = now - session.record.lastSeenAt >= touchIntervalMs;
       if (!due && !also) return Promise.resolve(session);
-      return repository.update(
+      // Every call that read the record before the idle timer's write landed finds it due: without
+      // this, a busy session sent a burst of compare-and-sets (and re-reads) once a minute.
+      const inFlight = also ? undefined : sliding.get(session.id);
+      if (inFlight) return inFlight;
+      const touched = repository.update(
         session.id,
         (record) => {
           const changed = also?.(record);
@@ -171,6 +195,11 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
         },
         session,
       );
+      if (also) return touched;
+      sliding.set(session.id, touched);
+      const done = () => sliding.delete(session.id);
+      touched.then(done, done);
+      return touched;
     },
 
     async destroy(sessionId) {

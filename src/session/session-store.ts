@@ -81,9 +81,13 @@ export function createExpressSessionBridge(repository: SessionRepository, cookie
           callback(null, null);
           return;
         }
-        // Stores hand express-session plain data, as connect-redis does; its createSession makes the Cookie.
-        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
-        const data: SessionData = { ...loaded.record, cookie: { ...cookie, originalMaxAge: null } };
+        // Stores hand express-session plain data, as connect-redis does; its createSession makes the
+        // Cookie. A copy: the route may change it, and the repository shares the record it loaded.
+        const data: SessionData = {
+          ...structuredClone(loaded.record),
+          // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
+          cookie: { ...cookie, originalMaxAge: null },
+        };
         loadedFrom.set(data, loaded);
         callback(null, data);
       }, callback);

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { memoize } from '../bounded-cache.js';
 import { AppError } from '../errors.js';
 
 /** Methods the relay forwards. */
@@ -168,10 +169,16 @@ const FORWARDED_REQUEST_HEADERS = [
 ] as const;
 
 // A repeated header reaches billfold as an array (undici keeps an upstream's repeats apart).
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+const tokensOf = (line: string) => line.split(',').map((token) => token.trim().toLowerCase());
+// Nearly every message sends the same one line (`keep-alive`), so its tokens are worked out once.
+const tokensOfLine = memoize((line: string): ReadonlySet<string> => new Set(tokensOf(line)), 1000);
+
+function connectionTokens(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const value: unknown = headers.connection;
-  const lines = Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : [];
-  return new Set(lines.flatMap((line) => line.split(',').map((token) => token.trim().toLowerCase())));
+  if (value === undefined) return NO_TOKENS;
+  if (typeof value === 'string') return tokensOfLine(value);
+  return Array.isArray(value) ? new Set(value.map(String).flatMap(tokensOf)) : NO_TOKENS;
 }
 
 /** The allow-listed client headers, minus any the client declared hop-by-hop in `Connection`. */
@@ -248,30 +255,38 @@ export function relayedResponseHeaders(
   base: Readonly<Record<string, string>>,
 ): OutgoingHttpHeaders {
   const hopByHop = connectionTokens(upstream);
-  const echoes = (value: string | string[]) => {
-    const text = Array.isArray(value) ? value.join(', ') : value;
-    return secrets.some((secret) => secret !== '' && text.includes(secret));
-  };
   const headers: OutgoingHttpHeaders = { ...base };
-  for (const [name, value] of Object.entries(upstream)) {
-    if (value === undefined || !PASSED_RESPONSE_HEADERS.has(name) || hopByHop.has(name) || echoes(value))
-      continue;
-    headers[name] = value;
+  // A plain loop with no closure: this runs once per relayed answer.
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value === undefined || !PASSED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
+    if (!echoesSecret(value, secrets)) headers[name] = value;
   }
   Object.assign(headers, RELAY_RESPONSE_HEADERS);
   const vary = mergeVary(base.vary, upstream.vary);
   if (vary !== undefined) headers.vary = vary;
   const cacheControl = upstream['cache-control'];
-  if (status === 304 && typeof cacheControl === 'string' && !echoes(cacheControl))
+  if (status === 304 && typeof cacheControl === 'string' && !echoesSecret(cacheControl, secrets))
     headers['cache-control'] = cacheControl;
   return headers;
 }
+
+/** Whether a header value carries one of the credential's secrets. */
+function echoesSecret(value: string | string[], secrets: readonly string[]): boolean {
+  const text = typeof value === 'string' ? value : value.join(', ');
+  for (const secret of secrets) if (secret !== '' && text.includes(secret)) return true;
+  return false;
+}
+
+const SINGLE_FIELD_NAME = /^[!#$%&'+.^_`|~0-9a-z-]+$/i;
 
 /** One `Vary` holding every field name of both, each once (case-insensitively); `*` absorbs the rest. */
 export function mergeVary(
   ours: string | undefined,
   theirs: string | string[] | undefined,
 ): string | undefined {
+  // The common case on the relay: billfold's own `Origin` and no Vary from upstream.
+  if (theirs === undefined && ours !== undefined && SINGLE_FIELD_NAME.test(ours)) return ours;
   const names = new Map<string, string>();
   for (const value of [ours, ...(Array.isArray(theirs) ? theirs : [theirs])]) {
     for (const name of (value ?? '').split(',')) {

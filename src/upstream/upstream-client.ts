@@ -122,9 +122,13 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         upstreamRequest.url,
         upstreamRequest.headers,
       );
-      const signal = upstreamRequest.signal
-        ? AbortSignal.any([deadline.signal, upstreamRequest.signal])
-        : deadline.signal;
+      // The caller's cancellation aborts the deadline's controller: one signal for undici, without
+      // AbortSignal.any, whose composite signal cost more per call than the rest of this function.
+      const cancelled = upstreamRequest.signal;
+      const onCancel = () => deadline.abort(cancelled?.reason);
+      if (cancelled?.aborted) onCancel();
+      else cancelled?.addEventListener('abort', onCancel, { once: true });
+      const { signal } = deadline;
       let response: Awaited<ReturnType<typeof request>>;
       try {
         const sent = request(upstreamRequest.url, {
@@ -152,6 +156,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         throw failure;
       } finally {
         clearTimeout(timer);
+        cancelled?.removeEventListener('abort', onCancel);
       }
       // Redirects are never followed, nor passed on: a redirect could send the client, or a retry
       // carrying a credential, to somewhere billfold was not configured to call. A 304 is no redirect.

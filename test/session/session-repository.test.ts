@@ -10,9 +10,17 @@ import {
 } from '../support/session-stores.js';
 import { createTestClock } from '../support/test-clock.js';
 
-const stores: Array<[string, (clock: ReturnType<typeof createTestClock>) => TestStore]> = [
-  ['the embedded store', (clock) => createTestMemoryStore({ clock })],
-  ['Redis (connect-redis)', (clock) => createTestRedisStore({ clock })],
+type Clock = ReturnType<typeof createTestClock>;
+type OnStoreCall = (operation: string) => void;
+const stores: Array<[string, (clock: Clock, onStoreCall?: OnStoreCall) => TestStore]> = [
+  [
+    'the embedded store',
+    (clock, onStoreCall) => createTestMemoryStore({ clock, ...(onStoreCall && { onStoreCall }) }),
+  ],
+  [
+    'Redis (connect-redis)',
+    (clock, onStoreCall) => createTestRedisStore({ clock, ...(onStoreCall && { onStoreCall }) }),
+  ],
 ];
 
 describe.each(stores)('session repository on %s', (_name, makeStore) => {
@@ -74,6 +82,20 @@ describe.each(stores)('session repository on %s', (_name, makeStore) => {
     const touched = await repository.touch(first!);
     expect(touched?.record.lastSeenAt).toBe(clock.now());
     expect((await repository.load('sid-touch'))?.record.lastSeenAt).toBe(clock.now());
+  });
+
+  it('slides the idle timer with one write however many calls find it due at once', async () => {
+    const calls: string[] = [];
+    const counted = makeStore(clock, (operation) => calls.push(operation));
+    opened.push(counted);
+    const { repository: watched } = counted;
+    await watched.create('sid-burst', fresh());
+    const loaded = await watched.load('sid-burst');
+    clock.advance(60_000);
+    calls.length = 0;
+    const touched = await Promise.all(Array.from({ length: 20 }, () => watched.touch(loaded!)));
+    expect(calls.filter((operation) => operation === 'compare_and_set')).toHaveLength(1);
+    expect(new Set(touched.map((session) => session?.record.lastSeenAt))).toEqual(new Set([clock.now()]));
   });
 
   it('never lets a writer holding a stale copy overwrite a newer change (no lost update)', async () => {

@@ -22,6 +22,8 @@ export interface TestStoreOptions {
   timeoutMs?: number;
   encryptionKeys?: readonly EncryptionKey[];
   onStoreError?: (error: unknown) => void;
+  /** Told of every store call the repository makes, by operation. */
+  onStoreCall?: (operation: string, seconds: number) => void;
 }
 
 const commonOptions = (options: TestStoreOptions) => ({
@@ -32,6 +34,7 @@ const commonOptions = (options: TestStoreOptions) => ({
   cookie: { path: '/', httpOnly: true },
   keyNames: createStoreKeyNames([TEST_SECRETS.SESSION_SECRETS]),
   onStoreError: options.onStoreError ?? (() => undefined),
+  ...(options.onStoreCall && { onStoreCall: options.onStoreCall }),
 });
 
 /** The embedded store, over `backend` when given. */
