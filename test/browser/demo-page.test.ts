@@ -13,6 +13,7 @@ import {
   type OtherOrigin,
   type TestCertificate,
 } from './browser-support.js';
+import { signedOut } from '../support/security-expect.js';
 
 const COOKIE = '__Host-billfold';
 const SCREENSHOT = fileURLToPath(new URL('../../test-results/demo-page-signed-in.png', import.meta.url));
@@ -313,6 +314,6 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
 
     // Without credentials: 'include' the browser sends no cookie, even to a listed origin.
     const anonymous = await probe(spa, `${origin}/auth/session`, { headers: { 'X-CSRF': '1' } });
-    expect(JSON.parse(anonymous.body!)).toEqual({ authenticated: false });
+    expect(JSON.parse(anonymous.body!)).toEqual(signedOut());
   }, 60_000);
 });

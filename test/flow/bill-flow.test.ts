@@ -5,6 +5,7 @@ import { createCookieClient, startBillfold, type RunningBillfold } from '../supp
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
 import { createTestClock } from '../support/test-clock.js';
+import { signedOut } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.bill;
 const form = (fields: Record<string, string>) => ({
@@ -147,7 +148,7 @@ describe('BILL end to end on Redis', () => {
     const sessionId = sandbox.bill.sessions().at(-1)!;
     const logout = await client.post('/auth/bill/logout');
     expect(logout.status).toBe(200);
-    expect(logout.body).toEqual({ authenticated: false });
+    expect(logout.body).toEqual(signedOut());
     expect(logout.setCookies.join()).toMatch(/Expires=Thu, 01 Jan 1970/);
     const call = sandbox.bill.requests.find((r) => r.path.endsWith('/Logout.json'))!;
     expect(new URLSearchParams(call.body).get('sessionId')).toBe(sessionId);

@@ -4,6 +4,7 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
+import { signedOut } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billogram;
 const basic = `Basic ${Buffer.from(`${demo.apiUserId}:${demo.apiPassword}`).toString('base64')}`;
@@ -61,7 +62,7 @@ describe('Billogram end to end on Redis', () => {
       const answer = await client.get('/api/billogram/customer/1');
       expect(answer.status).toBe(401);
       expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billogram' });
-      expect((await client.get('/auth/session')).body).toEqual({ authenticated: false });
+      expect((await client.get('/auth/session')).body).toEqual(signedOut());
     },
   );
 
@@ -70,7 +71,7 @@ describe('Billogram end to end on Redis', () => {
     await client.post('/auth/billogram/login', demo);
     sandbox.billogram.clearRequests();
     const logout = await client.post('/auth/billogram/logout');
-    expect(logout.body).toEqual({ authenticated: false });
+    expect(logout.body).toEqual(signedOut());
     expect(sandbox.billogram.requests).toEqual([]);
     expect((await client.get('/api/billogram/customer/1')).body.error.code).toBe('unauthenticated');
   });

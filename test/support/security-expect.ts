@@ -2,6 +2,7 @@ import signature from 'cookie-signature';
 import { expect } from 'vitest';
 import type { Answer } from './billfold-harness.js';
 import type { RawAnswer } from './raw-http.js';
+import { PROVIDER_IDS, type ProviderId } from '../../src/upstream/provider-id.js';
 
 /** A header of an answer from either the cookie client or a raw socket. */
 export function headerOf(answer: Answer | RawAnswer, name: string): string | undefined {
@@ -50,4 +51,12 @@ export async function waitUntil(
     if (performance.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** The signed-out session view: the configured providers (all four unless named), none connected. */
+export function signedOut(providers: readonly ProviderId[] = PROVIDER_IDS) {
+  return {
+    authenticated: false,
+    providers: Object.fromEntries(providers.map((id) => [id, { connected: false }])),
+  };
 }
