@@ -33,6 +33,7 @@ import { createBillMfaRouter } from './routes/bill-mfa-routes.js';
 import { createHealthRouter } from './routes/health-routes.js';
 import { createInventoryRouter } from './routes/inventory-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
+import { createOpenApiRouter } from './routes/openapi-route.js';
 import { createOperatorHandler } from './routes/operator-listener.js';
 import { createRelayHandler } from './routes/relay-route.js';
 import { createSessionRouter } from './routes/session-routes.js';
@@ -120,6 +121,7 @@ export function createApp(deps: AppDeps): RequestListener {
   app.set('trust proxy', trust);
   app.set('query parser', 'simple');
   app.use(createHealthRouter(repository, deps.client));
+  app.use(createOpenApiRouter());
   app.use(['/auth', '/api'], (req, res, next) => {
     if (req.method !== 'OPTIONS') {
       policy.check(req);

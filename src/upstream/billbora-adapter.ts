@@ -38,7 +38,8 @@ const apiKey = z
   .min(1)
   .max(1024)
   .regex(/^[\x21-\x7e]+$/);
-const loginSchema = z.union([
+/** The body of `POST /auth/billbora/login`. */
+export const billboraLoginSchema = z.union([
   z.strictObject({
     email: z.email().max(320),
     password: z.string().min(1).max(1024),
@@ -217,10 +218,10 @@ export function createBillboraAdapter(deps: {
 
   const adapter: BillboraAdapter = {
     id: provider,
-    loginSchema,
+    loginSchema: billboraLoginSchema,
 
     async login(input) {
-      const body = loginSchema.parse(input);
+      const body = billboraLoginSchema.parse(input);
       if ('apiKey' in body) {
         const response = await client.send(provider, {
           method: 'GET',

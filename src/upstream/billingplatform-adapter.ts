@@ -5,7 +5,8 @@ import { firstSegment, upstreamUrl, type ProviderAdapter } from './provider-adap
 import { loginFailure } from './login-failure.js';
 import type { UpstreamClient } from './upstream-client.js';
 
-const loginSchema = z.strictObject({
+/** The body of `POST /auth/billingplatform/login`. */
+export const billingplatformLoginSchema = z.strictObject({
   username: z.string().min(1).max(256),
   password: z.string().min(1).max(1024),
 });
@@ -27,10 +28,10 @@ export function createBillingPlatformAdapter(deps: {
 
   return {
     id: provider,
-    loginSchema,
+    loginSchema: billingplatformLoginSchema,
 
     async login(input) {
-      const { username, password } = loginSchema.parse(input);
+      const { username, password } = billingplatformLoginSchema.parse(input);
       const response = await client.sendJson(provider, {
         method: 'POST',
         url: upstreamUrl(config.baseUrl, 'login'),

@@ -5,7 +5,8 @@ import { loginFailure } from './login-failure.js';
 import { upstreamUrl, type ProviderAdapter } from './provider-adapter.js';
 import type { UpstreamClient } from './upstream-client.js';
 
-const loginSchema = z.strictObject({
+/** The body of `POST /auth/billogram/login`. */
+export const billogramLoginSchema = z.strictObject({
   apiUserId: z.string().min(1).max(256),
   apiPassword: z.string().min(1).max(1024),
 });
@@ -26,10 +27,10 @@ export function createBillogramAdapter(deps: {
 
   return {
     id: provider,
-    loginSchema,
+    loginSchema: billogramLoginSchema,
 
     async login(input) {
-      const { apiUserId, apiPassword } = loginSchema.parse(input);
+      const { apiUserId, apiPassword } = billogramLoginSchema.parse(input);
       const basic = Buffer.from(`${apiUserId}:${apiPassword}`).toString('base64');
       const response = await client.sendJson(provider, {
         method: 'GET',
