@@ -68,6 +68,8 @@ export interface AppDeps {
 
 const PROBES = new Set(['/healthz', '/readyz']);
 const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
+// The typed client, compiled by `npm run build` (from src/ and from dist/, one folder up is the repo).
+const CLIENT_DIR = fileURLToPath(new URL('../dist/client', import.meta.url));
 
 /**
  * The request listener. Every request first gets its context and the headers every answer carries
@@ -148,7 +150,10 @@ export function createApp(deps: AppDeps): RequestListener {
     createBillMfaRouter({ ...deps, renewer }),
     createAuthRouter({ ...deps, renewer }),
   );
-  if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
+  if (!config.production) {
+    app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
+    app.use('/client', express.static(CLIENT_DIR));
+  }
   app.use(() => {
     throw new AppError('not_found');
   });
