@@ -357,7 +357,8 @@ export function createBillfoldClient(options: BillfoldClientOptions) {
       path: string,
       init: RelayInit = {},
     ): Promise<RelayAnswer<T>> {
-      const query = init.query ? `?${new URLSearchParams(init.query).toString()}` : '';
+      const search = init.query ? new URLSearchParams(init.query).toString() : '';
+      const query = search === '' ? '' : `?${search}`;
       const response = await send(`/api/${provider}/${path.replace(/^\/+/, '')}${query}`, {
         method: init.method ?? 'GET',
         ...(init.json !== undefined && { json: init.json }),
