@@ -1,4 +1,4 @@
-// `npm run bench`: billfold's relay against the floor it is measured by (SPEC section 9), in one run,
+// `npm run bench`: billfold's relay against the floor it is measured by (docs/performance.md), in one run,
 // on one upstream: (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, and
 // (c) billfold on Redis. Prints a table, writes bench/results.json and bench/results.svg.
 // `--smoke` runs every step for a second or two, to prove the benchmark works (CI does this).

@@ -82,7 +82,7 @@ const hashOnce = memoize((sessionId: string) =>
   createHash('sha256').update(sessionId).digest('base64url').slice(0, 12),
 );
 
-/** The audit events of SPEC section 6, plus revocations and the operator API's (documented in docs/audit.md). */
+/** The audit events billfold writes, revocations and the operator API's included (documented in docs/audit.md). */
 export type AuditEvent =
   | 'login'
   | 'logout'

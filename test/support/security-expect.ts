@@ -9,7 +9,7 @@ export function headerOf(answer: Answer | RawAnswer, name: string): string | und
   return 'header' in answer ? answer.header(name) : (answer.headers.get(name) ?? undefined);
 }
 
-/** Asserts billfold's documented error shape (SPEC section 2), with nothing internal in it. */
+/** Asserts billfold's documented error shape (`ErrorBody` in /openapi.json), with nothing internal in it. */
 export function expectDocumentedError(answer: Answer | RawAnswer, status: number, code: string): void {
   expect({ status: answer.status, code: answer.body?.error?.code }).toEqual({ status, code });
   expect(answer.body.error.requestId).toBe(headerOf(answer, 'x-request-id'));
