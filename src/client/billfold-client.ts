@@ -301,14 +301,8 @@ export function createBillfoldClient(options: BillfoldClientOptions) {
     async signOut(provider?: ProviderId): Promise<SessionView> {
       if (provider) return viewOf(`/auth/${provider}/logout`, { method: 'POST' }, true);
       await send('/auth/logout', { method: 'POST' });
-      const providers = lastView?.providers ?? {};
-      return observe(
-        {
-          authenticated: false,
-          providers: Object.fromEntries(Object.keys(providers).map((id) => [id, { connected: false }])),
-        },
-        true,
-      );
+      // The signed-out view names the configured providers, so a page can offer their sign-ins.
+      return viewOf('/auth/session', { method: 'GET' }, true);
     },
 
     /** BILL API v3's MFA step-up: asks BILL to send the signed-in user a code. */
