@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'coverage/', 'node_modules/', 'test-results/', 'public/'] },
+  { ignores: ['dist/', 'client/dist/', 'coverage/', 'node_modules/', 'test-results/', 'public/'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

@@ -1,4 +1,4 @@
-// The floor billfold is measured against (SPEC section 9): node:http, an undici pool and one Redis
+// The floor billfold is measured against (docs/performance.md): node:http, an undici pool and one Redis
 // GET per request, with no framework, no security checks and no decryption. It relays
 // /api/<provider>/<path> to one upstream with a session id read from the cookie.
 import http from 'node:http';

@@ -1,5 +1,7 @@
-// The reference SPA client for billfold: every call is same-origin, sends X-CSRF: 1, and lets the
-// browser attach the httpOnly session cookie. The page never sees a token.
+// The reference SPA for billfold, built on its typed client (/client/billfold-client.js): every
+// call is same-origin, sends X-CSRF: 1, and lets the browser attach the httpOnly session cookie.
+// The page never sees a token.
+import { createBillfoldClient, isBillfoldError } from '/client/billfold-client.js';
 
 const PROVIDERS = {
   billingplatform: {
@@ -79,52 +81,42 @@ const expired = new Set();
 let authenticated = false;
 let expiryTimer;
 
-/** An error billfold itself produced (not an upstream answer it relayed). */
-class BillfoldError extends Error {
-  constructor(status, body, retryAfter) {
-    super(body.error.message);
-    this.status = status;
-    this.code = body.error.code;
-    this.provider = body.error.provider;
-    this.requestId = body.error.requestId;
-    this.retryAfter = retryAfter;
-    this.body = body;
+const client = createBillfoldClient({ baseUrl: location.origin });
+// billfold has already forgotten the credential: the card asks for the sign-in again.
+client.on('upstream-expired', ({ provider }) => expired.add(provider));
+
+/** What the page shows of a failure: billfold's error by its code, or that billfold was unreachable. */
+function describeFailure(error) {
+  if (isBillfoldError(error)) {
+    const { code, message, provider, requestId } = error;
+    return {
+      code,
+      provider,
+      status: error.status,
+      retryAfter: error.retryAfter,
+      body: { error: { code, message, provider, requestId } },
+    };
   }
+  return { code: 'network', message: error.message, body: { message: error.message } };
 }
 
 /**
- * Calls billfold. Resolves with every answer a provider gave (a relayed 404 is the provider's), and
- * throws BillfoldError for billfold's own errors: those carry the X-Billfold-Error header, which
- * billfold never passes on from a provider, so a provider's error body of the same shape (even one
- * echoing the request id) is still the provider's.
+ * Relays a demo call through the client. Resolves with every answer a provider gave (a relayed 404
+ * is the provider's); billfold's own errors (marked X-Billfold-Error, which billfold never passes on
+ * from a provider) are thrown typed by code, so a provider's error body of the same shape is still
+ * the provider's.
  */
-async function api(method, path, { json, form } = {}) {
-  const headers = { 'X-CSRF': '1', Accept: 'application/json' };
-  let body;
-  if (json !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    body = JSON.stringify(json);
-  } else if (form !== undefined) {
-    headers['Content-Type'] = 'application/x-www-form-urlencoded';
-    body = new URLSearchParams(form).toString();
-  }
-  let response;
-  try {
-    response = await fetch(path, { method, headers, body, credentials: 'same-origin' });
-  } catch (cause) {
-    throw Object.assign(new Error(cause.message), { code: 'network' });
-  }
-  const text = await response.text();
-  let data = text;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    // A relayed answer need not be JSON.
-  }
-  if (response.headers.has('x-billfold-error') && typeof data?.error?.code === 'string') {
-    throw new BillfoldError(response.status, data, Number(response.headers.get('retry-after')) || undefined);
-  }
-  return { status: response.status, data, method, path };
+async function relay(provider, { method, path, json, form }) {
+  const url = new URL(path, location.origin);
+  const below = url.pathname.slice(`/api/${provider}/`.length);
+  const query = Object.fromEntries(url.searchParams);
+  const answer = await client.relay(provider, below, {
+    method,
+    ...(json !== undefined && { json }),
+    ...(form !== undefined && { form }),
+    ...(url.search && { query }),
+  });
+  return { status: answer.status, data: answer.data, method, path };
 }
 
 function show({ status, data, method, path }) {
@@ -134,14 +126,14 @@ function show({ status, data, method, path }) {
     data === null ? '(no body)' : typeof data === 'string' ? data : JSON.stringify(data, null, 2);
 }
 
-function showError(error) {
+function showError(thrown) {
+  const error = describeFailure(thrown);
   let advice = ERROR_ADVICE[error.code] ?? error.message;
   if (error.retryAfter) advice += ` (retry in ${error.retryAfter} s)`;
   errorBox.textContent = `${error.code ?? 'error'}${error.provider ? ` (${error.provider})` : ''}: ${advice}`;
   errorBox.hidden = false;
   answerLine.textContent = error.status ? `HTTP ${error.status}` : '';
   output.textContent = JSON.stringify(error.body ?? { message: error.message }, null, 2);
-  if (error.code === 'upstream_session_expired' && error.provider) expired.add(error.provider);
   if (error.code === 'upstream_session_expired' || error.code === 'unauthenticated') {
     // billfold has already forgotten the credential: show the sign-in form again and put the cursor in it.
     void refreshSession().then(() => {
@@ -173,7 +165,8 @@ function renderSession(view) {
     const card = document.querySelector(`[data-provider="${id}"]`);
     const state = view.providers?.[id];
     if (!card) continue;
-    card.hidden = view.authenticated && state === undefined;
+    // Signed in or not, the view lists the providers billfold is configured for.
+    card.hidden = state === undefined;
     const connected = state?.connected === true;
     if (connected) expired.delete(id);
     const status = $('.status', card);
@@ -222,7 +215,9 @@ function buildBill(card, spec) {
   sync.append(useToken);
   sync.addEventListener('submit', (event) => {
     event.preventDefault();
-    void runAuth('POST', '/auth/bill/login', { json: Object.fromEntries(new FormData(sync)) });
+    void runAuth('POST', '/auth/bill/login', () =>
+      client.signIn('bill', Object.fromEntries(new FormData(sync))),
+    );
   });
 
   const pay = document.createElement('button');
@@ -231,7 +226,7 @@ function buildBill(card, spec) {
   pay.textContent = 'Pay a bill';
   pay.hidden = true;
   const payment = spec.v3.payment;
-  const callPayment = () => api(payment.method, payment.path, payment);
+  const callPayment = () => relay('bill', payment);
   pay.addEventListener('click', () => {
     void run(async () => {
       try {
@@ -259,9 +254,9 @@ function buildBill(card, spec) {
   let challengeId;
   $('.mfa-send', mfa).addEventListener('click', () => {
     void run(async () => {
-      const result = await api('POST', '/auth/bill/mfa/challenge');
-      challengeId = result.data.challengeId;
-      return result;
+      const data = await client.requestBillMfaCode();
+      challengeId = data.challengeId;
+      return { status: 200, data, method: 'POST', path: '/auth/bill/mfa/challenge' };
     });
   });
   mfa.addEventListener('submit', (event) => {
@@ -269,10 +264,9 @@ function buildBill(card, spec) {
     void run(async () => {
       const token = $('input[name="token"]', mfa).value;
       const rememberMe = $('input[name="rememberMe"]', mfa).checked;
-      const result = await api('POST', '/auth/bill/mfa/validate', {
-        json: { challengeId, token, rememberMe },
-      });
-      renderSession(result.data);
+      const view = await client.verifyBillMfaCode({ challengeId, token, rememberMe });
+      const result = { status: 200, data: view, method: 'POST', path: '/auth/bill/mfa/validate' };
+      renderSession(view);
       $('input[name="token"]', mfa).value = '';
       const retry = pendingBillCall;
       pendingBillCall = undefined;
@@ -296,7 +290,7 @@ function renderOrganizations(card, spec, state) {
   }
   if (select.options.length === 0) {
     select.append(new Option(state.organization.name, state.organization.id));
-    void api('GET', spec.organizations)
+    void relay('billbora', { method: 'GET', path: spec.organizations })
       .then(({ status, data }) => {
         if (status !== 200 || !Array.isArray(data?.results)) return;
         // Keep what is selected now: a switch may have landed while the list loaded.
@@ -323,7 +317,7 @@ function scheduleExpiryCheck(view) {
 
 async function refreshSession() {
   try {
-    const { data } = await api('GET', '/auth/session');
+    const data = await client.session();
     renderSession(data);
     return data;
   } catch (error) {
@@ -333,12 +327,12 @@ async function refreshSession() {
   }
 }
 
-/** Runs an /auth call that answers the session view, and shows both the view and the answer. */
-function runAuth(method, path, options) {
+/** Runs a client call that answers the session view, and shows both the view and the answer. */
+function runAuth(method, path, call) {
   return run(async () => {
-    const result = await api(method, path, options);
-    renderSession(result.data);
-    return result;
+    const view = await call();
+    renderSession(view);
+    return { status: 200, data: view, method, path };
   });
 }
 
@@ -365,22 +359,22 @@ function buildCards() {
     for (const [name, value] of Object.entries(spec.fields)) fields.append(loginField(name, value));
     $('.login', card).addEventListener('submit', (event) => {
       event.preventDefault();
-      void runAuth('POST', `/auth/${id}/login`, { json: Object.fromEntries(new FormData(event.target)) });
+      const body = Object.fromEntries(new FormData(event.target));
+      void runAuth('POST', `/auth/${id}/login`, () => client.signIn(id, body));
     });
-    $('.call', card).addEventListener(
-      'click',
-      () => void run(() => api(spec.call.method, spec.call.path, spec.call)),
-    );
+    $('.call', card).addEventListener('click', () => void run(() => relay(id, spec.call)));
     $('.logout', card).addEventListener('click', () => {
       // Signing out of the last provider ends the session: the user did that, it did not lapse.
       authenticated = false;
-      void runAuth('POST', `/auth/${id}/logout`);
+      void runAuth('POST', `/auth/${id}/logout`, () => client.signOut(id));
     });
     if (spec.organizations) {
       $('.organization', card).addEventListener('submit', (event) => {
         event.preventDefault();
         const organizationId = $('select', card).value;
-        void runAuth('POST', '/auth/billbora/organization', { json: { organizationId } });
+        void runAuth('POST', '/auth/billbora/organization', () =>
+          client.switchBillboraOrganization(organizationId),
+        );
       });
     }
     if (spec.v3) buildBill(card, spec);
@@ -389,16 +383,19 @@ function buildCards() {
 }
 
 buildCards();
-$('#refresh-session').addEventListener('click', () => void runAuth('GET', '/auth/session'));
+$('#refresh-session').addEventListener(
+  'click',
+  () => void runAuth('GET', '/auth/session', () => client.session()),
+);
 $('#logout-all').addEventListener(
   'click',
   () =>
     void run(async () => {
-      const result = await api('POST', '/auth/logout');
+      await client.signOut();
       expired.clear();
       authenticated = false;
       await refreshSession();
-      return result;
+      return { status: 204, data: null, method: 'POST', path: '/auth/logout' };
     }),
 );
 void refreshSession();

@@ -32,6 +32,7 @@ import { createAuthRouter, createProviderRouters, requireJsonBody } from './rout
 import { createHealthRouter } from './routes/health-routes.js';
 import { createInventoryRouter } from './routes/inventory-routes.js';
 import { createMetricsRoute } from './routes/metrics-route.js';
+import { createOpenApiRouter } from './routes/openapi-route.js';
 import { createOperatorHandler } from './routes/operator-listener.js';
 import { createRelayHandler } from './routes/relay-route.js';
 import { createSessionRouter } from './routes/session-routes.js';
@@ -69,6 +70,8 @@ export interface AppDeps {
 
 const PROBES = new Set(['/healthz', '/readyz']);
 const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
+// The typed client, compiled by `npm run build` (from src/ and from dist/, one folder up is the repo).
+const CLIENT_DIR = fileURLToPath(new URL('../dist/client', import.meta.url));
 
 /**
  * The request listener. Every request first gets its context and the headers every answer carries
@@ -122,6 +125,7 @@ export function createApp(deps: AppDeps): RequestListener {
   app.set('trust proxy', trust);
   app.set('query parser', 'simple');
   app.use(createHealthRouter(repository, deps.client));
+  app.use(createOpenApiRouter());
   app.use(['/auth', '/api'], (req, res, next) => {
     if (req.method !== 'OPTIONS') {
       policy.check(req);
@@ -148,7 +152,10 @@ export function createApp(deps: AppDeps): RequestListener {
     ...createProviderRouters({ ...deps, renewer }),
     createAuthRouter({ ...deps, renewer }),
   );
-  if (!config.production) app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
+  if (!config.production) {
+    app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
+    app.use('/client', express.static(CLIENT_DIR));
+  }
   app.use(() => {
     throw new AppError('not_found');
   });

@@ -6,7 +6,7 @@ import type { SessionRecord } from '../session/session-record.js';
 import { recordOf, type SessionStore } from '../session/session-store.js';
 import { contextOf } from './request-context.js';
 
-/** The session cookie's attributes (SPEC section 3): httpOnly, SameSite=Strict, Path=/, no Domain, no expiry. */
+/** The session cookie's attributes (the `session` scheme in /openapi.json): httpOnly, SameSite=Strict, Path=/, no Domain, no expiry. */
 export function sessionCookieOptions(config: Config) {
   return { httpOnly: true, secure: config.session.cookieSecure, sameSite: 'strict', path: '/' } as const;
 }

@@ -16,11 +16,7 @@ export function createSessionRouter(deps: {
 
   router.get('/session', async (req, res) => {
     let record = sessionRecordOf(req);
-    if (!record) {
-      res.json({ authenticated: false });
-      return;
-    }
-    if (req.query.touch === 'true') {
+    if (record && req.query.touch === 'true') {
       const now = clock.now();
       const touched = await repository.update(req.sessionID, (stored) => ({
         ...stored,

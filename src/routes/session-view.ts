@@ -3,14 +3,21 @@ import { sessionDeadlines } from '../session/session-record.js';
 import { configuredAdapters, type AdapterRegistry, type ProviderView } from '../upstream/provider-adapter.js';
 import type { ProviderId } from '../upstream/provider-id.js';
 
-/** The session view of SPEC section 2: every configured provider, connected or not, and no secret. */
+/** A provider's entry: what its adapter shows of a connected credential, or that there is none. */
+export type ProviderEntry = ProviderView | { connected: false };
+
+/**
+ * The session view (`SessionView` in /openapi.json): every configured provider, connected or not,
+ * and no secret. Signed out, it still lists the configured providers, none connected, so a client
+ * knows which sign-ins to offer.
+ */
 export type SessionView =
-  | { authenticated: false }
+  | { authenticated: false; providers: Partial<Record<ProviderId, { connected: false }>> }
   | {
       authenticated: true;
       expiresAt: string;
       idleExpiresAt: string;
-      providers: Partial<Record<ProviderId, ProviderView | { connected: false }>>;
+      providers: Partial<Record<ProviderId, ProviderEntry>>;
     };
 
 export function buildSessionView(
@@ -18,12 +25,14 @@ export function buildSessionView(
   adapters: AdapterRegistry,
   limits: SessionLimits,
 ): SessionView {
-  if (!record) return { authenticated: false };
-  const providers: Partial<Record<ProviderId, ProviderView | { connected: false }>> = {};
+  const providers: Partial<Record<ProviderId, ProviderEntry>> = {};
+  const signedOut: Partial<Record<ProviderId, { connected: false }>> = {};
   for (const adapter of configuredAdapters(adapters)) {
-    const credential = record.providers[adapter.id];
+    signedOut[adapter.id] = { connected: false };
+    const credential = record?.providers[adapter.id];
     providers[adapter.id] = credential ? adapter.view(credential) : { connected: false };
   }
+  if (!record) return { authenticated: false, providers: signedOut };
   const { expiresAt, idleExpiresAt } = sessionDeadlines(record, limits);
   return {
     authenticated: true,

@@ -29,6 +29,12 @@ export const PROVIDER_MODULES = [
 /** The built-in provider modules. */
 export type ProviderModules = typeof PROVIDER_MODULES;
 
+/** The id of a built-in provider. */
+export type BuiltInProviderId = ProviderModules[number]['id'];
+
+/** The built-in providers' ids, in the list's order. */
+export const PROVIDER_IDS: readonly BuiltInProviderId[] = PROVIDER_MODULES.map((module) => module.id);
+
 /** The configured providers' slices, typed for the built-in modules. */
 export type ProviderConfig = ProviderConfigs<ProviderModules>;
 

@@ -2,7 +2,9 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type * as BillfoldClientModule from '../../src/client/billfold-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
 import { freePort } from '../support/redis-server.js';
@@ -13,6 +15,7 @@ import {
   type OtherOrigin,
   type TestCertificate,
 } from './browser-support.js';
+import { signedOut } from '../support/security-expect.js';
 
 const COOKIE = '__Host-billfold';
 const SCREENSHOT = fileURLToPath(new URL('../../test-results/demo-page-signed-in.png', import.meta.url));
@@ -117,6 +120,15 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     await expect.poll(() => card(page, provider).locator('.status').textContent(), WAIT).toMatch(expected);
   }
 
+  /** The call and sign-out buttons a user can see on a provider's card. */
+  async function actionsShown(page: Page, provider: string): Promise<string[]> {
+    const shown: string[] = [];
+    for (const name of ['Call the API', 'Sign out']) {
+      if (await card(page, provider).getByRole('button', { name, exact: true }).isVisible()) shown.push(name);
+    }
+    return shown;
+  }
+
   async function callApi(page: Page, provider: string, expected: string): Promise<void> {
     await card(page, provider).getByRole('button', { name: 'Call the API' }).click();
     await expect.poll(textOf(page, '#output'), WAIT).toContain(expected);
@@ -133,7 +145,13 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     expect(await card(page, 'billingplatform').locator('.status').textContent()).toBe('Not connected');
     await card(page, 'billingplatform').locator('input[name="password"]').fill('demo-password');
 
+    // Signed out, no card offers a call or a sign-out; each offers them once its provider is connected.
+    for (const provider of ['billingplatform', 'bill', 'billogram', 'billbora']) {
+      expect(await actionsShown(page, provider), provider).toEqual([]);
+    }
     await signIn(page, 'billingplatform', /^Connected as demo$/);
+    expect(await actionsShown(page, 'billingplatform')).toEqual(['Call the API', 'Sign out']);
+    expect(await actionsShown(page, 'billogram')).toEqual([]);
     await callApi(page, 'billingplatform', 'Acme Corporation');
     await signIn(page, 'bill', /^Connected as demo@example\.com$/);
     await callApi(page, 'bill', 'Acme Supplies');
@@ -192,6 +210,7 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     await expect
       .poll(() => card(page, 'billogram').locator('.status').textContent(), WAIT)
       .toBe('Not connected');
+    expect(await actionsShown(page, 'billogram')).toEqual([]);
     expect(await card(page, 'bill').locator('.status').textContent()).toMatch(/^Connected/);
 
     await page.getByRole('button', { name: 'Sign out of everything' }).click();
@@ -205,6 +224,69 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     expect(JSON.parse(after.body!).error.code).toBe('unauthenticated');
     expect(problems).toEqual([]);
   }, 120_000);
+
+  it('runs the typed client in the page: sign-in, relay, errors typed by code, the expiry event, sign-out', async () => {
+    const { page, problems } = await openDemo();
+    const loaded: string[] = [];
+    page.on('request', (request) => loaded.push(new URL(request.url()).pathname));
+    await page.reload();
+    expect(loaded).toContain('/client/billfold-client.js');
+    // A module the page loads, handed to the functions below (which run in the page, not here).
+    await page.evaluate(
+      "import('/client/billfold-client.js').then((module) => { globalThis.billfold = module; })",
+    );
+    const outcome = await page.evaluate(async (credentials) => {
+      const { createBillfoldClient, isBillfoldError } = (
+        globalThis as unknown as { billfold: typeof BillfoldClientModule }
+      ).billfold;
+      const client = createBillfoldClient({ baseUrl: location.origin });
+      const signedOut = await client.session();
+      const refused = await client
+        .signIn('billingplatform', { ...credentials, password: 'wrong' })
+        .catch((error: unknown) => (isBillfoldError(error, 'invalid_credentials') ? error.code : 'untyped'));
+      const view = await client.signIn('billingplatform', credentials);
+      const account = await client.relay<string>('billingplatform', 'ACCOUNT/1001');
+      return {
+        signedOut,
+        refused,
+        connected: view.authenticated && view.providers.billingplatform?.connected,
+        status: account.status,
+        body: JSON.stringify(account.data),
+        cookie: document.cookie,
+      };
+    }, SANDBOX_DEMO_CREDENTIALS.billingplatform);
+    expect(outcome).toMatchObject({
+      refused: 'invalid_credentials',
+      connected: true,
+      status: 200,
+      cookie: '',
+      signedOut: { authenticated: false, providers: { billingplatform: { connected: false } } },
+    });
+    expect(outcome.body).toContain('Acme Corporation');
+
+    sandbox!.billingplatform.expireAllSessions();
+    const expiry = await page.evaluate(async () => {
+      const { createBillfoldClient } = (globalThis as unknown as { billfold: typeof BillfoldClientModule })
+        .billfold;
+      const client = createBillfoldClient({ baseUrl: location.origin });
+      const events: string[] = [];
+      client.on('upstream-expired', ({ provider }) => events.push(`upstream-expired ${provider}`));
+      client.on('session-expired', () => events.push('session-expired'));
+      await client.session();
+      const code = await client
+        .relay('billingplatform', 'ACCOUNT/1001')
+        .then(() => 'answered')
+        .catch((error: unknown) => (error as { code?: string }).code);
+      const after = await client.session();
+      return { code, events, after: after.authenticated };
+    });
+    expect(expiry).toEqual({
+      code: 'upstream_session_expired',
+      events: ['upstream-expired billingplatform', 'session-expired'],
+      after: false,
+    });
+    expect(problems).toEqual([]);
+  });
 
   it('never lets page script read the session cookie', async () => {
     const { page, context } = await openDemo();
@@ -315,6 +397,6 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
 
     // Without credentials: 'include' the browser sends no cookie, even to a listed origin.
     const anonymous = await probe(spa, `${origin}/auth/session`, { headers: { 'X-CSRF': '1' } });
-    expect(JSON.parse(anonymous.body!)).toEqual({ authenticated: false });
+    expect(JSON.parse(anonymous.body!)).toEqual(signedOut());
   }, 60_000);
 });

@@ -5,6 +5,7 @@ import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process
 import { freePort } from '../support/redis-server.js';
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { NativeClient } from './native-client.js';
+import { signedOut } from '../support/security-expect.js';
 
 const COOKIE = 'billfold';
 
@@ -49,7 +50,7 @@ describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfol
     expect(refused.body.error.code).toBe('csrf_header_missing');
     const anonymous = await app.get('/auth/session');
     expect(anonymous.status).toBe(200);
-    expect(anonymous.body).toEqual({ authenticated: false });
+    expect(anonymous.body).toEqual(signedOut());
     expect(anonymous.headers['set-cookie']).toBeUndefined();
   });
 
@@ -77,7 +78,7 @@ describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfol
     expect(cookie).not.toBe(firstCookie);
     const stale = new NativeClient(origin);
     stale.jar.set(COOKIE, { ...app.jar.get(COOKIE)!, value: firstCookie! });
-    expect((await stale.get('/auth/session')).body).toEqual({ authenticated: false });
+    expect((await stale.get('/auth/session')).body).toEqual(signedOut());
 
     const account = await app.get('/api/billingplatform/ACCOUNT/1001');
     expect(account.status).toBe(200);
@@ -119,6 +120,6 @@ describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfol
     const relayed = await replay.get('/api/billingplatform/ACCOUNT/1001');
     expect(relayed.status).toBe(401);
     expect(relayed.body.error.code).toBe('unauthenticated');
-    expect((await replay.get('/auth/session')).body).toEqual({ authenticated: false });
+    expect((await replay.get('/auth/session')).body).toEqual(signedOut());
   }, 60_000);
 });

@@ -3,6 +3,7 @@ import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { leaksOf } from '../support/secrets.js';
 import { createTestClock } from '../support/test-clock.js';
 import { useStack } from '../support/stack.js';
+import { signedOut } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.bill;
 const form = (fields: Record<string, string>) => ({
@@ -137,7 +138,7 @@ describe('BILL end to end on Redis', () => {
     const sessionId = stack.sandbox.bill.sessions().at(-1)!;
     const logout = await client.post('/auth/bill/logout');
     expect(logout.status).toBe(200);
-    expect(logout.body).toEqual({ authenticated: false });
+    expect(logout.body).toEqual(signedOut());
     expect(logout.setCookies.join()).toMatch(/Expires=Thu, 01 Jan 1970/);
     const call = stack.sandbox.bill.requests.find((r) => r.path.endsWith('/Logout.json'))!;
     expect(new URLSearchParams(call.body).get('sessionId')).toBe(sessionId);

@@ -13,6 +13,7 @@ import { spawnBillfold } from '../support/billfold-process.js';
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { createTestClock } from '../support/test-clock.js';
+import { signedOut } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const payment = { vendorId: '00901DEMOVEND01', amount: 125.5 };
@@ -185,7 +186,7 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     const sessionId = sandbox.billV3.sessions().at(-1)!;
     const logout = await client.post('/auth/bill/logout');
     expect(logout.status).toBe(200);
-    expect(logout.body).toEqual({ authenticated: false });
+    expect(logout.body).toEqual(signedOut());
     const [call] = v3Requests('/logout');
     expect(call?.headers.sessionid).toBe(sessionId);
     expect(call?.headers.devkey).toBe(demo.billDevKey);

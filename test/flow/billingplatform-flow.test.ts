@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { createCookieClient } from '../support/billfold-harness.js';
+import { startSandbox } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
 import { connectRedis } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
 import { useStack } from '../support/stack.js';
+import { signedOut } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billingplatform;
 
@@ -18,7 +20,7 @@ describe.each([
 
     const anonymous = await client.get('/auth/session');
     expect(anonymous.status).toBe(200);
-    expect(anonymous.body).toEqual({ authenticated: false });
+    expect(anonymous.body).toEqual(signedOut());
     expect(anonymous.setCookies).toEqual([]);
 
     const login = await client.post('/auth/billingplatform/login', {
@@ -76,7 +78,7 @@ describe.each([
     expect(replay.status).toBe(401);
     expect(replay.body.error.code).toBe('unauthenticated');
     const replayView = await client.get('/auth/session', { cookie: oldCookie });
-    expect(replayView.body).toEqual({ authenticated: false });
+    expect(replayView.body).toEqual(signedOut());
 
     expect(leaksOf([demo.password, upstreamSessionId!], stack.billfold.logs)).toEqual([]);
     // The session id travels only in billfold's own Set-Cookie; it is never logged, not even hashed-then-cut.
@@ -137,5 +139,32 @@ describe('BillingPlatform logout ends the upstream session whichever form the se
     stack.sandbox.billingplatform.clearRequests();
     expect((await client.post('/auth/billingplatform/logout')).status).toBe(200);
     expect(stack.sandbox.billingplatform.requests.filter((r) => r.path === '/logout')).toHaveLength(2);
+  });
+});
+
+describe('GET /auth/session when signed out', () => {
+  it('lists the configured providers, and only those, none connected', async () => {
+    const sandbox = await startSandbox();
+    const { BILLINGPLATFORM_BASE_URL, BILLOGRAM_BASE_URL, ALLOW_INSECURE_UPSTREAMS } = sandbox.env;
+    const billfold = await startBillfold({
+      BILLINGPLATFORM_BASE_URL,
+      BILLOGRAM_BASE_URL,
+      ALLOW_INSECURE_UPSTREAMS,
+    });
+    try {
+      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+      expect((await client.get('/auth/session')).body).toEqual({
+        authenticated: false,
+        providers: { billingplatform: { connected: false }, billogram: { connected: false } },
+      });
+      // Signing out of the last provider answers the same view.
+      await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram);
+      expect((await client.post('/auth/billogram/logout')).body).toEqual(
+        signedOut(['billingplatform', 'billogram']),
+      );
+    } finally {
+      await billfold.close();
+      await sandbox.close();
+    }
   });
 });

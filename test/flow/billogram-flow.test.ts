@@ -2,6 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { leaksOf } from '../support/secrets.js';
 import { useStack } from '../support/stack.js';
+import { signedOut } from '../support/security-expect.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billogram;
 const basic = `Basic ${Buffer.from(`${demo.apiUserId}:${demo.apiPassword}`).toString('base64')}`;
@@ -48,7 +49,7 @@ describe('Billogram end to end on Redis', () => {
       const answer = await client.get('/api/billogram/customer/1');
       expect(answer.status).toBe(401);
       expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billogram' });
-      expect((await client.get('/auth/session')).body).toEqual({ authenticated: false });
+      expect((await client.get('/auth/session')).body).toEqual(signedOut());
     },
   );
 
@@ -57,7 +58,7 @@ describe('Billogram end to end on Redis', () => {
     await client.post('/auth/billogram/login', demo);
     stack.sandbox.billogram.clearRequests();
     const logout = await client.post('/auth/billogram/logout');
-    expect(logout.body).toEqual({ authenticated: false });
+    expect(logout.body).toEqual(signedOut());
     expect(stack.sandbox.billogram.requests).toEqual([]);
     expect((await client.get('/api/billogram/customer/1')).body.error.code).toBe('unauthenticated');
   });

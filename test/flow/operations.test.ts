@@ -91,7 +91,7 @@ describe('audit trail', () => {
   const auditLinesOf = (logs: string[]) =>
     logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.audit === true);
 
-  it('audits every event of SPEC section 6 and revocations, each one line of the documented schema', async () => {
+  it('audits every event of docs/audit.md and revocations, each one line of the documented schema', async () => {
     const limited = await startBillfold({ ...sandbox.env, LOGIN_MAX_FAILURES_PER_USER: '1' });
     const production = await startBillfold({
       NODE_ENV: 'production',

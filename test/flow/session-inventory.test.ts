@@ -11,6 +11,7 @@ import {
 import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { startOwnRedisCluster, type OwnRedisCluster } from '../support/redis-cluster.js';
 import { TEST_SECRETS } from '../support/test-config.js';
+import { signedOut } from '../support/security-expect.js';
 
 /** Where the sessions live: one instance on the embedded store, or two sharing Redis. */
 interface Store {
@@ -132,7 +133,7 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     const next = await onSecond(phone).get('/api/billingplatform/ACCOUNT/1001');
     expect(next.status).toBe(401);
     expect(next.body.error.code).toBe('unauthenticated');
-    expect((await onSecond(phone).get('/auth/session')).body).toEqual({ authenticated: false });
+    expect((await onSecond(phone).get('/auth/session')).body).toEqual(signedOut());
     expect(sandbox.billingplatform.sessions()).toHaveLength(upstreamBefore - 1);
     // The revoking session carries on, and no longer lists the revoked one.
     expect((await laptop.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(200);

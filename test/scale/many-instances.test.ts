@@ -5,6 +5,7 @@ import { createCookieClient } from '../support/billfold-harness.js';
 import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { outcomeOf } from './scale-support.js';
+import { signedOut } from '../support/security-expect.js';
 
 describe('three billfold processes on one Redis', () => {
   let sandbox: Sandbox;
@@ -44,7 +45,7 @@ describe('three billfold processes on one Redis', () => {
     for (const index of [0, 1, 2]) {
       const client = on(index, first.cookie);
       expect(outcomeOf(await client.get('/api/billingplatform/ACCOUNT/1001'))).toBe('401 unauthenticated');
-      expect((await client.get('/auth/session')).body).toEqual({ authenticated: false });
+      expect((await client.get('/auth/session')).body).toEqual(signedOut());
     }
   });
 

@@ -18,6 +18,7 @@ import {
   sessionIdOf,
   signedCookie,
   waitUntil,
+  signedOut,
 } from '../support/security-expect.js';
 import { createTestClock } from '../support/test-clock.js';
 import { randomEncryptionKey, TEST_SECRETS } from '../support/test-config.js';
@@ -73,7 +74,7 @@ async function bothRoads(billfold: RunningBillfold, cookie: string) {
 async function expectNoSessionOnEitherRoad(billfold: RunningBillfold, cookie: string) {
   const { view, relay } = await bothRoads(billfold, cookie);
   expect(view.status).toBe(200);
-  expect(view.body).toEqual({ authenticated: false });
+  expect(view.body).toEqual(signedOut());
   expectDocumentedError(relay, 401, 'unauthenticated');
 }
 
@@ -169,7 +170,7 @@ describe('the session id travels only in the cookie', () => {
   it('ignores an id in the query string', async () => {
     const stranger = createCookieClient(billfold.url, 'billfold');
     const query = `session=${id}&billfold=${cookieValue}&connect.sid=${cookieValue}`;
-    expect((await stranger.get(`/auth/session?${query}`)).body).toEqual({ authenticated: false });
+    expect((await stranger.get(`/auth/session?${query}`)).body).toEqual(signedOut());
     // A credential-like name is refused outright, on the auth routes as on the relay.
     expectDocumentedError(await stranger.get(`/auth/session?sid=${id}`), 400, 'secret_in_query');
     expectDocumentedError(
@@ -198,9 +199,7 @@ describe('the session id travels only in the cookie', () => {
       ['X-CSRF', '1'],
       [name, value(id, cookieValue)],
     ];
-    expect((await sendRaw(billfold.url, { target: '/auth/session', headers })).body).toEqual({
-      authenticated: false,
-    });
+    expect((await sendRaw(billfold.url, { target: '/auth/session', headers })).body).toEqual(signedOut());
     expectDocumentedError(
       await sendRaw(billfold.url, { target: '/api/billingplatform/ACCOUNT/1001', headers }),
       401,

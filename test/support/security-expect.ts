@@ -2,13 +2,15 @@ import signature from 'cookie-signature';
 import { expect } from 'vitest';
 import type { Answer } from './billfold-harness.js';
 import type { RawAnswer } from './raw-http.js';
+import type { ProviderId } from '../../src/upstream/provider-id.js';
+import { PROVIDER_IDS } from '../../src/upstream/provider-modules.js';
 
 /** A header of an answer from either the cookie client or a raw socket. */
 export function headerOf(answer: Answer | RawAnswer, name: string): string | undefined {
   return 'header' in answer ? answer.header(name) : (answer.headers.get(name) ?? undefined);
 }
 
-/** Asserts billfold's documented error shape (SPEC section 2), with nothing internal in it. */
+/** Asserts billfold's documented error shape (`ErrorBody` in /openapi.json), with nothing internal in it. */
 export function expectDocumentedError(answer: Answer | RawAnswer, status: number, code: string): void {
   expect({ status: answer.status, code: answer.body?.error?.code }).toEqual({ status, code });
   expect(answer.body.error.requestId).toBe(headerOf(answer, 'x-request-id'));
@@ -50,4 +52,12 @@ export async function waitUntil(
     if (performance.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** The signed-out session view: the configured providers (all four unless named), none connected. */
+export function signedOut(providers: readonly ProviderId[] = PROVIDER_IDS) {
+  return {
+    authenticated: false,
+    providers: Object.fromEntries(providers.map((id) => [id, { connected: false }])),
+  };
 }

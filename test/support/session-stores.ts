@@ -12,7 +12,7 @@ import { createStoreKeyNames } from '../../src/session/store-key-names.js';
 import { REDIS_URL, uniquePrefix } from './redis.js';
 import { TEST_SECRETS, testConfig } from './test-config.js';
 
-/** The limits most store tests use: SPEC's defaults. */
+/** The limits most store tests use: billfold's defaults (SESSION_IDLE_TIMEOUT_S, SESSION_ABSOLUTE_TIMEOUT_S). */
 export const TEST_LIMITS: SessionLimits = { idleTimeoutMs: 30 * 60_000, absoluteTimeoutMs: 12 * 3_600_000 };
 
 /** What a store is built with in a test; everything has a default. */

@@ -96,7 +96,8 @@ export const billLoginSchema = z
         path: ['tokenName'],
         message: 'a password or a sync token, not both',
       });
-  });
+  })
+  .meta({ description: 'userName and password, or a sync token’s tokenName and tokenValue; orgId always.' });
 
 /** A login as BILL takes it: a sync token signs in with its name as the user name and its value as the password. */
 export interface BillLogin {
