@@ -10,6 +10,9 @@ const SRC = fileURLToPath(new URL('../../src', import.meta.url));
  * any lower layer, never a higher one. docs/design.md states the same rule.
  */
 const LAYERS: ReadonlyArray<{ name: string; holds: (file: string) => boolean }> = [
+  // The typed client ships on its own: it imports nothing of the server, and the server shares its
+  // error-code list.
+  { name: 'client', holds: (file) => file.startsWith('client/') },
   { name: 'core', holds: (file) => !file.includes('/') && !TOP.has(file) },
   { name: 'session', holds: (file) => file.startsWith('session/') },
   { name: 'upstream (shared)', holds: (file) => /^upstream\/[^/]+$/.test(file) && !LIST.has(file) },
