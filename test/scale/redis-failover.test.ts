@@ -15,8 +15,9 @@ import {
 import { eventually, outcomeOf, sleep } from './scale-support.js';
 
 const STORE_TIMEOUT_MS = 1000;
-// What "never slower than the store timeout" allows on a loaded 2-core machine.
-const ANSWER_WITHIN_MS = STORE_TIMEOUT_MS + 2500;
+// "Bounded by the store timeout, never hung": a call waiting on a lost master would wait for TCP to
+// give up (minutes), while a loaded 2-core machine has been seen stretching a bounded one to 7 s.
+const ANSWER_WITHIN_MS = STORE_TIMEOUT_MS + 15_000;
 const SESSIONS = 100;
 const RELAY_CLIENTS = 16;
 const WRITERS = 8;
