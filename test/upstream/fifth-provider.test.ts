@@ -59,7 +59,7 @@ describe('a fifth provider, added as one module folder, one line in the list and
     const beforeLogout = bank.control.requests.length;
     const logout = await client.post('/auth/fakebank/logout');
     expect(logout.status).toBe(200);
-    expect(logout.body).toEqual({ authenticated: false });
+    expect(logout.body).toEqual({ authenticated: false, providers: { fakebank: { connected: false } } });
     expect(bank.control.requests.slice(beforeLogout)).toEqual([
       { method: 'POST', path: '/logout', authorization: fresh },
     ]);
