@@ -105,6 +105,7 @@ const AUTH_EDGE: ErrorCode[] = [
 /** An operator endpoint's refusals: its bearer token, wrong guesses of it, its own route. */
 const OPERATOR: ErrorCode[] = [
   'invalid_request',
+  'secret_in_query',
   'unauthenticated',
   'rate_limited',
   'not_found',

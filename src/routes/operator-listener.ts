@@ -7,6 +7,7 @@ import type { OperatorAuthLimiter } from '../middleware/operator-auth-limiter.js
 import { beginRequest, type RequestContext, type RequestObserver } from '../middleware/request-context.js';
 import type { TrustFunction } from '../middleware/request-guards.js';
 import type { SecurityHeaders } from '../middleware/security-headers.js';
+import { checkQuery } from '../upstream/relay-policy.js';
 
 /** One operator endpoint: answers, or throws an AppError. `url` is parsed, the path without a host. */
 export type OperatorRoute = (
@@ -39,6 +40,15 @@ export function createOperatorHandler(
   const authorized = options.token === undefined ? () => true : createBearerCheck(options.token);
   return (req, res, context) => {
     const fail = (error: unknown) => sendError(res, error, context, logger);
+    // As on every other route, a credential in the query is refused before anything reads it: a
+    // token sent as `?token=` is never checked, counted or logged.
+    const queryAt = req.url?.indexOf('?') ?? -1;
+    try {
+      if (queryAt !== -1) checkQuery(req.url!.slice(queryAt));
+    } catch (error) {
+      fail(error);
+      return;
+    }
     if (options.token !== undefined) {
       const blockedMs = options.limiter.blockedFor(context.clientAddress);
       if (blockedMs > 0) {
@@ -56,7 +66,7 @@ export function createOperatorHandler(
         route: context.route,
       });
       res.setHeader('www-authenticate', 'Bearer');
-      fail(new AppError('unauthenticated'));
+      fail(new AppError('unauthenticated', { message: 'A valid operator token is required.' }));
       return;
     }
     const url = parseTarget(req.url);

@@ -85,15 +85,41 @@ const SECRET_NAMES = new Set([
   'authorization',
   'auth',
   'key',
+  'otp',
+  'passcode',
+  'passwd',
+  'credential',
+  'credentials',
 ]);
+// Suffixes name a credential whatever qualifies it (`x_session_id`, `private_key`, `mfaToken`); a
+// bare `token` or `key` suffix is not among them, since `pageToken` and `sortKey` carry none.
 const SECRET_SUFFIXES = [
   'password',
+  'passwd',
+  'passcode',
   'secret',
   'apikey',
   'sessionid',
   'devkey',
   'accesstoken',
   'refreshtoken',
+  'idtoken',
+  'authtoken',
+  'apitoken',
+  'sessiontoken',
+  'mfatoken',
+  'tokenvalue',
+  'remembermeid',
+  'privatekey',
+  'secretkey',
+  'accesskey',
+  'signingkey',
+  'encryptionkey',
+  'sessionkey',
+  'clientkey',
+  'authkey',
+  'credential',
+  'credentials',
 ];
 
 /** Whether a parameter or header name looks like it carries a credential (any case, `_`/`-` ignored). */

@@ -253,6 +253,21 @@ describe('operator tokens', () => {
   const entries = () => billfold.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
   const audits = (event: string) => entries().filter((e) => e.audit === true && e.event === event);
 
+  it('refuses a credential in the query with 400 secret_in_query before the token is checked or counted', async () => {
+    for (const query of ['password=x', 'token=x', 'apiKey=x', 'sessionId=x', 'private_key=x']) {
+      const answer = await fetch(
+        `${billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone&${query}`,
+        { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
+      );
+      expect(answer.status).toBe(400);
+      expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('secret_in_query');
+    }
+    expect(audits('operator_auth_failed')).toEqual([]);
+    const wrong = await fetch(`${billfold.adminUrl!}/admin/sessions?token=guess`);
+    expect(wrong.status).toBe(400);
+    expect(audits('operator_auth_failed')).toEqual([]);
+  });
+
   it('refuses a burst of 50 guesses past the limit, the right token too, with Retry-After, until the window ends', async () => {
     const from = '198.51.100.7';
     const answers = await Promise.all(

@@ -89,10 +89,22 @@ describe('query strings', () => {
       'DEV-KEY',
       'apikey',
       'x_session_id',
+      'tokenValue',
+      'rememberMeId',
+      'mfaToken',
+      'secret_key',
+      'private_key',
+      'accessKey',
+      'signingKey',
+      'otp',
+      'passcode',
+      'credential',
     ]) {
       expect(isCredentialName(name)).toBe(true);
     }
-    expect(isCredentialName('page_size')).toBe(false);
+    for (const name of ['page_size', 'pageToken', 'next_token', 'sortKey', 'idempotency_key']) {
+      expect(isCredentialName(name)).toBe(false);
+    }
   });
 });
 
