@@ -1,10 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createBearerCheck } from '../../src/middleware/bearer-auth.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
 import { spawnBillfold } from '../support/billfold-process.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { startStack, useStack } from '../support/stack.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz';
 const METRICS_TOKEN = 'metrics-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -27,27 +26,10 @@ async function admin(
 const DEMO_USER = { provider: 'billingplatform', user: demo.billingplatform.username };
 
 describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
-  let sandbox: Sandbox;
-  let first: RunningBillfold;
-  let second: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    const env = {
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      ADMIN_PORT: '0',
-      ADMIN_TOKEN,
-    };
-    [first, second] = await Promise.all([startBillfold(env), startBillfold(env)]);
-  });
-  afterAll(async () => {
-    await Promise.all([first.close(), second.close()]);
-    await sandbox.close();
-  });
+  const stack = useStack({ instances: 2, env: { ADMIN_PORT: '0', ADMIN_TOKEN } });
 
   const signedIn = async (provider: 'billingplatform' | 'billogram' | 'bill', device: string) => {
-    const client = createCookieClient(first.url, first.config.session.cookieName);
+    const client = stack.client();
     const login = await client.post(`/auth/${provider}/login`, demo[provider], { 'user-agent': device });
     expect(login.status).toBe(200);
     return client;
@@ -58,7 +40,7 @@ describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
     await signedIn('billingplatform', 'Phone');
     await signedIn('billogram', 'Someone else');
 
-    const listed = await admin(first.adminUrl!, 'GET', DEMO_USER);
+    const listed = await admin(stack.billfold.adminUrl!, 'GET', DEMO_USER);
     expect(listed.status).toBe(200);
     expect(listed.headers.get('cache-control')).toBe('no-store');
     expect(listed.body.sessions.map((s: { device: string }) => s.device).sort()).toEqual(['Laptop', 'Phone']);
@@ -68,13 +50,13 @@ describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
       expect(session.providers).toEqual(['billingplatform']);
     }
     // The same answer from the other instance, and for a user nobody signed in as, an empty list.
-    expect((await admin(second.adminUrl!, 'GET', DEMO_USER)).body).toEqual(listed.body);
-    expect((await admin(first.adminUrl!, 'GET', { ...DEMO_USER, user: 'nobody' })).body).toEqual({
+    expect((await admin(stack.instances[1]!.adminUrl!, 'GET', DEMO_USER)).body).toEqual(listed.body);
+    expect((await admin(stack.billfold.adminUrl!, 'GET', { ...DEMO_USER, user: 'nobody' })).body).toEqual({
       sessions: [],
     });
     // BILL users are named with their organization.
     await signedIn('bill', 'Accounts desk');
-    const bill = await admin(first.adminUrl!, 'GET', {
+    const bill = await admin(stack.billfold.adminUrl!, 'GET', {
       provider: 'bill',
       user: demo.bill.userName,
       orgId: demo.bill.orgId,
@@ -86,25 +68,25 @@ describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
     const laptop = await signedIn('billingplatform', 'Laptop');
     const phone = await signedIn('billingplatform', 'Phone');
     const bystander = await signedIn('billogram', 'Bystander');
-    const upstreamBefore = sandbox.billingplatform.sessions().length;
+    const upstreamBefore = stack.sandbox.billingplatform.sessions().length;
 
-    const revoked = await admin(first.adminUrl!, 'DELETE', DEMO_USER);
+    const revoked = await admin(stack.billfold.adminUrl!, 'DELETE', DEMO_USER);
     expect(revoked.status).toBe(200);
     expect(revoked.body.revoked).toBeGreaterThanOrEqual(2);
-    expect(sandbox.billingplatform.sessions().length).toBe(upstreamBefore - revoked.body.revoked);
+    expect(stack.sandbox.billingplatform.sessions().length).toBe(upstreamBefore - revoked.body.revoked);
 
     for (const client of [laptop, phone]) {
-      const onSecond = createCookieClient(second.url, second.config.session.cookieName);
+      const onSecond = stack.client(1);
       onSecond.cookie = client.cookie;
       const next = await onSecond.get('/api/billingplatform/ACCOUNT/1001');
       expect(next.status).toBe(401);
       expect(next.body.error.code).toBe('unauthenticated');
     }
     expect((await bystander.get('/api/billogram/customer')).status).toBe(200);
-    expect((await admin(second.adminUrl!, 'GET', DEMO_USER)).body).toEqual({ sessions: [] });
-    expect((await admin(second.adminUrl!, 'DELETE', DEMO_USER)).body).toEqual({ revoked: 0 });
+    expect((await admin(stack.instances[1]!.adminUrl!, 'GET', DEMO_USER)).body).toEqual({ sessions: [] });
+    expect((await admin(stack.instances[1]!.adminUrl!, 'DELETE', DEMO_USER)).body).toEqual({ revoked: 0 });
 
-    const audited = first.logs
+    const audited = stack.billfold.logs
       .map((line) => JSON.parse(line) as Record<string, unknown>)
       .filter((entry) => entry.audit === true && entry.event === 'session_revoked');
     expect(audited.length).toBe(revoked.body.revoked);
@@ -120,19 +102,23 @@ describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
       `${ADMIN_TOKEN}0`,
       ADMIN_TOKEN.toUpperCase(),
     ]) {
-      const refused = await admin(first.adminUrl!, 'GET', DEMO_USER, token);
+      const refused = await admin(stack.billfold.adminUrl!, 'GET', DEMO_USER, token);
       expect(refused.status).toBe(401);
       expect(refused.headers.get('www-authenticate')).toBe('Bearer');
       expect(refused.body.error).toMatchObject({ code: 'unauthenticated' });
       expect(refused.body.error.requestId).toBeTruthy();
     }
-    const basic = await fetch(`${first.adminUrl!}/admin/sessions?provider=bill&user=x`, {
+    const basic = await fetch(`${stack.billfold.adminUrl!}/admin/sessions?provider=bill&user=x`, {
       headers: { authorization: `Basic ${ADMIN_TOKEN}` },
     });
     expect(basic.status).toBe(401);
-    const onMain = await createCookieClient(first.url, 'billfold').request('GET', '/admin/sessions', {
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-    });
+    const onMain = await createCookieClient(stack.billfold.url, 'billfold').request(
+      'GET',
+      '/admin/sessions',
+      {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      },
+    );
     expect(onMain.status).toBe(404);
   });
 
@@ -145,12 +131,12 @@ describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
       ['POST', DEMO_USER, 405, 'method_not_allowed'],
     ];
     for (const [method, query, status, code] of cases) {
-      const answer = await admin(first.adminUrl!, method, query);
+      const answer = await admin(stack.billfold.adminUrl!, method, query);
       expect([answer.status, answer.body.error.code]).toEqual([status, code]);
     }
-    const missing = await admin(first.adminUrl!, 'GET', {});
+    const missing = await admin(stack.billfold.adminUrl!, 'GET', {});
     expect(missing.body.error.message).toBe('Invalid or missing fields: provider, user.');
-    const elsewhere = await fetch(`${first.adminUrl!}/admin/other`, {
+    const elsewhere = await fetch(`${stack.billfold.adminUrl!}/admin/other`, {
       headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
     });
     expect(elsewhere.status).toBe(404);
@@ -159,17 +145,16 @@ describe('the operator API on ADMIN_PORT, two instances on one Redis', () => {
 
 describe('the operator API on the embedded store', () => {
   it('lists and revokes the sessions of the one instance', async () => {
-    const sandbox = await startSandbox();
-    const billfold = await startBillfold({ ...sandbox.env, ADMIN_PORT: '0', ADMIN_TOKEN });
+    const stack = await startStack({ store: 'embedded', env: { ADMIN_PORT: '0', ADMIN_TOKEN } });
+    const { billfold } = stack;
     try {
-      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+      const client = stack.client();
       await client.post('/auth/billingplatform/login', demo.billingplatform);
       expect((await admin(billfold.adminUrl!, 'GET', DEMO_USER)).body.sessions).toHaveLength(1);
       expect((await admin(billfold.adminUrl!, 'DELETE', DEMO_USER)).body).toEqual({ revoked: 1 });
       expect((await client.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(401);
     } finally {
-      await billfold.close();
-      await sandbox.close();
+      await stack.close();
     }
   });
 

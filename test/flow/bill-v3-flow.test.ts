@@ -1,19 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
-import {
-  createCookieClient,
-  receivedBodies,
-  startBillfold,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { createCookieClient, receivedBodies } from '../support/billfold-harness.js';
 import { spawnBillfold } from '../support/billfold-process.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { connectRedis, uniquePrefix } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { createTestClock } from '../support/test-clock.js';
 import { signedOut } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const payment = { vendorId: '00901DEMOVEND01', amount: 125.5 };
@@ -24,16 +19,14 @@ const monitored: string[] = [];
 
 describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   const upstreamClock = createTestClock(Date.now());
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
   let redis: Awaited<ReturnType<typeof connectRedis>>;
   let monitor: Awaited<ReturnType<typeof connectRedis>>;
-  const newClient = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
-  const v3Requests = (path: string) => sandbox.billV3.requests.filter((r) => r.path === path);
+  const newClient = () => stack.client();
+  const v3Requests = (path: string) => stack.sandbox.billV3.requests.filter((r) => r.path === path);
 
   /** Opens every stored session of this file (the test holds the key) and adds its secrets to the ledger. */
   const harvestStored = async () => {
-    const codec = createSessionCodec(billfold.config.session.encryptionKeys);
+    const codec = createSessionCodec(stack.billfold.config.session.encryptionKeys);
     const records: SessionRecord[] = [];
     for await (const keys of redis.scanIterator({ MATCH: `${prefix}s:*`, COUNT: 100 })) {
       for (const key of keys) {
@@ -53,26 +46,24 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     await monitor.monitor((line: string) => {
       if (line.includes(prefix)) monitored.push(line);
     });
-    sandbox = await startSandbox({ clock: upstreamClock, billApiVersion: 'v3' });
-    // The suite signs in far more often than one user would: the login budgets are not under test here.
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: prefix,
-      LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
-      BILL_LOGINS_PER_HOUR: '100000',
-      BILL_LOGINS_PER_HOUR_PER_IP: '100000',
-    });
   });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
+  afterAll(() => {
     monitor.destroy();
     redis.destroy();
   });
+  const stack = useStack({
+    prefix,
+    sandbox: { clock: upstreamClock, billApiVersion: 'v3' },
+    // The suite signs in far more often than one user would: the login budgets are not under test here.
+    env: {
+      LOGIN_MAX_SUCCESSES_PER_IP: '1000000',
+      BILL_LOGINS_PER_HOUR: '100000',
+      BILL_LOGINS_PER_HOUR_PER_IP: '100000',
+    },
+  });
   beforeEach(() => {
-    ledger.collect(sandbox);
-    sandbox.reset();
+    ledger.collect(stack.sandbox);
+    stack.sandbox.reset();
   });
 
   it('signs in with JSON and the configured devKey, and shows v3, the mode and an untrusted session', async () => {
@@ -105,13 +96,13 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   it('relays with devKey and sessionId headers set by billfold, client values of any case dropped', async () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo.bill);
-    const sessionId = sandbox.billV3.sessions().at(-1)!;
+    const sessionId = stack.sandbox.billV3.sessions().at(-1)!;
     const first = await client.request('GET', '/api/bill/vendors?max=1', {
       headers: { DevKey: 'evil-key', SESSIONID: 'evil-session', 'x-devkey': 'evil' },
     });
     expect(first.status).toBe(200);
     expect(first.body.results).toHaveLength(1);
-    const sent = sandbox.billV3.requests.at(-1)!;
+    const sent = stack.sandbox.billV3.requests.at(-1)!;
     expect(sent.headers.devkey).toBe(demo.billDevKey);
     expect(sent.headers.sessionid).toBe(sessionId);
     expect(sent.headers['x-devkey']).toBeUndefined();
@@ -124,7 +115,7 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     const created = await client.request('POST', '/api/bill/vendors', { json: { name: 'Umbrella' } });
     expect(created.status).toBe(200);
     expect(created.body).toMatchObject({ name: 'Umbrella', id: expect.any(String) });
-    expect(sandbox.billV3.violations).toEqual([]);
+    expect(stack.sandbox.billV3.violations).toEqual([]);
   });
 
   it('refuses BILL’s own login, logout and MFA endpoints through the relay, in any case', async () => {
@@ -155,7 +146,7 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     const answer = await client.get('/api/bill/vendors');
     expect(answer.status).toBe(401);
     expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'bill' });
-    expect(sandbox.billV3.requests.at(-1)?.path).toBe('/vendors');
+    expect(stack.sandbox.billV3.requests.at(-1)?.path).toBe('/vendors');
     const view = await client.get('/auth/session');
     expect(view.body.providers.bill).toEqual({ connected: false });
     expect(view.body.providers.billogram.connected).toBe(true);
@@ -171,26 +162,26 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     expect(expired.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'bill' });
     expect((await client.get('/api/bill/vendors?max=2')).body.error.code).toBe('provider_not_connected');
     expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
-    const sessionId = sandbox.billV3.sessions().at(-1)!;
+    const sessionId = stack.sandbox.billV3.sessions().at(-1)!;
     expect((await client.get('/api/bill/vendors?max=2')).status).toBe(200);
-    sandbox.billV3.clearRequests();
+    stack.sandbox.billV3.clearRequests();
     expect((await client.post('/auth/bill/logout')).body.providers.bill).toEqual({ connected: false });
     expect(v3Requests('/logout').map((r) => r.headers.sessionid)).toEqual([sessionId]);
-    expect(sandbox.billV3.sessions()).not.toContain(sessionId);
+    expect(stack.sandbox.billV3.sessions()).not.toContain(sessionId);
     expect((await client.get('/api/bill/vendors')).body.error.code).toBe('provider_not_connected');
   });
 
   it('signs out upstream with POST /logout carrying the session’s headers', async () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo.bill);
-    const sessionId = sandbox.billV3.sessions().at(-1)!;
+    const sessionId = stack.sandbox.billV3.sessions().at(-1)!;
     const logout = await client.post('/auth/bill/logout');
     expect(logout.status).toBe(200);
     expect(logout.body).toEqual(signedOut());
     const [call] = v3Requests('/logout');
     expect(call?.headers.sessionid).toBe(sessionId);
     expect(call?.headers.devkey).toBe(demo.billDevKey);
-    expect(sandbox.billV3.sessions()).not.toContain(sessionId);
+    expect(stack.sandbox.billV3.sessions()).not.toContain(sessionId);
   });
 
   it('refuses a payment with mfa_required, steps up with challenge and validate, and the same call then succeeds', async () => {
@@ -244,7 +235,7 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
 
     // A second BILL login in the same billfold session is trusted without a code.
     const before = client.cookie;
-    sandbox.billV3.clearRequests();
+    stack.sandbox.billV3.clearRequests();
     const again = await client.post('/auth/bill/login', demo.bill);
     expect(again.status).toBe(200);
     expect(client.cookie).not.toBe(before);
@@ -253,8 +244,8 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     const sentLogin = JSON.parse(relogin?.body ?? '') as Record<string, string>;
     expect(remembered).toContain(sentLogin.rememberMeId);
     expect(sentLogin.device).toBe(JSON.parse(sentValidate?.body ?? '').device);
-    const newSession = sandbox.billV3.sessions().at(-1)!;
-    expect(sandbox.billV3.isTrusted(newSession)).toBe(true);
+    const newSession = stack.sandbox.billV3.sessions().at(-1)!;
+    expect(stack.sandbox.billV3.isTrusted(newSession)).toBe(true);
     expect((await client.request('POST', '/api/bill/payments', { json: payment })).status).toBe(200);
     expect(v3Requests('/mfa/challenge')).toEqual([]);
 
@@ -272,7 +263,7 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
     await client.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode });
     expect((await client.get('/auth/session')).body.providers.bill.trusted).toBe(true);
-    sandbox.billV3.distrustSession(sandbox.billV3.sessions().at(-1)!);
+    stack.sandbox.billV3.distrustSession(stack.sandbox.billV3.sessions().at(-1)!);
     const refused = await client.request('POST', '/api/bill/payments', { json: payment });
     expect(refused.body.error.code).toBe('mfa_required');
     const view = await client.get('/auth/session');
@@ -346,7 +337,7 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     const client = newClient();
     await client.post('/auth/bill/login', demo.bill);
     await client.post('/auth/billogram/login', demo.billogram);
-    sandbox.billV3.expireAllSessions();
+    stack.sandbox.billV3.expireAllSessions();
     const answer = await client.post('/auth/bill/mfa/challenge');
     expect(answer.status).toBe(401);
     expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'bill' });
@@ -409,11 +400,11 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   describe('what the suite leaves behind', () => {
     it('puts no rememberMeId, sessionId or devKey in any response or log line', async () => {
       await harvestStored();
-      ledger.collect(sandbox);
+      ledger.collect(stack.sandbox);
       expect(receivedBodies.length).toBeGreaterThan(20);
-      expect(billfold.logs.length).toBeGreaterThan(20);
+      expect(stack.billfold.logs.length).toBeGreaterThan(20);
       expect(ledger.secrets).toContain(demo.billDevKey);
-      expect(ledger.leaks(billfold.logs)).toEqual([]);
+      expect(ledger.leaks(stack.billfold.logs)).toEqual([]);
     });
 
     it('sent Redis no secret in clear, in any command', () => {

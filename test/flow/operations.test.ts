@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
 import { spawnBillfold } from '../support/billfold-process.js';
+import { useStack } from '../support/stack.js';
 
 // Graceful shutdown under load is proven in test/scale/graceful-shutdown.test.ts.
 describe('start-up', () => {
@@ -26,29 +26,20 @@ describe('start-up', () => {
 });
 
 describe('audit trail', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold(sandbox.env);
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
+  const stack = useStack({ store: 'embedded' });
 
   const auditLines = () =>
-    billfold.logs
+    stack.billfold.logs
       .map((line) => JSON.parse(line) as Record<string, unknown>)
       .filter((entry) => entry.audit === true);
 
   it('writes one line per login, logout, expiry and refusal, with the session id only as a hash', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     await client.post('/auth/billingplatform/login', { ...demo.billingplatform, password: 'wrong' });
     await client.post('/auth/billingplatform/login', demo.billingplatform);
     await client.get('/auth/session', { 'x-csrf': '0' });
     await client.get('/auth/session', { origin: 'https://evil.example.com' });
-    sandbox.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.expireAllSessions();
     await client.get('/api/billingplatform/ACCOUNT/1001');
     await client.post('/auth/billingplatform/login', demo.billingplatform);
     await client.post('/auth/logout');
@@ -92,7 +83,7 @@ describe('audit trail', () => {
     logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.audit === true);
 
   it('audits every event of docs/audit.md and revocations, each one line of the documented schema', async () => {
-    const limited = await startBillfold({ ...sandbox.env, LOGIN_MAX_FAILURES_PER_USER: '1' });
+    const limited = await startBillfold({ ...stack.sandbox.env, LOGIN_MAX_FAILURES_PER_USER: '1' });
     const production = await startBillfold({
       NODE_ENV: 'production',
       PUBLIC_ORIGIN: 'https://billfold.example.com',
@@ -100,18 +91,18 @@ describe('audit trail', () => {
     });
     let storeDown = false;
     const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
-    const outage = await startBillfold(sandbox.env, {
+    const outage = await startBillfold(stack.sandbox.env, {
       backend: { ...memory, get: (key) => (storeDown ? Promise.reject(new Error('down')) : memory.get(key)) },
     });
     try {
       const client = createCookieClient(limited.url, limited.config.session.cookieName);
       // Renewal, then a renewal the upstream refuses (the provider is signed out), then a provider logout.
       await client.post('/auth/billbora/login', demo.billbora);
-      sandbox.billbora.expireAccessTokens();
+      stack.sandbox.billbora.expireAccessTokens();
       expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
       // With both the Billbora and the Supabase sessions dead, renewal is refused.
-      sandbox.billbora.expireAllSessions();
-      sandbox.supabase.expireAllSessions();
+      stack.sandbox.billbora.expireAllSessions();
+      stack.sandbox.supabase.expireAllSessions();
       expect((await client.get('/api/billbora/invoices/')).body.error.code).toBe('upstream_session_expired');
       await client.post('/auth/billogram/login', demo.billogram);
       await client.post('/auth/billingplatform/login', demo.billingplatform);

@@ -1,13 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type Answer,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { createCookieClient, startBillfold, type Answer } from '../support/billfold-harness.js';
 import { freePort } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billingplatform;
 
@@ -21,29 +16,25 @@ function expectError(answer: Answer, status: number, code: string) {
 }
 
 describe('refusals, each with its documented status and code', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  let signedIn: ReturnType<typeof createCookieClient>;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    // BILL is left unconfigured on purpose; Billogram is configured but never signed in to.
-    const { BILL_BASE_URL: _bill, BILL_DEV_KEY: _key, ...env } = sandbox.env;
-    billfold = await startBillfold({
-      ...env,
+  const stack = useStack({
+    store: 'embedded',
+    env: {
+      // BILL is left unconfigured on purpose; Billogram is configured but never signed in to.
+      BILL_BASE_URL: undefined,
+      BILL_DEV_KEY: undefined,
       BODY_LIMIT: '2kb',
       UPSTREAM_TIMEOUT_MS: '300',
       CORS_ORIGINS: 'https://app.example.com',
-    });
-    signedIn = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    },
+  });
+  let signedIn: ReturnType<typeof createCookieClient>;
+
+  beforeAll(async () => {
+    signedIn = stack.client();
     const login = await signedIn.post('/auth/billingplatform/login', demo);
     expect(login.status).toBe(200);
   });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
+  beforeEach(() => stack.sandbox.reset());
 
   describe('400 invalid_request', () => {
     it.each([
@@ -82,7 +73,7 @@ describe('refusals, each with its documented status and code', () => {
     ]) {
       expectError(await signedIn.get(path), 400, 'invalid_path');
     }
-    expect(sandbox.billingplatform.requests).toHaveLength(0);
+    expect(stack.sandbox.billingplatform.requests).toHaveLength(0);
   });
 
   it('400 secret_in_query: a credential-like parameter in the query string never reaches the upstream', async () => {
@@ -96,11 +87,11 @@ describe('refusals, each with its documented status and code', () => {
     ]) {
       expectError(await signedIn.get(`/api/billingplatform/ACCOUNT/1001${query}`), 400, 'secret_in_query');
     }
-    expect(sandbox.billingplatform.requests).toHaveLength(0);
+    expect(stack.sandbox.billingplatform.requests).toHaveLength(0);
   });
 
   it('401 unauthenticated: a relay without a session, or with a cookie that was never issued', async () => {
-    const stranger = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const stranger = stack.client();
     expectError(await stranger.get('/api/billingplatform/ACCOUNT/1001'), 401, 'unauthenticated');
     const invented = await stranger.get('/api/billingplatform/ACCOUNT/1001', {
       cookie: 'billfold=s%3Ainvented.signature',
@@ -110,7 +101,7 @@ describe('refusals, each with its documented status and code', () => {
   });
 
   it('401 invalid_credentials: the upstream refused the login, and no cookie is set', async () => {
-    const stranger = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const stranger = stack.client();
     const answer = await stranger.post('/auth/billingplatform/login', {
       username: demo.username,
       password: 'wrong',
@@ -121,8 +112,8 @@ describe('refusals, each with its documented status and code', () => {
   });
 
   it('401 invalid_credentials also when the upstream answers a failed login with HTTP 200', async () => {
-    sandbox.billingplatform.setLoginFailureStatus(200);
-    const stranger = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    stack.sandbox.billingplatform.setLoginFailureStatus(200);
+    const stranger = stack.client();
     const answer = await stranger.post('/auth/billingplatform/login', {
       username: demo.username,
       password: 'wrong',
@@ -137,10 +128,10 @@ describe('refusals, each with its documented status and code', () => {
   });
 
   it('401 upstream_session_expired: the upstream dropped the session, and the provider is marked disconnected', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     await client.post('/auth/billingplatform/login', demo);
     await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram);
-    sandbox.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.expireAllSessions();
     const answer = await client.get('/api/billingplatform/ACCOUNT/1001');
     expectError(answer, 401, 'upstream_session_expired');
     expect(answer.body.error.provider).toBe('billingplatform');
@@ -210,9 +201,9 @@ describe('refusals, each with its documented status and code', () => {
     });
 
     it('accepts its own origin and a mobile client that sends no Origin', async () => {
-      expect((await signedIn.get('/auth/session', { origin: billfold.config.publicOrigin })).status).toBe(
-        200,
-      );
+      expect(
+        (await signedIn.get('/auth/session', { origin: stack.billfold.config.publicOrigin })).status,
+      ).toBe(200);
       expect((await signedIn.get('/auth/session')).status).toBe(200);
     });
 
@@ -235,7 +226,7 @@ describe('refusals, each with its documented status and code', () => {
     for (const path of ['login', 'LOGIN', 'Logout', 'logout/']) {
       expectError(await signedIn.post(`/api/billingplatform/${path}`, {}), 403, 'forbidden_upstream_path');
     }
-    expect(sandbox.billingplatform.requests).toHaveLength(0);
+    expect(stack.sandbox.billingplatform.requests).toHaveLength(0);
   });
 
   it('404 provider_not_configured and not_found', async () => {
@@ -266,7 +257,7 @@ describe('refusals, each with its documented status and code', () => {
       413,
       'payload_too_large',
     );
-    const streamed = await fetch(`${billfold.url}/api/billingplatform/ACCOUNT`, {
+    const streamed = await fetch(`${stack.billfold.url}/api/billingplatform/ACCOUNT`, {
       method: 'POST',
       headers: { 'x-csrf': '1', cookie: signedIn.cookie!, 'content-type': 'application/json' },
       body: new ReadableStream({
@@ -295,21 +286,21 @@ describe('refusals, each with its documented status and code', () => {
   });
 
   it('502 upstream_unavailable when the upstream redirects: the redirect is not followed', async () => {
-    sandbox.billingplatform.redirectNext('https://elsewhere.example.com/steal');
+    stack.sandbox.billingplatform.redirectNext('https://elsewhere.example.com/steal');
     const answer = await signedIn.get('/api/billingplatform/ACCOUNT/1001');
     expectError(answer, 502, 'upstream_unavailable');
     expect(answer.headers.get('location')).toBeNull();
   });
 
   it('502 upstream_unavailable when the upstream refuses connections, 504 upstream_timeout when it hangs', async () => {
-    sandbox.billingplatform.hangNext();
+    stack.sandbox.billingplatform.hangNext();
     const started = performance.now();
     expectError(await signedIn.get('/api/billingplatform/ACCOUNT/1001'), 504, 'upstream_timeout');
     expect(performance.now() - started).toBeLessThan(3000);
 
     const port = await freePort();
     const closed = await startBillfold({
-      ...sandbox.env,
+      ...stack.sandbox.env,
       BILLINGPLATFORM_BASE_URL: `http://127.0.0.1:${port}/bp`,
     });
     try {
@@ -322,24 +313,13 @@ describe('refusals, each with its documented status and code', () => {
 });
 
 describe('403 https_required in production', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      NODE_ENV: 'production',
-      SESSION_STORE: 'memory',
-      PUBLIC_ORIGIN: 'https://billfold.example.com',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
+  const stack = useStack({
+    store: 'embedded',
+    env: { NODE_ENV: 'production', SESSION_STORE: 'memory', PUBLIC_ORIGIN: 'https://billfold.example.com' },
   });
 
   it('refuses plain HTTP on /auth and /api without redirecting, but answers probes', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     for (const answer of [
       await client.post('/auth/billingplatform/login', demo),
       await client.get('/api/billingplatform/ACCOUNT/1'),
@@ -349,17 +329,17 @@ describe('403 https_required in production', () => {
     }
     expect((await client.get('/healthz')).status).toBe(200);
     expect((await client.get('/readyz')).status).toBe(200);
-    expect(sandbox.billingplatform.requests).toHaveLength(0);
+    expect(stack.sandbox.billingplatform.requests).toHaveLength(0);
   });
 
   it('ignores X-Forwarded-Proto from a hop TRUST_PROXY does not trust', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     expectError(await client.get('/auth/session', { 'x-forwarded-proto': 'https' }), 403, 'https_required');
   });
 
   it('believes X-Forwarded-Proto from a trusted proxy and then sets the __Host- cookie with Secure', async () => {
     const proxied = await startBillfold({
-      ...sandbox.env,
+      ...stack.sandbox.env,
       NODE_ENV: 'production',
       SESSION_STORE: 'memory',
       PUBLIC_ORIGIN: 'https://billfold.example.com',

@@ -1,48 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createSessionHandles } from '../../src/session/session-inventory.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type CookieClient,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient, type CookieClient, type RunningBillfold } from '../support/billfold-harness.js';
+import { connectRedis } from '../support/redis.js';
 import { startOwnRedisCluster, type OwnRedisCluster } from '../support/redis-cluster.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 import { signedOut } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
-/** Where the sessions live: one instance on the embedded store, or two sharing Redis. */
-interface Store {
-  env: Record<string, string>;
-  /** Whether a second instance shares the sessions (the embedded store is one process's own). */
-  shared: boolean;
-  dispose(): Promise<void>;
-}
-
-const stores: Array<[string, () => Promise<Store>]> = [
-  ['the embedded store', () => Promise.resolve({ env: {}, shared: false, dispose: () => Promise.resolve() })],
-  [
-    'Redis',
-    () =>
-      Promise.resolve({
-        env: { REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() },
-        shared: true,
-        dispose: () => Promise.resolve(),
-      }),
-  ],
-  [
-    'a three-master Redis Cluster',
-    async () => {
-      const cluster: OwnRedisCluster = await startOwnRedisCluster();
-      return {
-        env: { REDIS_CLUSTER_NODES: cluster.nodes.join(','), REDIS_KEY_PREFIX: uniquePrefix() },
-        shared: true,
-        dispose: () => cluster.dispose(),
-      };
-    },
-  ],
+/** Where the sessions live: one instance on the embedded store, or two sharing Redis or a Redis Cluster. */
+const stores: Array<[string, 'embedded' | 'redis' | 'cluster']> = [
+  ['the embedded store', 'embedded'],
+  ['Redis', 'redis'],
+  ['a three-master Redis Cluster', 'cluster'],
 ];
 
 const handleOf = createSessionHandles(TEST_SECRETS.SESSION_SECRETS);
@@ -52,27 +22,22 @@ const sessionIdOf = (cookie: string) =>
     .slice(2)
     .split('.')[0]!;
 
-describe.each(stores)('the session inventory on %s', (_name, setUp) => {
-  let sandbox: Sandbox;
-  let store: Store;
-  let first: RunningBillfold;
-  /** Another instance on the same store (the same one on the embedded store). */
-  let second: RunningBillfold;
-
+describe.each(stores)('the session inventory on %s', (_name, where) => {
+  let cluster: OwnRedisCluster | undefined;
   beforeAll(async () => {
-    [sandbox, store] = await Promise.all([startSandbox(), setUp()]);
-    const env = { ...sandbox.env, ...store.env };
-    first = await startBillfold(env);
-    second = store.shared ? await startBillfold(env) : first;
+    if (where === 'cluster') cluster = await startOwnRedisCluster();
   }, 60_000);
   afterAll(async () => {
-    // Each is unset when beforeAll failed part-way.
-    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
-    await Promise.all([first?.close(), store?.shared ? second?.close() : undefined]);
-    await sandbox?.close();
-    await store?.dispose();
-    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
+    await cluster?.dispose();
   });
+  // The embedded store is one process's own: a second instance would not share its sessions.
+  const stack = useStack(() => ({
+    instances: where === 'embedded' ? 1 : 2,
+    // The cluster's hook has run by then: it was registered first.
+    store: where === 'cluster' ? { clusterNodes: cluster?.nodes ?? [] } : where,
+  }));
+  /** Another instance on the same store (the same one on the embedded store). */
+  const second = () => stack.instances.at(-1)!;
 
   const clientOf = (billfold: RunningBillfold, device: string) => {
     const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
@@ -82,13 +47,13 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     return client;
   };
   const signedIn = async (device: string, provider: 'billingplatform' | 'billogram' = 'billingplatform') => {
-    const client = clientOf(first, device);
+    const client = clientOf(stack.billfold, device);
     expect((await client.post(`/auth/${provider}/login`, demo[provider])).status).toBe(200);
     return client;
   };
   /** What a second device holding the same cookie sees on the other instance. */
   const onSecond = (client: CookieClient) => {
-    const other = clientOf(second, 'same cookie');
+    const other = clientOf(second(), 'same cookie');
     other.cookie = client.cookie;
     return other;
   };
@@ -125,7 +90,7 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
   it('DELETE /auth/sessions/:id revokes the other session with upstream logout; its cookie is refused on the next request, on another instance too', async () => {
     const laptop = await signedIn('Laptop browser');
     const phone = await signedIn('Phone app');
-    const upstreamBefore = sandbox.billingplatform.sessions().length;
+    const upstreamBefore = stack.sandbox.billingplatform.sessions().length;
 
     const revoked = await laptop.request('DELETE', `/auth/sessions/${handleOfClient(phone)}`);
     expect(revoked.status).toBe(204);
@@ -134,13 +99,13 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     expect(next.status).toBe(401);
     expect(next.body.error.code).toBe('unauthenticated');
     expect((await onSecond(phone).get('/auth/session')).body).toEqual(signedOut());
-    expect(sandbox.billingplatform.sessions()).toHaveLength(upstreamBefore - 1);
+    expect(stack.sandbox.billingplatform.sessions()).toHaveLength(upstreamBefore - 1);
     // The revoking session carries on, and no longer lists the revoked one.
     expect((await laptop.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(200);
     expect((await listed(laptop)).map((session) => session.id)).not.toContain(handleOfClient(phone));
     // Revoking it again finds nothing.
     expect((await laptop.request('DELETE', `/auth/sessions/${handleOfClient(phone)}`)).status).toBe(404);
-    const audited = first.logs
+    const audited = stack.billfold.logs
       .map((line) => JSON.parse(line) as Record<string, unknown>)
       .filter((entry) => entry.event === 'session_revoked');
     expect(audited.at(-1)).toMatchObject({ audit: true, outcome: 'success', reason: 'user' });
@@ -169,7 +134,7 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     const answer = await laptop.request('DELETE', `/auth/sessions/${handleOf(sessionIdOf(cookie))}`);
     expect(answer.status).toBe(204);
     expect(answer.setCookies.join()).toMatch(/Expires=Thu, 01 Jan 1970/);
-    expect((await first.billfold.repository.load(sessionIdOf(cookie))) === undefined).toBe(true);
+    expect((await stack.billfold.billfold.repository.load(sessionIdOf(cookie))) === undefined).toBe(true);
     expect((await laptop.get('/auth/sessions', { cookie })).status).toBe(401);
   });
 
@@ -179,7 +144,7 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     const stranger = await signedIn('Stranger', 'billogram');
     const now = Date.now();
     const otherUserId = `other-user-session-${now}`;
-    await first.billfold.repository.create(otherUserId, {
+    await stack.billfold.billfold.repository.create(otherUserId, {
       createdAt: now,
       lastSeenAt: now,
       device: 'Someone else',
@@ -207,11 +172,11 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
     // "Everywhere else" is only the caller's own identity's sessions.
     await stranger.request('DELETE', '/auth/sessions?others=true');
     expect((await owner.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(200);
-    expect(await first.billfold.repository.load(otherUserId)).toBeDefined();
+    expect(await stack.billfold.billfold.repository.load(otherUserId)).toBeDefined();
   });
 
   it('answers 401 unauthenticated without a session, and needs X-CSRF like every /auth route', async () => {
-    const anonymous = clientOf(first, 'Nobody');
+    const anonymous = clientOf(stack.billfold, 'Nobody');
     expect((await anonymous.get('/auth/sessions')).body.error.code).toBe('unauthenticated');
     expect((await anonymous.request('DELETE', '/auth/sessions/abc')).body.error.code).toBe('unauthenticated');
     const owner = await signedIn('Owner');
@@ -221,10 +186,10 @@ describe.each(stores)('the session inventory on %s', (_name, setUp) => {
   });
 
   it('keeps the identity index keys hashed and expiring with their last session', async () => {
-    if (!store.shared || !store.env.REDIS_URL) return;
+    if (where !== 'redis') return;
     const redis = await connectRedis();
     try {
-      const prefix = store.env.REDIS_KEY_PREFIX!;
+      const prefix = stack.prefix!;
       const keys = await redis.keys(`${prefix}ix:*`);
       expect(keys).toContain(`${prefix}ix:all`);
       expect(keys.some((key) => key.startsWith(`${prefix}ix:billingplatform:`))).toBe(true);

@@ -1,25 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type CookieClient,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient, type CookieClient, type RunningBillfold } from '../support/billfold-harness.js';
+import { connectRedis } from '../support/redis.js';
+import { startStack, useStack } from '../support/stack.js';
 
 describe('the stored session', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
+  const stack = useStack();
 
   /** Signs in to all four providers and answers the stored session's size in bytes. */
   const sizeWithFourProviders = async (
@@ -50,11 +36,13 @@ describe('the stored session', () => {
   };
 
   it('is at most 512 bytes in Redis with one provider connected (BillingPlatform)', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
     const cookie = decodeURIComponent(client.cookie!.split('=')[1]!);
     const redis = await connectRedis();
-    const bytes = await redis.strLen(`${billfold.config.store.keyPrefix}s:${cookie.slice(2).split('.')[0]!}`);
+    const bytes = await redis.strLen(
+      `${stack.billfold.config.store.keyPrefix}s:${cookie.slice(2).split('.')[0]!}`,
+    );
     redis.destroy();
     console.log(`stored session with one provider: ${bytes} bytes`);
     expect(bytes).toBeGreaterThan(0);
@@ -62,20 +50,15 @@ describe('the stored session', () => {
   });
 
   it('is at most 2 KiB in Redis with all four providers connected (Billbora with its Supabase refresh token)', async () => {
-    const bytes = await sizeWithFourProviders(billfold);
+    const bytes = await sizeWithFourProviders(stack.billfold);
     console.log(`stored session with four providers: ${bytes} bytes`);
     expect(bytes).toBeLessThanOrEqual(2048);
   });
 
   it('is at most 2 KiB with BILL v3 stepped up and its rememberMeId kept', async () => {
-    const v3 = await startBillfold({
-      ...sandbox.env,
-      ...sandbox.billV3Env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-    });
+    const v3 = await startStack({ env: (sandbox) => sandbox.billV3Env });
     try {
-      const bytes = await sizeWithFourProviders(v3, async (client) => {
+      const bytes = await sizeWithFourProviders(v3.billfold, async (client) => {
         const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
         const validate = await client.post('/auth/bill/mfa/validate', {
           challengeId,

@@ -30,6 +30,8 @@ export interface StackOptions {
     | ((
         sandbox: Sandbox,
       ) => Record<string, string | undefined> | Promise<Record<string, string | undefined>>);
+  /** The Redis key prefix, for a suite that watches it before the stack starts (default a fresh one). */
+  prefix?: string;
   /** The clock billfold reads (default the system clock). */
   clock?: Clock;
   sandbox?: SandboxOptions;
@@ -85,7 +87,7 @@ function storeEnv(store: StackStore, prefix: string | undefined): Record<string,
 /** Starts the sandbox and `instances` billfold instances on it, sharing one store under a fresh prefix. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const store = options.store ?? 'redis';
-  const prefix = store === 'embedded' ? undefined : uniquePrefix();
+  const prefix = store === 'embedded' ? undefined : (options.prefix ?? uniquePrefix());
   const sandbox = await startSandbox(options.sandbox);
   const instances: RunningBillfold[] = [];
   try {
