@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import {
   createCookieClient,
   startBillfold,
@@ -10,6 +10,7 @@ import {
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const ledger = createSecretLedger();
@@ -17,9 +18,9 @@ const allLogs: string[][] = [];
 
 let sandbox: Sandbox;
 let billfold: RunningBillfold;
-beforeAll(async () => {
-  sandbox = await startSandbox();
-  billfold = await startBillfold({ ...sandbox.env });
+const stack = useStack({ store: 'embedded' });
+beforeAll(() => {
+  ({ sandbox, billfold } = stack);
   allLogs.push(billfold.logs);
 });
 const expectNoLeak = () => {
@@ -28,10 +29,6 @@ const expectNoLeak = () => {
 };
 // Each test answers for what its own calls got back and logged.
 afterEach(expectNoLeak);
-afterAll(async () => {
-  await billfold.close();
-  await sandbox.close();
-});
 
 it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
   await exerciseEveryProvider(billfold);

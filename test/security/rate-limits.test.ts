@@ -1,29 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import type { Sandbox } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
+import { connectRedis } from '../support/redis.js';
+import { useStack } from '../support/stack.js';
 import { createTestClock } from '../support/test-clock.js';
 
 describe('failed-login limits, shared through Redis', () => {
   let sandbox: Sandbox;
   let first: RunningBillfold;
   let second: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    const env = {
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      LOGIN_MAX_FAILURES_PER_USER: '3',
-      LOGIN_MAX_FAILURES_PER_IP: '6',
-      LOGIN_FAILURE_WINDOW_S: '600',
-    };
-    [first, second] = await Promise.all([startBillfold(env), startBillfold(env)]);
+  const stack = useStack({
+    instances: 2,
+    env: { LOGIN_MAX_FAILURES_PER_USER: '3', LOGIN_MAX_FAILURES_PER_IP: '6', LOGIN_FAILURE_WINDOW_S: '600' },
   });
-  afterAll(async () => {
-    await Promise.all([first.close(), second.close()]);
-    await sandbox.close();
+  beforeAll(() => {
+    ({ sandbox } = stack);
+    [first, second] = stack.instances as [RunningBillfold, RunningBillfold];
   });
 
   const attempt = (billfold: RunningBillfold, provider: string, body: object) =>
@@ -77,24 +70,12 @@ describe('failed-login limits, shared through Redis', () => {
 });
 
 describe('relay limit per session', () => {
-  let sandbox: Sandbox;
   const clock = createTestClock(Date.now());
   let first: RunningBillfold;
   let second: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    const env = {
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      RELAY_RATE_LIMIT: '5',
-      RELAY_RATE_WINDOW_S: '60',
-    };
-    [first, second] = await Promise.all([startBillfold(env, { clock }), startBillfold(env, { clock })]);
-  });
-  afterAll(async () => {
-    await Promise.all([first.close(), second.close()]);
-    await sandbox.close();
+  const stack = useStack({ instances: 2, clock, env: { RELAY_RATE_LIMIT: '5', RELAY_RATE_WINDOW_S: '60' } });
+  beforeAll(() => {
+    [first, second] = stack.instances as [RunningBillfold, RunningBillfold];
   });
 
   it('answers 429 with Retry-After past the limit, counting calls made on every instance', async () => {

@@ -1,12 +1,13 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import type { EmulatorControl } from '../../src/sandbox/sandbox-http.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { exchangeRaw, sendRaw, type RawAnswer, type RawRequest } from '../support/raw-http.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectClientRefusal, expectDocumentedError, waitUntil } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const ledger = createSecretLedger();
@@ -22,10 +23,10 @@ let apiKeyCookie: string;
 /** Where an upstream redirect points: it must never be called. */
 let attacker: HostileUpstream;
 
+const stack = useStack({ store: 'embedded', env: { BODY_LIMIT: '4kb', UPSTREAM_TIMEOUT_MS: '2000' } });
 beforeAll(async () => {
-  sandbox = await startSandbox();
+  ({ sandbox, billfold } = stack);
   attacker = await startHostileUpstream();
-  billfold = await startBillfold({ ...sandbox.env, BODY_LIMIT: '4kb', UPSTREAM_TIMEOUT_MS: '2000' });
   allLogs.push(billfold.logs);
   const client = createCookieClient(billfold.url, 'billfold');
   for (const provider of ['billingplatform', 'bill', 'billogram', 'billbora'] as const) {
@@ -43,11 +44,7 @@ const expectNoLeak = () => {
 };
 // Each test answers for what its own calls got back and logged.
 afterEach(expectNoLeak);
-afterAll(async () => {
-  await billfold.close();
-  await attacker.close();
-  await sandbox.close();
-});
+afterAll(() => attacker.close());
 
 it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
   await exerciseEveryProvider(billfold);
