@@ -42,9 +42,10 @@ export function createOperatorHandler(
     const fail = (error: unknown) => sendError(res, error, context, logger);
     // As on every other route, a credential in the query is refused before anything reads it: a
     // token sent as `?token=` is never checked, counted or logged.
-    const queryAt = req.url?.indexOf('?') ?? -1;
+    const target = req.url ?? '';
+    const queryAt = target.indexOf('?');
     try {
-      if (queryAt !== -1) checkQuery(req.url!.slice(queryAt));
+      if (queryAt !== -1) checkQuery(target.slice(queryAt));
     } catch (error) {
       fail(error);
       return;
