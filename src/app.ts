@@ -43,7 +43,7 @@ import type { StoreKeyNames } from './session/store-key-names.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
 import type { AdapterRegistry } from './upstream/provider-adapter.js';
 import type { ProviderModule } from './upstream/provider-module.js';
-import { checkQuery } from './upstream/relay-policy.js';
+import { checkTargetQuery } from './upstream/relay-policy.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
 
 /** Everything the app is built from; it reads no environment and opens no port. */
@@ -187,9 +187,8 @@ export function createApp(deps: AppDeps): RequestListener {
       return;
     }
     // The relay checks its query after its path; every other route checks it here, before anything.
-    const queryAt = url.indexOf('?');
     try {
-      if (queryAt !== -1) checkQuery(url.slice(queryAt));
+      checkTargetQuery(url);
     } catch (error) {
       fail(error);
       return;

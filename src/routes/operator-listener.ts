@@ -7,7 +7,7 @@ import type { OperatorAuthLimiter } from '../middleware/operator-auth-limiter.js
 import { beginRequest, type RequestContext, type RequestObserver } from '../middleware/request-context.js';
 import type { TrustFunction } from '../middleware/request-guards.js';
 import type { SecurityHeaders } from '../middleware/security-headers.js';
-import { checkQuery } from '../upstream/relay-policy.js';
+import { checkTargetQuery } from '../upstream/relay-policy.js';
 
 /** One operator endpoint: answers, or throws an AppError. `url` is parsed, the path without a host. */
 export type OperatorRoute = (
@@ -42,10 +42,8 @@ export function createOperatorHandler(
     const fail = (error: unknown) => sendError(res, error, context, logger);
     // As on every other route, a credential in the query is refused before anything reads it: a
     // token sent as `?token=` is never checked, counted or logged.
-    const target = req.url ?? '';
-    const queryAt = target.indexOf('?');
     try {
-      if (queryAt !== -1) checkQuery(target.slice(queryAt));
+      checkTargetQuery(req.url ?? '');
     } catch (error) {
       fail(error);
       return;

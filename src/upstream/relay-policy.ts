@@ -183,6 +183,12 @@ export function checkQuery(search: string): void {
   }
 }
 
+/** `checkQuery` on the query of a request target (`/path?query`), for the routes that are not the relay. */
+export function checkTargetQuery(target: string): void {
+  const queryAt = target.indexOf('?');
+  if (queryAt !== -1) checkQuery(target.slice(queryAt));
+}
+
 /** Client request headers the relay forwards; everything else is dropped before auth is attached. */
 const FORWARDED_REQUEST_HEADERS = [
   'accept',

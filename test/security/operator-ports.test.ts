@@ -254,7 +254,14 @@ describe('operator tokens', () => {
   const audits = (event: string) => entries().filter((e) => e.audit === true && e.event === event);
 
   it('refuses a credential in the query with 400 secret_in_query before the token is checked or counted', async () => {
-    for (const query of ['password=x', 'token=x', 'apiKey=x', 'sessionId=x', 'private_key=x']) {
+    for (const query of [
+      'password=x',
+      'pass%77ord=x',
+      'TOKEN=x',
+      'apiKey=x',
+      'sessionId=x',
+      'private_key=x',
+    ]) {
       const answer = await fetch(
         `${billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone&${query}`,
         { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
