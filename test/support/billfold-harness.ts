@@ -20,6 +20,7 @@ export interface RunningBillfold {
   metricsUrl: string | undefined;
   /** Raw JSON log lines, for asserting that no secret was logged. */
   logs: string[];
+  /** Stops it; a second call waits for the first. */
   close(): Promise<void>;
 }
 
@@ -45,6 +46,12 @@ export async function startBillfold(
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   };
+  let closed: Promise<void> | undefined;
+  const close = async () => {
+    for (const server of servers) server.closeAllConnections();
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    await billfold.close();
+  };
   return {
     url: await listen(billfold.handler),
     adminUrl: billfold.adminHandler && (await listen(billfold.adminHandler)),
@@ -52,11 +59,8 @@ export async function startBillfold(
     config,
     billfold,
     logs,
-    async close() {
-      for (const server of servers) server.closeAllConnections();
-      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-      await billfold.close();
-    },
+    // Once, however many owners (a test and its stack) stop it.
+    close: () => (closed ??= close()),
   };
 }
 

@@ -11,7 +11,10 @@ import {
   type CookieClient,
   type RunningBillfold,
 } from './billfold-harness.js';
+import { spawnBillfold, type BillfoldProcess } from './billfold-process.js';
 import { REDIS_URL, uniquePrefix } from './redis.js';
+
+type Env = Record<string, string | undefined>;
 
 /**
  * Where the stack's instances keep sessions: one Redis under a key prefix of their own (the default,
@@ -21,27 +24,34 @@ export type StackStore = 'redis' | 'embedded' | { url: string } | { clusterNodes
 
 /** How to start a stack; everything is optional. */
 export interface StackOptions {
-  /** How many billfold instances share the store (default 1). */
+  /** How many billfold instances share the store from the start (default 1; 0 for `start` alone). */
   instances?: number;
   store?: StackStore;
-  /** Configuration on top of the sandbox's, for every instance (a function when it needs the sandbox). */
-  env?:
-    | Record<string, string | undefined>
-    | ((
-        sandbox: Sandbox,
-      ) => Record<string, string | undefined> | Promise<Record<string, string | undefined>>);
+  /**
+   * Configuration on top of the sandbox's, for every instance (a function when it needs the
+   * sandbox; it is called once, without one, when there is no sandbox).
+   */
+  env?: Env | ((sandbox: Sandbox) => Env | Promise<Env>);
   /** The Redis key prefix, for a suite that watches it before the stack starts (default a fresh one). */
   prefix?: string;
   /** The clock billfold reads (default the system clock). */
   clock?: Clock;
-  sandbox?: SandboxOptions;
+  /** The sandbox's options, or `false` for a suite that brings its own upstream in `env`. */
+  sandbox?: SandboxOptions | false;
 }
+
+/** How one more in-process instance starts. */
+export type InstanceOptions = Omit<NonNullable<Parameters<typeof startBillfold>[1]>, 'clock'> & {
+  clock?: Clock;
+};
 
 /** The sandbox upstreams and billfold instances over one store, as an integration suite uses them. */
 export interface Stack {
+  /** The sandbox upstreams (a stack started with `sandbox: false` has none, and throws). */
   sandbox: Sandbox;
   /** The first instance. */
   billfold: RunningBillfold;
+  /** Every in-process instance, in the order they started (those from `start` included). */
   instances: RunningBillfold[];
   /** The Redis key prefix every instance writes under (undefined on the embedded store). */
   prefix: string | undefined;
@@ -49,6 +59,15 @@ export interface Stack {
   client(instance?: number): CookieClient;
   /** A new client signed in to `providers` with the sandbox's demo users (default BillingPlatform). */
   signIn(providers?: readonly ProviderId[], instance?: number): Promise<CookieClient>;
+  /**
+   * One more in-process instance on the stack's sandbox and store, `env` on top of the stack's
+   * (a suite that wants it alone passes its own `REDIS_KEY_PREFIX`); stopped with the stack.
+   */
+  start(env?: Env, options?: InstanceOptions): Promise<RunningBillfold>;
+  /** The same as a separate process, started as `npm start` starts it; stopped with the stack. */
+  spawn(env?: Env): Promise<BillfoldProcess>;
+  /** Every log line the in-process instances wrote, stopped ones included. */
+  logs(): string[];
   /** Stops the instances, then the sandbox. */
   close(): Promise<void>;
 }
@@ -88,21 +107,29 @@ function storeEnv(store: StackStore, prefix: string | undefined): Record<string,
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const store = options.store ?? 'redis';
   const prefix = store === 'embedded' ? undefined : (options.prefix ?? uniquePrefix());
-  const sandbox = await startSandbox(options.sandbox);
+  const sandbox = options.sandbox === false ? undefined : await startSandbox(options.sandbox);
   const instances: RunningBillfold[] = [];
+  const processes: BillfoldProcess[] = [];
+  let baseEnv: Env = {};
+  const close = async () => {
+    await Promise.all([
+      ...instances.map((instance) => instance.close()),
+      ...processes.map((child) => child.stop()),
+    ]);
+    await sandbox?.close();
+  };
+  const envOf = (env: Env) => ({ ...baseEnv, ...env });
+  const start = async (env: Env = {}, { clock = options.clock, ...rest }: InstanceOptions = {}) => {
+    const instance = await startBillfold(envOf(env), { ...rest, ...(clock && { clock }) });
+    instances.push(instance);
+    return instance;
+  };
   try {
-    const env = typeof options.env === 'function' ? await options.env(sandbox) : options.env;
-    for (let i = 0; i < (options.instances ?? 1); i++) {
-      instances.push(
-        await startBillfold(
-          { ...sandbox.env, ...storeEnv(store, prefix), ...env },
-          options.clock ? { clock: options.clock } : {},
-        ),
-      );
-    }
+    const env = typeof options.env === 'function' ? await options.env(sandbox as Sandbox) : options.env;
+    baseEnv = { ...sandbox?.env, ...storeEnv(store, prefix), ...env };
+    for (let i = 0; i < (options.instances ?? 1); i++) await start();
   } catch (error) {
-    await Promise.all(instances.map((instance) => instance.close()));
-    await sandbox.close();
+    await close();
     throw error;
   }
   const instanceAt = (index: number) => {
@@ -111,8 +138,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     return instance;
   };
   const stack: Stack = {
-    sandbox,
-    billfold: instanceAt(0),
+    get sandbox() {
+      if (!sandbox) throw new Error('this stack was started without a sandbox');
+      return sandbox;
+    },
+    get billfold() {
+      return instanceAt(0);
+    },
     instances,
     prefix,
     client(index = 0) {
@@ -127,10 +159,18 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
       return client;
     },
-    async close() {
-      await Promise.all(instances.map((instance) => instance.close()));
-      await sandbox.close();
+    start,
+    async spawn(env = {}) {
+      const child = await spawnBillfold(
+        Object.fromEntries(
+          Object.entries(envOf(env)).filter((entry): entry is [string, string] => entry[1] !== undefined),
+        ),
+      );
+      processes.push(child);
+      return child;
     },
+    logs: () => instances.flatMap((instance) => instance.logs),
+    close,
   };
   return stack;
 }
@@ -142,7 +182,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 export function useStack(options: StackOptions | (() => StackOptions) = {}): Stack {
   const handle = {} as Stack;
   beforeAll(async () => {
-    Object.assign(handle, await startStack(typeof options === 'function' ? options() : options));
+    const stack = await startStack(typeof options === 'function' ? options() : options);
+    // Descriptors, not values: `sandbox` and `billfold` stay getters.
+    Object.defineProperties(handle, Object.getOwnPropertyDescriptors(stack));
   });
   afterAll(async () => {
     // A stack that never started (its start failed) has nothing to stop.
