@@ -1,18 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
-import {
-  createCookieClient,
-  receivedBodies,
-  startBillfold,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { createCookieClient, receivedBodies } from '../support/billfold-harness.js';
 import { sendRaw } from '../support/raw-http.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { connectRedis, uniquePrefix } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { sessionIdOf } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const prefix = uniquePrefix();
@@ -20,10 +15,23 @@ const ledger = createSecretLedger();
 /** Every command any client sent Redis that names this file's key prefix. */
 const monitored: string[] = [];
 
-let sandbox: Sandbox;
-let billfold: RunningBillfold;
 let redis: Awaited<ReturnType<typeof connectRedis>>;
 let monitor: Awaited<ReturnType<typeof connectRedis>>;
+
+// Registered before the stack, so the monitor watches from before it starts until after it has
+// stopped (afterAll hooks run last-registered first).
+beforeAll(async () => {
+  redis = await connectRedis();
+  monitor = await connectRedis();
+  await monitor.monitor((line: string) => {
+    if (line.includes(prefix)) monitored.push(line);
+  });
+});
+afterAll(() => {
+  monitor.destroy();
+  redis.destroy();
+});
+const stack = useStack({ prefix });
 
 /** Every key billfold holds right now, with its value and remaining TTL. */
 async function storedKeys() {
@@ -43,7 +51,7 @@ async function storedKeys() {
 
 /** Opens every stored session (the test holds the key) and adds each credential in it to the ledger. */
 async function harvestStoredCredentials(): Promise<number> {
-  const codec = createSessionCodec(billfold.config.session.encryptionKeys);
+  const codec = createSessionCodec(stack.billfold.config.session.encryptionKeys);
   let opened = 0;
   for (const { key, value } of await storedKeys()) {
     if (!key.startsWith(`${prefix}s:`) || value === null) continue;
@@ -61,22 +69,6 @@ async function harvestStoredCredentials(): Promise<number> {
   return opened;
 }
 
-beforeAll(async () => {
-  redis = await connectRedis();
-  monitor = await connectRedis();
-  await monitor.monitor((line: string) => {
-    if (line.includes(prefix)) monitored.push(line);
-  });
-  sandbox = await startSandbox();
-  billfold = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: prefix });
-});
-afterAll(async () => {
-  await billfold.close();
-  await sandbox.close();
-  monitor.destroy();
-  redis.destroy();
-});
-
 /**
  * A representative session, from sign-in to sign-out, run once for the whole file by whichever test
  * needs it first, so every check below holds whatever order the tests run in.
@@ -85,7 +77,7 @@ let journey: Promise<void> | undefined;
 const representativeSession = () => (journey ??= runRepresentativeSession());
 
 async function runRepresentativeSession(): Promise<void> {
-  const everything = createCookieClient(billfold.url, 'billfold');
+  const everything = createCookieClient(stack.billfold.url, 'billfold');
   for (const provider of ['billingplatform', 'bill', 'billogram', 'billbora'] as const) {
     expect((await everything.post(`/auth/${provider}/login`, demo[provider])).status).toBe(200);
   }
@@ -93,7 +85,7 @@ async function runRepresentativeSession(): Promise<void> {
   expect((await everything.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(200);
   expect((await everything.request('POST', '/api/bill/GetSessionInfo.json', { body: '' })).status).toBe(200);
   expect((await everything.get('/api/billogram/customer')).status).toBe(200);
-  sandbox.billbora.expireAccessTokens();
+  stack.sandbox.billbora.expireAccessTokens();
   expect((await everything.get('/api/billbora/invoices/')).status).toBe(200);
   expect((await everything.post('/auth/billbora/organization', { organizationId: 'org_other' })).status).toBe(
     200,
@@ -105,7 +97,7 @@ async function runRepresentativeSession(): Promise<void> {
   expect(
     (await everything.get(`/api/billingplatform/ACCOUNT/1001?password=${demo.bill.password}`)).status,
   ).toBe(400);
-  await sendRaw(billfold.url, {
+  await sendRaw(stack.billfold.url, {
     target: '/api/billogram/customer',
     headers: [
       ['X-CSRF', '1'],
@@ -117,7 +109,7 @@ async function runRepresentativeSession(): Promise<void> {
       ['devKey', demo.billDevKey],
     ],
   });
-  const stranger = createCookieClient(billfold.url, 'billfold');
+  const stranger = createCookieClient(stack.billfold.url, 'billfold');
   expect(
     (
       await stranger.post('/auth/billingplatform/login', {
@@ -128,7 +120,7 @@ async function runRepresentativeSession(): Promise<void> {
   ).toBe(401);
 
   // A BILL sync-token session: the token's value is a password billfold must never echo.
-  const synced = createCookieClient(billfold.url, 'billfold');
+  const synced = createCookieClient(stack.billfold.url, 'billfold');
   expect((await synced.post('/auth/bill/login', demo.billSyncToken)).body.providers.bill.mode).toBe(
     'sync-token',
   );
@@ -136,7 +128,7 @@ async function runRepresentativeSession(): Promise<void> {
   await harvestStoredCredentials();
   expect((await synced.post('/auth/logout')).status).toBe(204);
 
-  const keyed = createCookieClient(billfold.url, 'billfold');
+  const keyed = createCookieClient(stack.billfold.url, 'billfold');
   expect((await keyed.post('/auth/billbora/login', { apiKey: demo.billboraApiKey })).status).toBe(200);
   expect((await keyed.get('/api/billbora/invoices/')).status).toBe(200);
   await harvestStoredCredentials();
@@ -144,7 +136,7 @@ async function runRepresentativeSession(): Promise<void> {
   expect((await everything.post('/auth/billogram/logout')).status).toBe(200);
   expect((await everything.post('/auth/logout')).status).toBe(204);
   expect((await keyed.post('/auth/logout')).status).toBe(204);
-  ledger.collect(sandbox);
+  ledger.collect(stack.sandbox);
 }
 
 describe('a representative session, from sign-in to sign-out, on Redis', () => {
@@ -159,16 +151,16 @@ describe('what the suite leaves behind', () => {
   it('puts no secret in any response or log line, and no session id in a log line', async () => {
     await representativeSession();
     expect(receivedBodies.length).toBeGreaterThan(10);
-    expect(billfold.logs.length).toBeGreaterThan(10);
-    expect(ledger.leaks(billfold.logs)).toEqual([]);
+    expect(stack.billfold.logs.length).toBeGreaterThan(10);
+    expect(ledger.leaks(stack.billfold.logs)).toEqual([]);
   });
 
   it('writes every Redis key with a TTL, and nothing but ciphertext bound to its session id', async () => {
     await representativeSession();
     // Sessions still open at the end (the stranger's failed login wrote counters; start one more).
-    const open = createCookieClient(billfold.url, 'billfold');
+    const open = createCookieClient(stack.billfold.url, 'billfold');
     await open.post('/auth/billingplatform/login', demo.billingplatform);
-    const codec = createSessionCodec(billfold.config.session.encryptionKeys);
+    const codec = createSessionCodec(stack.billfold.config.session.encryptionKeys);
     const keys = await storedKeys();
     expect(keys.some(({ key }) => key.includes(':s:'))).toBe(true);
     for (const { key, value, ttlMs } of keys) {
