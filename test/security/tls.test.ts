@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import tls, { type SecureVersion, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TLS_PROFILE } from '../../src/tls-credentials.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
+import { useStack } from '../support/stack.js';
 import { createTestCertificate, type TestCertificate } from '../support/tls-files.js';
 
 interface Handshake {
@@ -97,6 +98,14 @@ const waitForLine = async (billfold: BillfoldProcess, text: string, after: numbe
   throw new Error(`no log line "${text}"`);
 };
 
+// Its own processes, on the embedded store, and no upstream: nothing here calls one.
+const stack = useStack({
+  sandbox: false,
+  store: 'embedded',
+  instances: 0,
+  env: { BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0' },
+});
+
 describe('billfold serving TLS itself', () => {
   let dir: string;
   let first: TestCertificate;
@@ -114,19 +123,10 @@ describe('billfold serving TLS itself', () => {
     live = { certFile: join(dir, 'live-cert.pem'), keyFile: join(dir, 'live-key.pem') };
     await copyFile(first.certFile, live.certFile);
     await copyFile(first.keyFile, live.keyFile);
-    billfold = await spawnBillfold({
-      BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
-      TLS_CERT_FILE: live.certFile,
-      TLS_KEY_FILE: live.keyFile,
-    });
+    billfold = await stack.spawn({ TLS_CERT_FILE: live.certFile, TLS_KEY_FILE: live.keyFile });
     port = Number(new URL(billfold.url).port);
   }, 60_000);
-  afterAll(async () => {
-    // Unset when beforeAll failed.
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-    await billfold?.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('refuses TLS 1.2 suites without forward secrecy, which a server on Node’s defaults negotiates', async () => {
     // The control: the same certificate on Node's defaults agrees to RSA key exchange.
@@ -234,28 +234,30 @@ describe('TLS files that cannot be used', () => {
   it('stop start-up with the problem in the one configuration message, beside any other', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'billfold-tls-'));
     try {
-      const failure = await spawnBillfold({
-        BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
-        TLS_CERT_FILE: join(dir, 'missing-cert.pem'),
-        TLS_KEY_FILE: join(dir, 'missing-key.pem'),
-      }).then(
-        () => 'started',
-        (error: unknown) => (error as Error).message,
-      );
+      const failure = await stack
+        .spawn({
+          TLS_CERT_FILE: join(dir, 'missing-cert.pem'),
+          TLS_KEY_FILE: join(dir, 'missing-key.pem'),
+        })
+        .then(
+          () => 'started',
+          (error: unknown) => (error as Error).message,
+        );
       expect(failure).toMatch(/exited with 1/);
       expect(failure).toMatch(
         /Invalid configuration:\n\s+- TLS_CERT_FILE: cannot read .*missing-cert\.pem \(ENOENT\)/,
       );
       // With other problems, in the same message.
-      const both = await spawnBillfold({
-        BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
-        SESSION_SECRETS: 'short',
-        TLS_CERT_FILE: join(dir, 'missing-cert.pem'),
-        TLS_KEY_FILE: join(dir, 'missing-key.pem'),
-      }).then(
-        () => 'started',
-        (error: unknown) => (error as Error).message,
-      );
+      const both = await stack
+        .spawn({
+          SESSION_SECRETS: 'short',
+          TLS_CERT_FILE: join(dir, 'missing-cert.pem'),
+          TLS_KEY_FILE: join(dir, 'missing-key.pem'),
+        })
+        .then(
+          () => 'started',
+          (error: unknown) => (error as Error).message,
+        );
       expect(both).toMatch(/- SESSION_SECRETS: every secret must be at least 32 characters/);
       expect(both).toMatch(/- TLS_CERT_FILE: cannot read/);
     } finally {
