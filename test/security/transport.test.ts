@@ -1,47 +1,32 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { exchangeRaw, sendRaw, type RawAnswer, type RawRequest } from '../support/raw-http.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const PUBLIC_ORIGIN = 'https://billfold.example.com';
 const LISTED = 'https://app.example.com';
 const HSTS = 'max-age=31536000; includeSubDomains';
 const ledger = createSecretLedger();
-const allLogs: string[][] = [];
 
-let sandbox: Sandbox;
-beforeAll(async () => {
-  sandbox = await startSandbox();
-});
-beforeEach(() => sandbox.reset());
+// Each test starts the instances it needs, on their own embedded stores.
+const stack = useStack({ store: 'embedded', instances: 0, env: { CORS_ORIGINS: LISTED } });
+beforeEach(() => stack.sandbox.reset());
 const expectNoLeak = () => {
-  ledger.collect(sandbox);
-  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+  ledger.collect(stack.sandbox);
+  expect(ledger.leaks(stack.logs())).toEqual([]);
 };
 // Each test answers for what its own instances got back and logged.
 afterEach(expectNoLeak);
-afterAll(() => sandbox.close());
 
 it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
-  const billfold = await start({});
-  try {
-    await exerciseEveryProvider(billfold);
-  } finally {
-    await billfold.close();
-  }
+  await exerciseEveryProvider(await stack.start());
   expectNoLeak();
 });
-
-async function start(env: Record<string, string>) {
-  const billfold = await startBillfold({ ...sandbox.env, CORS_ORIGINS: LISTED, ...env });
-  allLogs.push(billfold.logs);
-  return billfold;
-}
 
 const production = {
   NODE_ENV: 'production',
@@ -51,20 +36,19 @@ const production = {
 
 function upstreamRequests() {
   return [
-    sandbox.billingplatform,
-    sandbox.bill,
-    sandbox.billogram,
-    sandbox.billbora,
-    sandbox.supabase,
+    stack.sandbox.billingplatform,
+    stack.sandbox.bill,
+    stack.sandbox.billogram,
+    stack.sandbox.billbora,
+    stack.sandbox.supabase,
   ].flatMap((control) => control.requests);
 }
 
 describe('plain HTTP in production', () => {
   let billfold: RunningBillfold;
   beforeAll(async () => {
-    billfold = await start(production);
+    billfold = await stack.start(production);
   });
-  afterAll(() => billfold.close());
 
   const requests: RawRequest[] = [
     { method: 'GET', target: '/auth/session' },
@@ -136,30 +120,25 @@ describe('X-Forwarded-* and friends', () => {
     ['TRUST_PROXY naming another address', { TRUST_PROXY: '10.0.0.1' }],
     ['TRUST_PROXY=false', { TRUST_PROXY: 'false' }],
   ])('with %s, no header makes a plain-HTTP request count as HTTPS', async (_name, env) => {
-    const billfold = await start({ ...production, ...env });
-    try {
-      for (const headers of claimsOfTls) {
-        const answer = await sendRaw(billfold.url, {
-          method: 'POST',
-          target: '/auth/billingplatform/login',
-          headers: [['X-CSRF', '1'], ['Content-Type', 'application/json'], ...headers],
-          body: JSON.stringify(demo.billingplatform),
-        });
-        expectDocumentedError(answer, 403, 'https_required');
-        expect(answer.header('set-cookie')).toBeUndefined();
-      }
-      expect(upstreamRequests()).toEqual([]);
-    } finally {
-      await billfold.close();
+    const billfold = await stack.start({ ...production, ...env });
+    for (const headers of claimsOfTls) {
+      const answer = await sendRaw(billfold.url, {
+        method: 'POST',
+        target: '/auth/billingplatform/login',
+        headers: [['X-CSRF', '1'], ['Content-Type', 'application/json'], ...headers],
+        body: JSON.stringify(demo.billingplatform),
+      });
+      expectDocumentedError(answer, 403, 'https_required');
+      expect(answer.header('set-cookie')).toBeUndefined();
     }
+    expect(upstreamRequests()).toEqual([]);
   });
 
   describe('behind a proxy TRUST_PROXY trusts', () => {
     let billfold: RunningBillfold;
     beforeAll(async () => {
-      billfold = await start({ ...production, TRUST_PROXY: 'loopback' });
+      billfold = await stack.start({ ...production, TRUST_PROXY: 'loopback' });
     });
-    afterAll(() => billfold.close());
 
     it('believes the proxy when it says https, and only then', async () => {
       const login = (proto: string) =>
@@ -214,7 +193,7 @@ describe('X-Forwarded-* and friends', () => {
       await client.post('/auth/billingplatform/login', demo.billingplatform, {
         'x-forwarded-proto': 'https',
       });
-      sandbox.reset();
+      stack.sandbox.reset();
       const answer = await sendRaw(billfold.url, {
         target: '/api/billingplatform/ACCOUNT/1001',
         headers: [
@@ -229,9 +208,9 @@ describe('X-Forwarded-* and friends', () => {
         ],
       });
       expect(answer.status).toBe(200);
-      const [seen] = sandbox.billingplatform.requests;
+      const [seen] = stack.sandbox.billingplatform.requests;
       expect(Object.keys(seen!.headers).filter((name) => /forward|^via$|real-ip/.test(name))).toEqual([]);
-      expect(seen!.headers.host).toBe(new URL(sandbox.url).host);
+      expect(seen!.headers.host).toBe(new URL(stack.sandbox.url).host);
     });
   });
 });
@@ -258,25 +237,17 @@ describe('X-Forwarded-For', () => {
   const limits = { LOGIN_MAX_FAILURES_PER_IP: '2', LOGIN_MAX_FAILURES_PER_USER: '100' };
 
   it('is ignored from an untrusted hop: failed logins count against the connecting address', async () => {
-    const billfold = await start(limits);
-    try {
-      expect(await failFromClaimedAddresses(billfold, ['1.1.1.1', '2.2.2.2', '3.3.3.3'])).toEqual([
-        401, 401, 429,
-      ]);
-    } finally {
-      await billfold.close();
-    }
+    const billfold = await stack.start(limits);
+    expect(await failFromClaimedAddresses(billfold, ['1.1.1.1', '2.2.2.2', '3.3.3.3'])).toEqual([
+      401, 401, 429,
+    ]);
   });
 
   it('is believed from a hop TRUST_PROXY trusts: each claimed client address counts apart', async () => {
-    const billfold = await start({ ...limits, TRUST_PROXY: 'loopback' });
-    try {
-      expect(await failFromClaimedAddresses(billfold, ['1.1.1.1', '1.1.1.1', '2.2.2.2', '1.1.1.1'])).toEqual([
-        401, 401, 401, 429,
-      ]);
-    } finally {
-      await billfold.close();
-    }
+    const billfold = await stack.start({ ...limits, TRUST_PROXY: 'loopback' });
+    expect(await failFromClaimedAddresses(billfold, ['1.1.1.1', '1.1.1.1', '2.2.2.2', '1.1.1.1'])).toEqual([
+      401, 401, 401, 429,
+    ]);
   });
 });
 
@@ -286,7 +257,7 @@ describe('HSTS on every response', () => {
   let cookie: string;
   beforeAll(async () => {
     hostile = await startHostileUpstream();
-    billfold = await start({
+    billfold = await stack.start({
       BILLOGRAM_BASE_URL: hostile.baseUrl,
       BILLINGPLATFORM_BASE_URL: hostile.baseUrl,
       BODY_LIMIT: '1kb',
@@ -296,10 +267,7 @@ describe('HSTS on every response', () => {
     await client.post('/auth/billingplatform/login', demo.billingplatform);
     cookie = client.cookie!;
   });
-  afterAll(async () => {
-    await billfold.close();
-    await hostile.close();
-  });
+  afterAll(() => hostile.close());
 
   it('carries HSTS on successes, refusals and errors from either road, and overrides an upstream’s own', async () => {
     hostile.answer = (request) => {
