@@ -1,55 +1,51 @@
 import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { SANDBOX_MOUNTS } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { startInterposer, type Interposer } from '../support/interposer.js';
 import { exchangeRaw, formatRaw, sendRaw, type RawRequest } from '../support/raw-http.js';
 import { expectDocumentedError, waitUntil } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const MIB = 1024 * 1024;
 
-let sandbox: Sandbox;
 /** BillingPlatform: the hostile upstream. */
 let upstream: HostileUpstream;
 /** BILL and Billogram: the sandbox behind an interposer that can answer oddly on one path. */
 let bill: Interposer;
 let billogram: Interposer;
-const running: RunningBillfold[] = [];
+const upstreams: { close(): Promise<void> }[] = [];
 
-beforeAll(async () => {
-  sandbox = await startSandbox();
-  upstream = await startHostileUpstream();
-  bill = await startInterposer(sandbox.url);
-  billogram = await startInterposer(sandbox.url);
-});
+// Registered before the stack, so it runs once the stack has stopped every instance.
 afterAll(async () => {
-  await Promise.all(running.map((each) => each.close()));
-  await Promise.all([upstream.close(), bill.close(), billogram.close()]);
-  await sandbox.close();
+  await Promise.all(upstreams.map((each) => each.close()));
+});
+const stack = useStack({
+  store: 'embedded',
+  instances: 0,
+  env: async (sandbox) => {
+    upstream = await startHostileUpstream();
+    bill = await startInterposer(sandbox.url);
+    billogram = await startInterposer(sandbox.url);
+    upstreams.push(upstream, bill, billogram);
+    return {
+      BILLINGPLATFORM_BASE_URL: upstream.baseUrl,
+      BILL_BASE_URL: `${bill.url}${SANDBOX_MOUNTS.bill}`,
+      BILLOGRAM_BASE_URL: `${billogram.url}${SANDBOX_MOUNTS.billogram}`,
+      UPSTREAM_TIMEOUT_MS: '10000',
+    };
+  },
 });
 beforeEach(() => {
-  sandbox.reset();
+  stack.sandbox.reset();
   upstream.requests.length = 0;
   upstream.answer = () => ({ body: '{}' });
   bill.respond = undefined;
   billogram.respond = undefined;
 });
-
-async function start(env: Record<string, string> = {}) {
-  const billfold = await startBillfold({
-    ...sandbox.env,
-    BILLINGPLATFORM_BASE_URL: upstream.baseUrl,
-    BILL_BASE_URL: `${bill.url}${SANDBOX_MOUNTS.bill}`,
-    BILLOGRAM_BASE_URL: `${billogram.url}${SANDBOX_MOUNTS.billogram}`,
-    UPSTREAM_TIMEOUT_MS: '10000',
-    ...env,
-  });
-  running.push(billfold);
-  return billfold;
-}
 
 async function signIn(billfold: RunningBillfold, username = 'demo', providers = ['billingplatform']) {
   const client = createCookieClient(billfold.url, 'billfold');
@@ -87,7 +83,7 @@ describe('a client that goes away', () => {
   let billfold: RunningBillfold;
   let cookie: string;
   beforeAll(async () => {
-    billfold = await start();
+    billfold = await stack.start();
     cookie = (await signIn(billfold)).cookie!;
   });
 
@@ -146,7 +142,7 @@ describe('a client that goes away', () => {
 describe('each session’s share of a provider’s connections', () => {
   let billfold: RunningBillfold;
   beforeAll(async () => {
-    billfold = await start({ RELAY_MAX_CONCURRENT_PER_SESSION: '4' });
+    billfold = await stack.start({ RELAY_MAX_CONCURRENT_PER_SESSION: '4' });
   });
 
   it('refuses a session past RELAY_MAX_CONCURRENT_PER_SESSION open calls with 429 and Retry-After, while other users are served', async () => {
@@ -211,7 +207,10 @@ describe('a call queued for a pooled connection', () => {
     'gets UPSTREAM_TIMEOUT_MS like any other, and /readyz tells the pool is exhausted',
     { timeout: 60_000 },
     async () => {
-      const billfold = await start({ RELAY_MAX_CONCURRENT_PER_SESSION: '0', UPSTREAM_TIMEOUT_MS: '1500' });
+      const billfold = await stack.start({
+        RELAY_MAX_CONCURRENT_PER_SESSION: '0',
+        UPSTREAM_TIMEOUT_MS: '1500',
+      });
       const client = await signIn(billfold);
       // Every connection busy with an answer that trickles: no inactivity timer ever fires.
       upstream.answer = (request) =>
@@ -247,7 +246,7 @@ describe('GET and HEAD', () => {
   let billfold: RunningBillfold;
   let cookie: string;
   beforeAll(async () => {
-    billfold = await start();
+    billfold = await stack.start();
     cookie = (await signIn(billfold)).cookie!;
   });
 
@@ -290,7 +289,7 @@ describe('billfold’s own errors', () => {
   let billfold: RunningBillfold;
   let cookie: string;
   beforeAll(async () => {
-    billfold = await start({ CORS_ORIGINS: 'https://app.example' });
+    billfold = await stack.start({ CORS_ORIGINS: 'https://app.example' });
     cookie = (await signIn(billfold)).cookie!;
   });
 
@@ -340,7 +339,7 @@ describe('pipelining and Expect', () => {
   let billfold: RunningBillfold;
   let cookie: string;
   beforeAll(async () => {
-    billfold = await start();
+    billfold = await stack.start();
     cookie = (await signIn(billfold)).cookie!;
   });
   const slowGet = (target = '/api/billingplatform/ACCOUNT/1') =>
@@ -423,7 +422,7 @@ describe('relayed answers', () => {
   let billfold: RunningBillfold;
   let client: Awaited<ReturnType<typeof signIn>>;
   beforeAll(async () => {
-    billfold = await start();
+    billfold = await stack.start();
     client = await signIn(billfold, 'demo', ['billingplatform', 'bill', 'billogram']);
   });
 
