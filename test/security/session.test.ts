@@ -1,16 +1,11 @@
 import signature from 'cookie-signature';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type CookieClient,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { SANDBOX_MOUNTS } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, type CookieClient, type RunningBillfold } from '../support/billfold-harness.js';
 import { startGatedProxy } from '../support/gated-proxy.js';
 import { sendRaw } from '../support/raw-http.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { connectRedis, uniquePrefix } from '../support/redis.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import {
   expectClientRefusal,
@@ -20,44 +15,31 @@ import {
   waitUntil,
   signedOut,
 } from '../support/security-expect.js';
+import { useStack, type InstanceOptions } from '../support/stack.js';
 import { createTestClock } from '../support/test-clock.js';
 import { randomEncryptionKey, TEST_SECRETS } from '../support/test-config.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const SECRET = TEST_SECRETS.SESSION_SECRETS;
 const ledger = createSecretLedger();
-const allLogs: string[][] = [];
 
-let sandbox: Sandbox;
-beforeAll(async () => {
-  sandbox = await startSandbox();
-});
+// Each describe or test starts the instances it needs; the stack stops them all.
+const stack = useStack({ instances: 0 });
 const expectNoLeak = () => {
-  ledger.collect(sandbox);
-  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+  ledger.collect(stack.sandbox);
+  expect(ledger.leaks(stack.logs())).toEqual([]);
 };
 // Each test answers for what its own instances got back and logged.
 afterEach(expectNoLeak);
-afterAll(() => sandbox.close());
 
 it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
-  const billfold = await start();
-  try {
-    await exerciseEveryProvider(billfold);
-  } finally {
-    await billfold.close();
-  }
+  await exerciseEveryProvider(await start());
   expectNoLeak();
 });
 
-/** Starts billfold on its own Redis prefix; its log lines join the leakage check. */
-async function start(env: Record<string, string> = {}, options: Parameters<typeof startBillfold>[1] = {}) {
-  const billfold = await startBillfold(
-    { ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix(), ...env },
-    options,
-  );
-  allLogs.push(billfold.logs);
-  return billfold;
+/** Starts billfold on its own Redis prefix (unless `env` names one); its log lines join the leakage check. */
+function start(env: Record<string, string> = {}, options: InstanceOptions = {}) {
+  return stack.start({ REDIS_KEY_PREFIX: uniquePrefix(), ...env }, options);
 }
 
 /** What both roads make of a Cookie header: the Express road's session view and the relay's answer. */
@@ -92,7 +74,6 @@ describe('session fixation', () => {
   beforeAll(async () => {
     billfold = await start();
   });
-  afterAll(() => billfold.close());
 
   it('treats a validly signed cookie for an id billfold never issued as no session, on both roads', async () => {
     const invented = signedCookie('billfold', 'attacker-chosen-session-id-0001', SECRET);
@@ -133,7 +114,6 @@ describe('login rotates the session id', () => {
   beforeAll(async () => {
     billfold = await start();
   });
-  afterAll(() => billfold.close());
 
   it('issues a new id at every login and the previous id is dead at once, on both roads and in the store', async () => {
     const client = await signIn(billfold);
@@ -165,7 +145,6 @@ describe('the session id travels only in the cookie', () => {
     id = sessionIdOf(victim.cookie);
     cookieValue = victim.cookie!.split('=')[1]!;
   });
-  afterAll(() => billfold.close());
 
   it('ignores an id in the query string', async () => {
     const stranger = createCookieClient(billfold.url, 'billfold');
@@ -231,7 +210,6 @@ describe('duplicate and shadow cookies', () => {
     first = await signIn(billfold, 'billingplatform');
     second = await signIn(billfold, 'billogram');
   });
-  afterAll(() => billfold.close());
 
   /** Which session a request acted as: the one signed in to BillingPlatform, or to Billogram. */
   async function actedAs(headers: [string, string][]) {
@@ -285,28 +263,24 @@ describe('duplicate and shadow cookies', () => {
 
   it('ignores an unprefixed or re-cased shadow of the __Host- cookie, even one placed first', async () => {
     const secure = await start({ PUBLIC_ORIGIN: 'https://billfold.example.com', TRUST_PROXY: 'loopback' });
-    try {
-      expect(secure.config.session.cookieName).toBe('__Host-billfold');
-      const client = createCookieClient(secure.url, '__Host-billfold');
-      const login = await client.post('/auth/billingplatform/login', demo.billingplatform, {
-        'x-forwarded-proto': 'https',
-      });
-      expect(login.status).toBe(200);
-      const value = client.cookie!.split('=')[1]!;
-      await expectNoSessionOnEitherRoad(secure, `billfold=${value}`);
-      await expectNoSessionOnEitherRoad(secure, `__host-billfold=${value}`);
-      await expectNoSessionOnEitherRoad(secure, `__Secure-billfold=${value}`);
+    expect(secure.config.session.cookieName).toBe('__Host-billfold');
+    const client = createCookieClient(secure.url, '__Host-billfold');
+    const login = await client.post('/auth/billingplatform/login', demo.billingplatform, {
+      'x-forwarded-proto': 'https',
+    });
+    expect(login.status).toBe(200);
+    const value = client.cookie!.split('=')[1]!;
+    await expectNoSessionOnEitherRoad(secure, `billfold=${value}`);
+    await expectNoSessionOnEitherRoad(secure, `__host-billfold=${value}`);
+    await expectNoSessionOnEitherRoad(secure, `__Secure-billfold=${value}`);
 
-      // An attacker's own session, tossed under the unprefixed name ahead of the victim's cookie.
-      const attacker = createCookieClient(secure.url, '__Host-billfold');
-      await attacker.post('/auth/billogram/login', demo.billogram, { 'x-forwarded-proto': 'https' });
-      const tossed = `billfold=${attacker.cookie!.split('=')[1]}`;
-      const { view, relay } = await bothRoads(secure, `${tossed}; ${client.cookie}`);
-      expect(view.body.providers.billingplatform.connected).toBe(true);
-      expect(relay.status).toBe(200);
-    } finally {
-      await secure.close();
-    }
+    // An attacker's own session, tossed under the unprefixed name ahead of the victim's cookie.
+    const attacker = createCookieClient(secure.url, '__Host-billfold');
+    await attacker.post('/auth/billogram/login', demo.billogram, { 'x-forwarded-proto': 'https' });
+    const tossed = `billfold=${attacker.cookie!.split('=')[1]}`;
+    const { view, relay } = await bothRoads(secure, `${tossed}; ${client.cookie}`);
+    expect(view.body.providers.billingplatform.connected).toBe(true);
+    expect(relay.status).toBe(200);
   });
 });
 
@@ -315,11 +289,10 @@ describe('an oversized Cookie header', () => {
   beforeAll(async () => {
     billfold = await start();
   });
-  afterAll(() => billfold.close());
 
   it('gets 431 from either road, never a 500, and never reaches the upstream', async () => {
     const client = await signIn(billfold);
-    sandbox.billingplatform.clearRequests();
+    stack.sandbox.billingplatform.clearRequests();
     const cookie = `${client.cookie}; padding=${'a'.repeat(20 * 1024)}`;
     for (const target of ['/auth/session', '/api/billingplatform/ACCOUNT/1001', '/auth/logout']) {
       const answer = await sendRaw(billfold.url, {
@@ -332,7 +305,7 @@ describe('an oversized Cookie header', () => {
       });
       expectClientRefusal(answer, [400, 431]);
     }
-    expect(sandbox.billingplatform.requests).toEqual([]);
+    expect(stack.sandbox.billingplatform.requests).toEqual([]);
     expect((await client.get('/auth/session')).body.authenticated).toBe(true);
   });
 
@@ -352,7 +325,6 @@ describe('stripped or altered signatures', () => {
     billfold = await start();
     cookie = (await signIn(billfold)).cookie!;
   });
-  afterAll(() => billfold.close());
 
   const variants: [string, (id: string, mac: string) => string][] = [
     ['the signature stripped', (id) => `s:${id}`],
@@ -400,22 +372,18 @@ describe('secret and key rotation', () => {
     const before = await start({ REDIS_KEY_PREFIX: prefix, SESSION_SECRETS: oldSecret });
     const during = await start({ REDIS_KEY_PREFIX: prefix, SESSION_SECRETS: `${newSecret},${oldSecret}` });
     const after = await start({ REDIS_KEY_PREFIX: prefix, SESSION_SECRETS: newSecret });
-    try {
-      const oldCookie = (await signIn(before)).cookie!;
-      const { view, relay } = await bothRoads(during, oldCookie);
-      expect(view.body.authenticated).toBe(true);
-      expect(relay.status).toBe(200);
+    const oldCookie = (await signIn(before)).cookie!;
+    const { view, relay } = await bothRoads(during, oldCookie);
+    expect(view.body.authenticated).toBe(true);
+    expect(relay.status).toBe(200);
 
-      const fresh = await signIn(during);
-      expect(fresh.cookie).toBe(signedCookie('billfold', sessionIdOf(fresh.cookie), newSecret));
-      expect((await bothRoads(after, fresh.cookie!)).relay.status).toBe(200);
+    const fresh = await signIn(during);
+    expect(fresh.cookie).toBe(signedCookie('billfold', sessionIdOf(fresh.cookie), newSecret));
+    expect((await bothRoads(after, fresh.cookie!)).relay.status).toBe(200);
 
-      // The record is still stored and readable: only the retired signature stands in the way.
-      expect(await after.billfold.repository.load(sessionIdOf(oldCookie))).toBeDefined();
-      await expectNoSessionOnEitherRoad(after, oldCookie);
-    } finally {
-      await Promise.all([before.close(), during.close(), after.close()]);
-    }
+    // The record is still stored and readable: only the retired signature stands in the way.
+    expect(await after.billfold.repository.load(sessionIdOf(oldCookie))).toBeDefined();
+    await expectNoSessionOnEitherRoad(after, oldCookie);
   });
 
   it('reads records sealed under an older listed key, re-seals them under the first on the next write, and treats a retired key as no session', async () => {
@@ -439,7 +407,6 @@ describe('secret and key rotation', () => {
       await expectNoSessionOnEitherRoad(onlyK2, retired.cookie!);
     } finally {
       redis.destroy();
-      await Promise.all([onK1.close(), rotating.close(), onlyK2.close()]);
     }
   });
 
@@ -465,7 +432,6 @@ describe('secret and key rotation', () => {
       expect((await thief.get('/api/billogram/customer')).status).toBe(401);
     } finally {
       redis.destroy();
-      await billfold.close();
     }
   });
 });
@@ -476,7 +442,6 @@ describe('replay after logout and after expiry', () => {
   beforeAll(async () => {
     billfold = await start({ SESSION_IDLE_TIMEOUT_S: '600', SESSION_ABSOLUTE_TIMEOUT_S: '3600' }, { clock });
   });
-  afterAll(() => billfold.close());
 
   async function expectDeadEverywhere(cookie: string) {
     await expectNoSessionOnEitherRoad(billfold, cookie);
@@ -531,7 +496,7 @@ describe('replay after logout and after expiry', () => {
 describe('a request still in flight at logout', () => {
   it('cannot bring the session back: a relayed call, an organization switch and a login answered after logout', async () => {
     const clock = createTestClock(Date.now());
-    const proxy = await startGatedProxy(sandbox.url);
+    const proxy = await startGatedProxy(stack.sandbox.url);
     const billfold = await start(
       {
         BILLINGPLATFORM_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billingplatform}`,
@@ -595,7 +560,6 @@ describe('a request still in flight at logout', () => {
       expect(view.body.providers.billogram.connected).toBe(true);
     } finally {
       proxy.open();
-      await billfold.close();
       await proxy.stop();
     }
   });
