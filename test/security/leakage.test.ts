@@ -19,7 +19,7 @@ let redis: Awaited<ReturnType<typeof connectRedis>>;
 let monitor: Awaited<ReturnType<typeof connectRedis>>;
 
 // Registered before the stack, so the monitor watches from before it starts until after it has
-// stopped (afterAll hooks run last-registered first).
+// stopped (vitest runs after-hooks last-registered first).
 beforeAll(async () => {
   redis = await connectRedis();
   monitor = await connectRedis();
