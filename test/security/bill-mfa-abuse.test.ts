@@ -1,33 +1,31 @@
 import fc from 'fast-check';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { SANDBOX_MOUNTS } from '../../src/sandbox/sandbox.js';
 import { systemClock } from '../../src/clock.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
+import { uniquePrefix } from '../support/redis.js';
 import { startGatedProxy } from '../support/gated-proxy.js';
 import { startHostileUpstream } from '../support/hostile-upstream.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
+import { startStack, useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const ledger = createSecretLedger();
 
 describe('the BILL v3 step-up under attack, on Redis', () => {
-  let sandbox: Sandbox;
+  const stack = useStack({ sandbox: { billApiVersion: 'v3' } });
   /** Default limits: 5 code attempts per BILL user per window. */
   let strict: RunningBillfold;
   /** Limits out of the way, so generated inputs meet the validation and BILL, not the limiter. */
   let lenient: RunningBillfold;
-  const validations = () => sandbox.billV3.requests.filter((r) => r.path === '/mfa/challenge/validate');
+  const validations = () => stack.sandbox.billV3.requests.filter((r) => r.path === '/mfa/challenge/validate');
 
   beforeAll(async () => {
-    sandbox = await startSandbox({ billApiVersion: 'v3' });
-    strict = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
-    lenient = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
+    strict = stack.billfold;
+    lenient = await stack.start({
       REDIS_KEY_PREFIX: uniquePrefix(),
       LOGIN_MAX_FAILURES_PER_IP: '1000000',
       LOGIN_MAX_FAILURES_PER_USER: '1000000',
@@ -38,16 +36,11 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
     });
   });
   const expectNoLeak = () => {
-    ledger.collect(sandbox);
+    ledger.collect(stack.sandbox);
     expect(ledger.leaks([...strict.logs, ...lenient.logs])).toEqual([]);
   };
   // Each test answers for what its own guesses got back and logged.
   afterEach(expectNoLeak);
-  afterAll(async () => {
-    await strict.close();
-    await lenient.close();
-    await sandbox.close();
-  });
 
   it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
     await exerciseEveryProvider(lenient);
@@ -58,7 +51,7 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
     const client = createCookieClient(strict.url, strict.config.session.cookieName);
     await client.post('/auth/bill/login', demo.bill);
     const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
-    sandbox.billV3.clearRequests();
+    stack.sandbox.billV3.clearRequests();
     const answers = await Promise.all(
       Array.from({ length: 50 }, (_, index) =>
         client.post('/auth/bill/mfa/validate', { challengeId, token: String(100000 + index) }),
@@ -79,20 +72,20 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
 
   it('asks BILL to text a code at most 5 times per window, of 50 parallel requests, per BILL user', async () => {
     // Its own store: the demo user's challenge budget on `strict` is the guessing test's.
-    const own = await startBillfold({ ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() });
+    const own = await stack.start({ REDIS_KEY_PREFIX: uniquePrefix() });
     try {
       const other = createCookieClient(own.url, own.config.session.cookieName);
       await other.post('/auth/bill/login', demo.bill);
-      sandbox.billV3.clearRequests();
+      stack.sandbox.billV3.clearRequests();
       const answers = await Promise.all(
         Array.from({ length: 50 }, () => other.post('/auth/bill/mfa/challenge')),
       );
-      const challenged = sandbox.billV3.requests.filter((r) => r.path === '/mfa/challenge');
+      const challenged = stack.sandbox.billV3.requests.filter((r) => r.path === '/mfa/challenge');
       expect(challenged.length).toBeLessThanOrEqual(5);
       expect(answers.filter((answer) => answer.status === 200).length).toBe(challenged.length);
       expect(answers.filter((answer) => answer.status === 429).length).toBeGreaterThanOrEqual(45);
     } finally {
-      ledger.collect(sandbox);
+      ledger.collect(stack.sandbox);
       expect(ledger.leaks(own.logs)).toEqual([]);
       await own.close();
     }
@@ -112,11 +105,9 @@ describe('the BILL v3 step-up under attack, on Redis', () => {
   });
 
   it('never signs BILL back in or trusts it when the step-up is answered after the user signed out of BILL', async () => {
-    const proxy = await startGatedProxy(sandbox.url);
-    const gated = await startBillfold({
-      ...sandbox.env,
+    const proxy = await startGatedProxy(stack.sandbox.url);
+    const gated = await stack.start({
       BILL_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billV3}`,
-      REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
     });
     try {
@@ -234,15 +225,19 @@ describe('the BILL v3 step-up when BILL or the store misbehave', () => {
       const upstream = await startHostileUpstream();
       upstream.login = () => ({ body: JSON.stringify({ sessionId: upstream.sessionId, trusted: false }) });
       upstream.answer = () => answer;
-      const billfold = await startBillfold({
-        BILL_BASE_URL: upstream.baseUrl,
-        BILL_API_VERSION: 'v3',
-        BILL_DEV_KEY: demo.billDevKey,
-        BILLOGRAM_BASE_URL: `${upstream.url}/billogram`,
-        ALLOW_INSECURE_UPSTREAMS: 'true',
+      const stack = await startStack({
+        sandbox: false,
+        store: 'embedded',
+        env: {
+          BILL_BASE_URL: upstream.baseUrl,
+          BILL_API_VERSION: 'v3',
+          BILL_DEV_KEY: demo.billDevKey,
+          BILLOGRAM_BASE_URL: `${upstream.url}/billogram`,
+          ALLOW_INSECURE_UPSTREAMS: 'true',
+        },
       });
       try {
-        const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+        const client = stack.client();
         expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
         for (const [path, body] of [
           ['/auth/bill/mfa/challenge', undefined],
@@ -261,25 +256,28 @@ describe('the BILL v3 step-up when BILL or the store misbehave', () => {
           expect(view.body.authenticated).toBe(false);
         else expect(view.body.providers.bill).toMatchObject({ connected: true, trusted: false });
       } finally {
-        await billfold.close();
+        await stack.close();
         await upstream.close();
       }
     },
   );
 
   it('answers 503 and loses nothing when the store fails as the step-up is saved; a new step-up then works', async () => {
-    const sandbox = await startSandbox({ billApiVersion: 'v3' });
-    let failWrites = false;
-    const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
-    const billfold = await startBillfold(sandbox.env, {
-      backend: {
-        ...memory,
-        compareAndSet: (...args) =>
-          failWrites ? Promise.reject(new Error('store down')) : memory.compareAndSet(...args),
-      },
-    });
+    const stack = await startStack({ sandbox: { billApiVersion: 'v3' }, store: 'embedded', instances: 0 });
     try {
-      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+      let failWrites = false;
+      const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
+      await stack.start(
+        {},
+        {
+          backend: {
+            ...memory,
+            compareAndSet: (...args) =>
+              failWrites ? Promise.reject(new Error('store down')) : memory.compareAndSet(...args),
+          },
+        },
+      );
+      const client = stack.client();
       await client.post('/auth/bill/login', demo.bill);
       const first = (await client.post('/auth/bill/mfa/challenge')).body.challengeId as string;
       failWrites = true;
@@ -301,8 +299,7 @@ describe('the BILL v3 step-up when BILL or the store misbehave', () => {
       });
       expect(retried.body.providers.bill.trusted).toBe(true);
     } finally {
-      await billfold.close();
-      await sandbox.close();
+      await stack.close();
     }
   });
 });

@@ -3,12 +3,16 @@ import { describe, expect, it } from 'vitest';
 // Each test starts one to three billfold processes; on a busy machine each start takes seconds.
 const SPAWNS_MS = 90_000;
 import { spawnBillfold } from '../support/billfold-process.js';
+import { useStack, type StackOptions } from '../support/stack.js';
 
 const PRODUCTION = {
   PUBLIC_ORIGIN: 'https://billfold.example.com',
   SESSION_STORE: 'memory',
 };
 const ADMIN_TOKEN = 'Qz7hV2mK9pXw4sLc8RbT1nYe6uJa3dFg';
+
+/** Processes on nothing but their own configuration: no sandbox, no Redis. */
+const PROCESSES = { sandbox: false, store: 'embedded', instances: 0 } satisfies StackOptions;
 
 /** The start-up failure's message, or 'started' (then stopped) when billfold started. */
 async function startOrFailure(env: Record<string, string>): Promise<string> {
@@ -22,20 +26,18 @@ async function startOrFailure(env: Record<string, string>): Promise<string> {
 }
 
 describe('src/main.ts deciding production', () => {
+  const stack = useStack(PROCESSES);
+
   it(
     'runs NODE_ENV="production " as production: no sandbox, no demo credentials, no demo page',
     async () => {
-      const billfold = await spawnBillfold({ ...PRODUCTION, NODE_ENV: 'production ' });
-      try {
-        const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
-        expect(listening).toMatchObject({ production: true, providers: [] });
-        expect(billfold.lines.join('\n')).not.toMatch(/Demo page|sandbox/i);
-        // Plain HTTP to the demo page's path is refused as production refuses it.
-        const page = await fetch(`${billfold.url}/`);
-        expect(page.status).toBe(403);
-      } finally {
-        await billfold.stop();
-      }
+      const billfold = await stack.spawn({ ...PRODUCTION, NODE_ENV: 'production ' });
+      const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
+      expect(listening).toMatchObject({ production: true, providers: [] });
+      expect(billfold.lines.join('\n')).not.toMatch(/Demo page|sandbox/i);
+      // Plain HTTP to the demo page's path is refused as production refuses it.
+      const page = await fetch(`${billfold.url}/`);
+      expect(page.status).toBe(403);
     },
     SPAWNS_MS,
   );
@@ -43,14 +45,10 @@ describe('src/main.ts deciding production', () => {
   it(
     'starts the sandbox only in development with no upstream configured',
     async () => {
-      const billfold = await spawnBillfold({ NODE_ENV: ' development' });
-      try {
-        const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
-        expect(listening.production).toBe(false);
-        expect(listening.providers).toHaveLength(4);
-      } finally {
-        await billfold.stop();
-      }
+      const billfold = await stack.spawn({ NODE_ENV: ' development' });
+      const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
+      expect(listening.production).toBe(false);
+      expect(listening.providers).toHaveLength(4);
     },
     SPAWNS_MS,
   );
@@ -119,10 +117,12 @@ describe('src/main.ts refusing to start', () => {
 });
 
 describe('src/main.ts on SIGHUP without TLS', () => {
+  const stack = useStack(PROCESSES);
+
   it(
     'keeps serving (a log rotation or a closed terminal must not stop billfold)',
     async () => {
-      const billfold = await spawnBillfold({
+      const billfold = await stack.spawn({
         BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
       });
       try {

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { createMemoryBackend, type MemoryBackend } from '../../src/session/memory-backend.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../support/scripted-upstream.js';
+import { useStack } from '../support/stack.js';
 
 /** The embedded store, with switches that make one kind of call fail. */
 function breakable() {
@@ -23,21 +23,22 @@ function breakable() {
 
 describe('upstream logout on every failure after a granted login', () => {
   let upstream: ScriptedUpstream;
-  let billfold: RunningBillfold;
-  const store = breakable();
   beforeAll(async () => {
     upstream = await startScriptedUpstream();
-    billfold = await startBillfold(upstream.env, { backend: store.wrapped });
+    // Closed after the stack's instances.
+    return () => upstream.close();
+  });
+  const stack = useStack({ sandbox: false, store: 'embedded', instances: 0, env: () => upstream.env });
+  const store = breakable();
+  // The instance every client talks to, on the breakable store.
+  beforeAll(async () => {
+    await stack.start({}, { backend: store.wrapped });
   });
   beforeEach(() => {
     Object.assign(store.failing, { sessionWrites: false, indexAdds: false, oldSessionEnd: false });
   });
-  afterAll(async () => {
-    await billfold.close();
-    await upstream.close();
-  });
 
-  const client = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
+  const client = () => stack.client();
   const body = () => ({ username: 'someone', password: upstream.password });
 
   it.each([

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { limitedAddress } from '../../src/middleware/rate-limits.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
+import { uniquePrefix } from '../support/redis.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../support/scripted-upstream.js';
+import { startStack, useStack } from '../support/stack.js';
 import { createTestClock } from '../support/test-clock.js';
 
 /** A login from client address `ip` (billfold trusts the loopback proxy's X-Forwarded-For here). */
@@ -19,31 +19,29 @@ const burst = <T>(count: number, call: (index: number) => Promise<T>) =>
 
 describe('login limits reserve before the upstream is called (Redis, a login of ~300 ms)', () => {
   let upstream: ScriptedUpstream;
-  let billfold: RunningBillfold;
   beforeAll(async () => {
     upstream = await startScriptedUpstream();
     upstream.loginDelayMs = 300;
-    billfold = await startBillfold({
+    // Closed after the stack's instances.
+    return () => upstream.close();
+  });
+  const stack = useStack({
+    sandbox: false,
+    env: () => ({
       ...upstream.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
       TRUST_PROXY: 'loopback',
       STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_FAILURES_PER_USER: '5',
       LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '12',
       LOGIN_MAX_FAILURES_PER_IP: '1000',
       LOGIN_MAX_SUCCESSES_PER_IP: '1000',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await upstream.close();
+    }),
   });
 
   it('lets 50 parallel wrong passwords for one user from one address reach the upstream 5 times, no more', async () => {
     const before = upstream.logins.length;
     const answers = await burst(50, () =>
-      login(billfold, 'billingplatform', { username: 'burst-user', password: 'wrong' }),
+      login(stack.billfold, 'billingplatform', { username: 'burst-user', password: 'wrong' }),
     );
     const reached = upstream.logins.length - before;
     console.log(`50 parallel wrong passwords for one user from one address: ${reached} upstream calls`);
@@ -58,7 +56,7 @@ describe('login limits reserve before the upstream is called (Redis, a login of 
     const before = upstream.logins.length;
     await burst(50, (index) =>
       login(
-        billfold,
+        stack.billfold,
         'billingplatform',
         { username: 'spread-user', password: 'wrong' },
         `198.51.100.${index + 1}`,
@@ -80,14 +78,14 @@ describe('login limits reserve before the upstream is called (Redis, a login of 
     ];
     const before = upstream.logins.length;
     for (const username of spellings)
-      await login(billfold, 'billingplatform', { username, password: 'wrong' });
+      await login(stack.billfold, 'billingplatform', { username, password: 'wrong' });
     expect(upstream.logins.length - before).toBe(5);
   });
 
   it('does not let a stranger lock a user out: 5 failures from one address leave the user at another free to sign in', async () => {
     for (let i = 0; i < 5; i++) {
       const answer = await login(
-        billfold,
+        stack.billfold,
         'billingplatform',
         { username: 'victim', password: 'wrong' },
         '192.0.2.66',
@@ -95,11 +93,17 @@ describe('login limits reserve before the upstream is called (Redis, a login of 
       expect(answer.status).toBe(401);
     }
     expect(
-      (await login(billfold, 'billingplatform', { username: 'victim', password: 'wrong' }, '192.0.2.66'))
-        .status,
+      (
+        await login(
+          stack.billfold,
+          'billingplatform',
+          { username: 'victim', password: 'wrong' },
+          '192.0.2.66',
+        )
+      ).status,
     ).toBe(429);
     const victim = await login(
-      billfold,
+      stack.billfold,
       'billingplatform',
       { username: 'victim', password: upstream.password },
       '192.0.2.7',
@@ -109,26 +113,32 @@ describe('login limits reserve before the upstream is called (Redis, a login of 
 });
 
 describe('failed logins per client address, under a burst of usernames', () => {
-  it('lets 50 parallel wrong passwords for 50 usernames from one address reach the upstream 7 times', async () => {
-    const upstream = await startScriptedUpstream();
+  let upstream: ScriptedUpstream;
+  beforeAll(async () => {
+    upstream = await startScriptedUpstream();
     upstream.loginDelayMs = 300;
-    const billfold = await startBillfold({
+    return () => upstream.close();
+  });
+  const stack = useStack({
+    sandbox: false,
+    env: () => ({
       ...upstream.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
       TRUST_PROXY: 'loopback',
       STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_FAILURES_PER_IP: '7',
-    });
-    try {
-      await burst(50, (index) =>
-        login(billfold, 'billingplatform', { username: `user-${index}`, password: 'wrong' }, '203.0.113.5'),
-      );
-      expect(upstream.logins).toHaveLength(7);
-    } finally {
-      await billfold.close();
-      await upstream.close();
-    }
+    }),
+  });
+
+  it('lets 50 parallel wrong passwords for 50 usernames from one address reach the upstream 7 times', async () => {
+    await burst(50, (index) =>
+      login(
+        stack.billfold,
+        'billingplatform',
+        { username: `user-${index}`, password: 'wrong' },
+        '203.0.113.5',
+      ),
+    );
+    expect(upstream.logins).toHaveLength(7);
   });
 });
 
@@ -147,12 +157,17 @@ describe('client addresses as the limits count them', () => {
 
   it('counts every address of one IPv6 /64 as one stranger', async () => {
     const upstream = await startScriptedUpstream();
-    const billfold = await startBillfold({
-      ...upstream.env,
-      TRUST_PROXY: 'loopback',
-      STORE_TIMEOUT_MS: '5000',
-      LOGIN_MAX_FAILURES_PER_USER: '3',
+    const stack = await startStack({
+      sandbox: false,
+      store: 'embedded',
+      env: {
+        ...upstream.env,
+        TRUST_PROXY: 'loopback',
+        STORE_TIMEOUT_MS: '5000',
+        LOGIN_MAX_FAILURES_PER_USER: '3',
+      },
     });
+    const billfold = stack.billfold;
     try {
       for (let i = 1; i <= 3; i++) {
         const answer = await login(
@@ -182,7 +197,7 @@ describe('client addresses as the limits count them', () => {
         ).status,
       ).toBe(200);
     } finally {
-      await billfold.close();
+      await stack.close();
       await upstream.close();
     }
   });
@@ -190,30 +205,28 @@ describe('client addresses as the limits count them', () => {
 
 describe('past the username ceiling, the username is slowed, not walled (embedded store, test clock)', () => {
   let upstream: ScriptedUpstream;
-  let billfold: RunningBillfold;
   const clock = createTestClock(Date.now());
   beforeAll(async () => {
     upstream = await startScriptedUpstream();
-    billfold = await startBillfold(
-      {
-        ...upstream.env,
-        TRUST_PROXY: 'loopback',
-        STORE_TIMEOUT_MS: '5000',
-        LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '4',
-        LOGIN_SLOWED_INTERVAL_S: '10',
-      },
-      { clock },
-    );
+    return () => upstream.close();
   });
-  afterAll(async () => {
-    await billfold.close();
-    await upstream.close();
+  const stack = useStack({
+    sandbox: false,
+    store: 'embedded',
+    clock,
+    env: () => ({
+      ...upstream.env,
+      TRUST_PROXY: 'loopback',
+      STORE_TIMEOUT_MS: '5000',
+      LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES: '4',
+      LOGIN_SLOWED_INTERVAL_S: '10',
+    }),
   });
 
   it('admits one attempt per interval, so the user still gets in while strangers spend the ceiling', async () => {
     for (let i = 0; i < 4; i++) {
       const answer = await login(
-        billfold,
+        stack.billfold,
         'billingplatform',
         { username: 'slowed', password: 'wrong' },
         `192.0.2.${i + 1}`,
@@ -222,11 +235,17 @@ describe('past the username ceiling, the username is slowed, not walled (embedde
     }
     // The ceiling is spent: one more attempt passes now (a stranger's), the next must wait seconds, not the window.
     expect(
-      (await login(billfold, 'billingplatform', { username: 'slowed', password: 'wrong' }, '192.0.2.50'))
-        .status,
+      (
+        await login(
+          stack.billfold,
+          'billingplatform',
+          { username: 'slowed', password: 'wrong' },
+          '192.0.2.50',
+        )
+      ).status,
     ).toBe(401);
     const waiting = await login(
-      billfold,
+      stack.billfold,
       'billingplatform',
       { username: 'slowed', password: upstream.password },
       '192.0.2.99',
@@ -236,7 +255,7 @@ describe('past the username ceiling, the username is slowed, not walled (embedde
 
     clock.advance(10_000);
     const user = await login(
-      billfold,
+      stack.billfold,
       'billingplatform',
       { username: 'slowed', password: upstream.password },
       '192.0.2.99',
@@ -246,39 +265,29 @@ describe('past the username ceiling, the username is slowed, not walled (embedde
 });
 
 describe('successful logins per client address, and the BILL budget per developer key', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
+  const stack = useStack({
+    env: {
       TRUST_PROXY: 'loopback',
       STORE_TIMEOUT_MS: '5000',
       LOGIN_MAX_SUCCESSES_PER_IP: '5',
       BILL_LOGINS_PER_HOUR: '8',
       BILL_LOGINS_PER_HOUR_PER_IP: '3',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
+    },
   });
 
   it('limits successful logins from one address, even in a parallel burst, and not another address', async () => {
-    sandbox.billogram.clearRequests();
-    const answers = await burst(50, () => login(billfold, 'billogram', demo.billogram, '203.0.113.20'));
+    stack.sandbox.billogram.clearRequests();
+    const answers = await burst(50, () => login(stack.billfold, 'billogram', demo.billogram, '203.0.113.20'));
     expect(answers.filter((answer) => answer.status === 200)).toHaveLength(5);
     expect(answers.filter((answer) => answer.status === 429)).toHaveLength(45);
-    expect(sandbox.billogram.requests).toHaveLength(5);
-    expect((await login(billfold, 'billogram', demo.billogram, '203.0.113.21')).status).toBe(200);
+    expect(stack.sandbox.billogram.requests).toHaveLength(5);
+    expect((await login(stack.billfold, 'billogram', demo.billogram, '203.0.113.21')).status).toBe(200);
   });
 
   it('answers 429 before BILL does once billfold has spent its budget of BILL logins, whoever asks', async () => {
-    sandbox.bill.clearRequests();
+    stack.sandbox.bill.clearRequests();
     const answers = await burst(50, (index) =>
-      login(billfold, 'bill', demo.bill, `203.0.113.${100 + index}`),
+      login(stack.billfold, 'bill', demo.bill, `203.0.113.${100 + index}`),
     );
     const granted = answers.filter((answer) => answer.status === 200);
     expect(granted).toHaveLength(8);
@@ -286,26 +295,28 @@ describe('successful logins per client address, and the BILL budget per develope
     expect(limited).toHaveLength(42);
     expect(limited[0]?.body.error).toMatchObject({ code: 'rate_limited', provider: 'bill' });
     expect(Number(limited[0]?.headers.get('retry-after'))).toBeGreaterThan(3000);
-    expect(sandbox.bill.requests.filter((request) => request.path.endsWith('Login.json'))).toHaveLength(8);
+    expect(stack.sandbox.bill.requests.filter((request) => request.path.endsWith('Login.json'))).toHaveLength(
+      8,
+    );
   });
 
   it('lets no single address spend more than its share of the BILL budget', async () => {
-    const fresh = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
+    // Alone on a prefix of its own, with the default successes per address.
+    const fresh = await stack.start({
       REDIS_KEY_PREFIX: uniquePrefix(),
-      TRUST_PROXY: 'loopback',
-      STORE_TIMEOUT_MS: '5000',
+      LOGIN_MAX_SUCCESSES_PER_IP: undefined,
       BILL_LOGINS_PER_HOUR: '100',
       BILL_LOGINS_PER_HOUR_PER_IP: '3',
     });
     try {
-      sandbox.bill.clearRequests();
+      stack.sandbox.bill.clearRequests();
       const answers = await burst(20, () =>
         login(fresh, 'bill', { ...demo.bill, password: 'wrong' }, '203.0.113.77'),
       );
       expect(answers.filter((answer) => answer.status === 401)).toHaveLength(3);
-      expect(sandbox.bill.requests.filter((request) => request.path.endsWith('Login.json'))).toHaveLength(3);
+      expect(
+        stack.sandbox.bill.requests.filter((request) => request.path.endsWith('Login.json')),
+      ).toHaveLength(3);
       // Even the right password: the address's share is spent; another address still signs in.
       expect((await login(fresh, 'bill', demo.bill, '203.0.113.77')).status).toBe(429);
       expect((await login(fresh, 'bill', demo.bill, '203.0.113.78')).status).toBe(200);
@@ -329,14 +340,19 @@ describe('the embedded store keeps counters and locks where sessions cannot evic
 
   it('keeps a user’s failures counted through a flood of other users’ sign-ins', async () => {
     const upstream = await startScriptedUpstream();
-    const billfold = await startBillfold({
-      ...upstream.env,
-      TRUST_PROXY: 'loopback',
-      STORE_TIMEOUT_MS: '5000',
-      MEMORY_STORE_MAX_SESSIONS: '10',
-      LOGIN_MAX_FAILURES_PER_USER: '3',
-      LOGIN_MAX_SUCCESSES_PER_IP: '1000',
+    const stack = await startStack({
+      sandbox: false,
+      store: 'embedded',
+      env: {
+        ...upstream.env,
+        TRUST_PROXY: 'loopback',
+        STORE_TIMEOUT_MS: '5000',
+        MEMORY_STORE_MAX_SESSIONS: '10',
+        LOGIN_MAX_FAILURES_PER_USER: '3',
+        LOGIN_MAX_SUCCESSES_PER_IP: '1000',
+      },
     });
+    const billfold = stack.billfold;
     try {
       for (let i = 0; i < 3; i++)
         await login(billfold, 'billingplatform', { username: 'counted', password: 'wrong' });
@@ -349,7 +365,7 @@ describe('the embedded store keeps counters and locks where sessions cannot evic
         (await login(billfold, 'billingplatform', { username: 'counted', password: 'wrong' })).status,
       ).toBe(429);
     } finally {
-      await billfold.close();
+      await stack.close();
       await upstream.close();
     }
   });

@@ -2,14 +2,14 @@ import fc from 'fast-check';
 import type { RequestListener } from 'node:http';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
 import { guardListener } from '../../src/middleware/error-boundary.js';
 import { addressKey } from '../../src/middleware/operator-auth-limiter.js';
-import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
 import { exchangeRaw, formatRaw, sendRaw } from '../support/raw-http.js';
-import { createTestClock, type TestClock } from '../support/test-clock.js';
+import { useStack, type StackOptions } from '../support/stack.js';
+import { createTestClock } from '../support/test-clock.js';
 
 const ADMIN_TOKEN = 'Qz7hV2mK9pXw4sLc8RbT1nYe6uJa3dFg';
 const METRICS_TOKEN = 'Lp4Xk8Wq2Zm6Tv0Rb9Nc3Hs7Jy5Fd1Ge';
@@ -20,6 +20,8 @@ const OPERATOR_PORTS = {
   ADMIN_TOKEN,
   METRICS_PORT: '0',
 };
+/** No sandbox (the BillingPlatform URL is never called) and each instance's embedded store. */
+const OPERATOR_STACK = { sandbox: false, store: 'embedded' } satisfies StackOptions;
 const bearer = (token: string) => [['Authorization', `Bearer ${token}`]] as const;
 
 /** Targets URL parsing or routing could choke on: hosts and ports where a path belongs, and worse. */
@@ -39,19 +41,17 @@ const HOSTILE_TARGETS = [
 ];
 
 describe('a malformed request target on an operator port', () => {
+  const stack = useStack({ ...OPERATOR_STACK, instances: 0, env: OPERATOR_PORTS });
   let billfold: BillfoldProcess;
   let ports: { main: string; admin: string; metrics: string };
   beforeAll(async () => {
-    billfold = await spawnBillfold(OPERATOR_PORTS);
+    billfold = await stack.spawn();
     const listening = JSON.parse(billfold.lines.find((line) => line.includes('"billfold listening"'))!);
     ports = {
       main: billfold.url,
       admin: `http://127.0.0.1:${listening.adminPort}`,
       metrics: `http://127.0.0.1:${listening.metricsPort}`,
     };
-  });
-  afterAll(async () => {
-    await billfold.stop();
   });
 
   const stillServes = async () => {
@@ -96,13 +96,10 @@ describe('a malformed request target on an operator port', () => {
 });
 
 describe('every listener, against generated request targets', () => {
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
+  const stack = useStack({
+    ...OPERATOR_STACK,
     // Trusting loopback, so X-Forwarded-For is read (and its garbage parsed) on every request.
-    billfold = await startBillfold({ ...OPERATOR_PORTS, METRICS_TOKEN, TRUST_PROXY: 'loopback' });
-  });
-  afterAll(async () => {
-    await billfold.close();
+    env: { ...OPERATOR_PORTS, METRICS_TOKEN, TRUST_PROXY: 'loopback' },
   });
 
   // Printable ASCII the request line allows, weighted towards the characters URL parsing cares about.
@@ -135,6 +132,7 @@ describe('every listener, against generated request targets', () => {
   );
 
   it('never answers 500 nor drops the connection unanswered', async () => {
+    const billfold = stack.billfold;
     await fc.assert(
       fc.asyncProperty(
         target,
@@ -224,36 +222,32 @@ describe('the last-resort error boundary', () => {
 });
 
 describe('operator tokens', () => {
-  let clock: TestClock;
-  let billfold: RunningBillfold;
-  beforeAll(async () => {
-    clock = createTestClock();
-    billfold = await startBillfold(
-      {
-        ...OPERATOR_PORTS,
-        METRICS_TOKEN,
-        TRUST_PROXY: 'loopback',
-        OPERATOR_AUTH_MAX_FAILURES: '5',
-        OPERATOR_AUTH_WINDOW_S: '600',
-      },
-      { clock },
-    );
-  });
-  afterAll(async () => {
-    await billfold.close();
+  const clock = createTestClock();
+  const stack = useStack({
+    ...OPERATOR_STACK,
+    clock,
+    env: {
+      ...OPERATOR_PORTS,
+      METRICS_TOKEN,
+      TRUST_PROXY: 'loopback',
+      OPERATOR_AUTH_MAX_FAILURES: '5',
+      OPERATOR_AUTH_WINDOW_S: '600',
+    },
   });
 
   const listing = (token: string, forwardedFor?: string) =>
-    fetch(`${billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone`, {
+    fetch(`${stack.billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone`, {
       headers: {
         authorization: `Bearer ${token}`,
         ...(forwardedFor !== undefined && { 'x-forwarded-for': forwardedFor }),
       },
     });
-  const entries = () => billfold.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
+  const entries = () => stack.billfold.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
   const audits = (event: string) => entries().filter((e) => e.audit === true && e.event === event);
 
   it('refuses a credential in the query with 400 secret_in_query before the token is checked or counted', async () => {
+    // Whatever ran before: none of these requests adds a failed-token line.
+    const before = audits('operator_auth_failed').length;
     for (const query of [
       'password=x',
       'pass%77ord=x',
@@ -263,16 +257,16 @@ describe('operator tokens', () => {
       'private_key=x',
     ]) {
       const answer = await fetch(
-        `${billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone&${query}`,
+        `${stack.billfold.adminUrl!}/admin/sessions?provider=billingplatform&user=someone&${query}`,
         { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
       );
       expect(answer.status).toBe(400);
       expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('secret_in_query');
     }
-    expect(audits('operator_auth_failed')).toEqual([]);
-    const wrong = await fetch(`${billfold.adminUrl!}/admin/sessions?token=guess`);
+    expect(audits('operator_auth_failed').slice(before)).toEqual([]);
+    const wrong = await fetch(`${stack.billfold.adminUrl!}/admin/sessions?token=guess`);
     expect(wrong.status).toBe(400);
-    expect(audits('operator_auth_failed')).toEqual([]);
+    expect(audits('operator_auth_failed').slice(before)).toEqual([]);
   });
 
   it('refuses a burst of 50 guesses past the limit, the right token too, with Retry-After, until the window ends', async () => {
@@ -294,7 +288,7 @@ describe('operator tokens', () => {
     // Another address is not held up by this one.
     expect((await listing(ADMIN_TOKEN, '198.51.100.8')).status).toBe(200);
     // The metrics port counts against the same address.
-    const scrape = await fetch(`${billfold.metricsUrl!}/metrics`, {
+    const scrape = await fetch(`${stack.billfold.metricsUrl!}/metrics`, {
       headers: { authorization: `Bearer ${METRICS_TOKEN}`, 'x-forwarded-for': from },
     });
     expect(scrape.status).toBe(429);
@@ -306,7 +300,7 @@ describe('operator tokens', () => {
   it('audits every wrong token with the client address TRUST_PROXY resolves, and never the token', async () => {
     const before = audits('operator_auth_failed').length;
     await listing('wrong-token-wrong-token-wrong-token', '203.0.113.50');
-    await fetch(`${billfold.metricsUrl!}/metrics`, { headers: { 'x-forwarded-for': '203.0.113.51' } });
+    await fetch(`${stack.billfold.metricsUrl!}/metrics`, { headers: { 'x-forwarded-for': '203.0.113.51' } });
     const lines = audits('operator_auth_failed').slice(before);
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({
@@ -334,14 +328,14 @@ describe('operator tokens', () => {
   });
 
   it('names the client address on every request line, as TRUST_PROXY resolves it', async () => {
-    await fetch(`${billfold.url}/healthz`, { headers: { 'x-forwarded-for': '192.0.2.60, 127.0.0.1' } });
+    await fetch(`${stack.billfold.url}/healthz`, { headers: { 'x-forwarded-for': '192.0.2.60, 127.0.0.1' } });
     const line = entries()
       .filter((e) => e.msg === 'request' && e.path === '/healthz')
       .at(-1);
     // The last hop is loopback, trusted; the one before it is the client.
     expect(line).toMatchObject({ clientAddress: '192.0.2.60' });
     // A request Node's parser refused is logged with the connecting address too.
-    for (const origin of [billfold.url, billfold.adminUrl!]) {
+    for (const origin of [stack.billfold.url, stack.billfold.adminUrl!]) {
       await exchangeRaw(origin, 'NOT HTTP AT ALL\r\n\r\n');
     }
     const refused = entries().filter((e) => e.msg === 'refused a request that is not valid HTTP');
@@ -351,29 +345,29 @@ describe('operator tokens', () => {
 });
 
 describe('operator tokens without a trusted proxy', () => {
-  it('count against the connecting address whatever X-Forwarded-For claims', async () => {
-    const billfold = await startBillfold({
+  const stack = useStack({
+    ...OPERATOR_STACK,
+    env: {
       BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
       ADMIN_PORT: '0',
       ADMIN_TOKEN,
       OPERATOR_AUTH_MAX_FAILURES: '3',
-    });
-    try {
-      const statuses: number[] = [];
-      for (let i = 0; i < 6; i++) {
-        const answer = await fetch(`${billfold.adminUrl!}/admin/sessions?provider=bill&user=x&orgId=o`, {
-          headers: { authorization: 'Bearer nope', 'x-forwarded-for': `203.0.113.${i}` },
-        });
-        statuses.push(answer.status);
-      }
-      expect(statuses).toEqual([401, 401, 401, 429, 429, 429]);
-      const audited = billfold.logs
-        .map((line) => JSON.parse(line) as Record<string, unknown>)
-        .filter((e) => e.event === 'operator_auth_failed');
-      expect(audited.map((e) => e.clientAddress)).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
-    } finally {
-      await billfold.close();
+    },
+  });
+
+  it('count against the connecting address whatever X-Forwarded-For claims', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const answer = await fetch(`${stack.billfold.adminUrl!}/admin/sessions?provider=bill&user=x&orgId=o`, {
+        headers: { authorization: 'Bearer nope', 'x-forwarded-for': `203.0.113.${i}` },
+      });
+      statuses.push(answer.status);
     }
+    expect(statuses).toEqual([401, 401, 401, 429, 429, 429]);
+    const audited = stack.billfold.logs
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((e) => e.event === 'operator_auth_failed');
+    expect(audited.map((e) => e.clientAddress)).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
   });
 });
 

@@ -1,29 +1,30 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { checkQuery, isCredentialName } from '../../src/upstream/relay-policy.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { expectDocumentedError } from '../support/security-expect.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../support/scripted-upstream.js';
+import { useStack } from '../support/stack.js';
 
 describe('secret_in_query on every route', () => {
   let upstream: ScriptedUpstream;
-  let billfold: RunningBillfold;
   beforeAll(async () => {
     upstream = await startScriptedUpstream();
-    billfold = await startBillfold({
+    // Closed after the stack's instances.
+    return () => upstream.close();
+  });
+  const stack = useStack({
+    sandbox: false,
+    store: 'embedded',
+    env: () => ({
       ...upstream.env,
       ADMIN_PORT: '0',
       ADMIN_TOKEN: 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await upstream.close();
+    }),
   });
 
   it('refuses POST /auth/billingplatform/login?password=… before signing in, and the upstream never hears of it', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     const before = upstream.logins.length;
     const answer = await client.post(`/auth/billingplatform/login?password=${upstream.password}`, {
       username: 'someone',
@@ -47,12 +48,12 @@ describe('secret_in_query on every route', () => {
     ['GET', '/auth/session?p%D0%B0ssword=x'],
     ['POST', '/auth/billbora/organization?supabase_token=x'],
   ])('refuses %s %s', async (method, path) => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     expectDocumentedError(await client.request(method, path), 400, 'secret_in_query');
   });
 
   it('lets ordinary query strings through', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     expect((await client.get('/auth/session?touch=true')).status).toBe(200);
     expect((await client.get('/healthz?verbose=1')).status).toBe(200);
   });
