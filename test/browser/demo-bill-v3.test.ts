@@ -1,16 +1,14 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
 import { freePort } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 import { launchChromium } from './browser-support.js';
 
 const WAIT = { timeout: 15_000 };
 
 describe('the demo page with BILL v3, in Chromium', () => {
-  let sandbox: Sandbox | undefined;
-  let billfold: BillfoldProcess | undefined;
+  const stack = useStack({ instances: 0, store: 'embedded', sandbox: { billApiVersion: 'v3' } });
   let browser: Browser | undefined;
   let launchError: unknown;
   let origin = '';
@@ -21,21 +19,18 @@ describe('the demo page with BILL v3, in Chromium', () => {
       launchError = error;
       return undefined;
     });
-    sandbox = await startSandbox({ billApiVersion: 'v3' });
     const port = await freePort();
     origin = `http://localhost:${port}`;
-    billfold = await spawnBillfold({
-      ...sandbox.env,
+    await stack.spawn({
       NODE_ENV: 'development',
       PORT: String(port),
       PUBLIC_ORIGIN: origin,
     });
   }, 120_000);
 
+  // Before the stack's own teardown, which stops billfold and the sandbox.
   afterAll(async () => {
     await browser?.close();
-    await billfold?.stop();
-    await sandbox?.close();
   }, 60_000);
 
   async function openDemo(): Promise<{ page: Page; problems: string[] }> {

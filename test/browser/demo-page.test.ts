@@ -5,8 +5,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type * as BillfoldClientModule from '../../src/client/billfold-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
 import { freePort } from '../support/redis-server.js';
 import {
   createSelfSignedCertificate,
@@ -16,6 +15,7 @@ import {
   type TestCertificate,
 } from './browser-support.js';
 import { signedOut } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const COOKIE = '__Host-billfold';
 const SCREENSHOT = fileURLToPath(new URL('../../test-results/demo-page-signed-in.png', import.meta.url));
@@ -51,8 +51,8 @@ function probe(page: Page, url: string, init: RequestInit): Promise<Probe> {
 }
 
 describe('the demo page in Chromium, against billfold over HTTPS', () => {
+  const stack = useStack({ instances: 0, store: 'embedded' });
   let tls: TestCertificate | undefined;
-  let sandbox: Sandbox | undefined;
   let billfold: BillfoldProcess | undefined;
   let browser: Browser | undefined;
   let listed: OtherOrigin | undefined;
@@ -68,13 +68,11 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
       return undefined;
     });
     tls = await createSelfSignedCertificate();
-    sandbox = await startSandbox();
     listed = await startOtherOrigin(tls, 'listed SPA origin');
     unlisted = await startOtherOrigin(tls, 'unlisted origin');
     const port = await freePort();
     origin = `https://localhost:${port}`;
-    billfold = await spawnBillfold({
-      ...sandbox.env,
+    billfold = await stack.spawn({
       NODE_ENV: 'development',
       PORT: String(port),
       PUBLIC_ORIGIN: origin,
@@ -85,11 +83,11 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     });
   }, 120_000);
 
+  // Before the stack's own teardown, which stops billfold and the sandbox.
   afterAll(async () => {
     await Promise.allSettled(contexts.map((context) => context.close()));
     await browser?.close();
-    await billfold?.stop();
-    await Promise.allSettled([listed?.close(), unlisted?.close(), sandbox?.close(), tls?.remove()]);
+    await Promise.allSettled([listed?.close(), unlisted?.close(), tls?.remove()]);
   }, 60_000);
 
   /** A fresh browser profile (its own cookie jar) with the demo page open. */
@@ -163,11 +161,11 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     expect(await page.locator('#error').isHidden()).toBe(true);
     // The relayed calls really reached each upstream, with billfold's credential attached.
     expect(
-      sandbox!.billingplatform.requests.some((r) => r.path === '/ACCOUNT/1001' && r.headers.sessionid),
+      stack.sandbox.billingplatform.requests.some((r) => r.path === '/ACCOUNT/1001' && r.headers.sessionid),
     ).toBe(true);
-    expect(sandbox!.billogram.requests.some((r) => r.path === '/customer' && r.headers.authorization)).toBe(
-      true,
-    );
+    expect(
+      stack.sandbox.billogram.requests.some((r) => r.path === '/customer' && r.headers.authorization),
+    ).toBe(true);
 
     await mkdir(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
@@ -186,7 +184,7 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     expect(await page.locator('#output').textContent()).not.toContain('INV-2026-001');
 
     // The provider ends its session: the page says so by code and asks for the sign-in again.
-    sandbox!.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.expireAllSessions();
     const billingplatform = card(page, 'billingplatform');
     await billingplatform.getByRole('button', { name: 'Call the API' }).click();
     await expect.poll(textOf(page, '#error'), WAIT).toMatch(/^upstream_session_expired \(billingplatform\)/);
@@ -264,7 +262,7 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     });
     expect(outcome.body).toContain('Acme Corporation');
 
-    sandbox!.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.expireAllSessions();
     const expiry = await page.evaluate(async () => {
       const { createBillfoldClient } = (globalThis as unknown as { billfold: typeof BillfoldClientModule })
         .billfold;
@@ -310,11 +308,11 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     await other.goto(`${unlisted!.origin}/`);
     const upstreamCalls = () =>
       [
-        sandbox!.billingplatform,
-        sandbox!.bill,
-        sandbox!.billogram,
-        sandbox!.billbora,
-        sandbox!.supabase,
+        stack.sandbox.billingplatform,
+        stack.sandbox.bill,
+        stack.sandbox.billogram,
+        stack.sandbox.billbora,
+        stack.sandbox.supabase,
       ].reduce((sum, emulator) => sum + emulator.requests.length, 0);
     const callsBefore = upstreamCalls();
     // billfold writes its log in batches, in order: once a marker request's line is out, every line
@@ -371,7 +369,7 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     await signIn(page, 'billingplatform', /^Connected as demo$/);
     const spa = await context.newPage();
     await spa.goto(`${listed!.origin}/`);
-    const before = sandbox!.billingplatform.requests.length;
+    const before = stack.sandbox.billingplatform.requests.length;
 
     const session = await probe(spa, `${origin}/auth/session`, {
       credentials: 'include',
@@ -391,7 +389,7 @@ describe('the demo page in Chromium, against billfold over HTTPS', () => {
     });
     expect(relay.status).toBe(200);
     expect(JSON.parse(relay.body!).retrieveResponse[0].Name).toBe('Acme Corporation');
-    expect(sandbox!.billingplatform.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual([
+    expect(stack.sandbox.billingplatform.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual([
       'GET /ACCOUNT/1001',
     ]);
 

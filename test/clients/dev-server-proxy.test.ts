@@ -1,9 +1,8 @@
 import { createServer, type ViteDevServer } from 'vite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { freePort } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 
 /** Vite's dev server as docs/clients.md configures it: /auth and /api proxied to billfold. */
 async function startVite(target: string, port: number): Promise<ViteDevServer> {
@@ -41,28 +40,21 @@ async function signInThrough(origin: string) {
 }
 
 describe('billfold behind Vite’s server.proxy, as docs/clients.md says', () => {
-  let sandbox: Sandbox;
-  const running: { billfold: RunningBillfold; vite: ViteDevServer }[] = [];
+  const stack = useStack({ instances: 0, store: 'embedded', env: { NODE_ENV: 'development' } });
+  const vites: ViteDevServer[] = [];
+  // Before the stack's own teardown: each proxy goes before the billfold behind it.
+  afterAll(async () => {
+    for (const vite of vites) await vite.close();
+  });
 
   /** A billfold with `env`, and a Vite dev server in front of it on a port chosen first. */
   async function behindVite(env: (origin: string) => Record<string, string>): Promise<string> {
     const port = await freePort();
     const origin = `http://localhost:${port}`;
-    const billfold = await startBillfold({ ...sandbox.env, NODE_ENV: 'development', ...env(origin) });
-    running.push({ billfold, vite: await startVite(billfold.url, port) });
+    const billfold = await stack.start(env(origin));
+    vites.push(await startVite(billfold.url, port));
     return origin;
   }
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-  });
-  afterAll(async () => {
-    for (const { billfold, vite } of running) {
-      await vite.close();
-      await billfold.close();
-    }
-    await sandbox.close();
-  });
 
   it('answers origin_not_allowed while billfold knows only its own origin: changeOrigin leaves Origin alone', async () => {
     const origin = await behindVite(() => ({ PUBLIC_ORIGIN: 'http://localhost:3000' }));

@@ -1,35 +1,32 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
 import { freePort } from '../support/redis-server.js';
-import { connectRedis, REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { connectRedis } from '../support/redis.js';
 import { NativeClient } from './native-client.js';
 import { signedOut } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const COOKIE = 'billfold';
 
 describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfold on Redis', () => {
-  let sandbox: Sandbox | undefined;
+  const stack = useStack({ instances: 0, env: { LOG_LEVEL: 'info' } });
   let billfold: BillfoldProcess | undefined;
-  let env: Record<string, string>;
+  let port = '';
   let origin = '';
-  const prefix = uniquePrefix();
 
   beforeAll(async () => {
-    sandbox = await startSandbox();
     // A fixed port, as an app has one fixed base URL: the restarted billfold is the same server to it.
-    const port = await freePort();
+    port = String(await freePort());
     origin = `http://127.0.0.1:${port}`;
-    env = { ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: prefix, PORT: String(port), LOG_LEVEL: 'info' };
-    billfold = await spawnBillfold(env);
+    billfold = await stack.spawn({ PORT: port });
   }, 60_000);
 
+  // The stack leaves the store's keys in place: they go once billfold has stopped writing them.
   afterAll(async () => {
     await billfold?.stop();
-    await sandbox?.close();
     const redis = await connectRedis();
-    const keys = await redis.keys(`${prefix}*`);
+    const keys = await redis.keys(`${stack.prefix}*`);
     if (keys.length > 0) await redis.del(keys);
     redis.destroy();
   }, 30_000);
@@ -37,7 +34,7 @@ describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfol
   async function sessionKeys(): Promise<string[]> {
     const redis = await connectRedis();
     try {
-      return await redis.keys(`${prefix}s:*`);
+      return await redis.keys(`${stack.prefix}s:*`);
     } finally {
       redis.destroy();
     }
@@ -89,14 +86,14 @@ describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfol
       'INV-2026-001',
     );
     // The upstream got billfold's credential, never the app's cookie.
-    const upstreamSeen = JSON.stringify(sandbox!.billingplatform.requests.map((r) => r.headers));
+    const upstreamSeen = JSON.stringify(stack.sandbox.billingplatform.requests.map((r) => r.headers));
     expect(upstreamSeen).not.toContain(cookie);
     expect(await sessionKeys()).toHaveLength(1);
 
     // billfold restarts (a deploy): in-flight state is gone, the session lives on in Redis.
     expect(await billfold!.stop()).toBe(0);
     await expect(app.get('/auth/session')).rejects.toThrow(/ECONNREFUSED/);
-    billfold = await spawnBillfold(env);
+    billfold = await stack.spawn({ PORT: port });
 
     const resumed = await app.get('/auth/session');
     expect(resumed.status).toBe(200);
@@ -112,7 +109,7 @@ describe('a native mobile client (cookie jar, X-CSRF, no Origin) against billfol
     expect(loggedOut.status).toBe(204);
     expect(app.jar.has(COOKIE)).toBe(false);
     expect(await sessionKeys()).toEqual([]);
-    expect(sandbox!.billingplatform.sessions()).toEqual([]);
+    expect(stack.sandbox.billingplatform.sessions()).toEqual([]);
 
     // A copy of the cookie kept past logout (a backup, a second device) opens nothing.
     const replay = new NativeClient(origin);

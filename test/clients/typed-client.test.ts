@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import type { z } from 'zod';
 import {
   BillfoldError,
@@ -8,13 +8,12 @@ import {
   type LoginBodies,
 } from '../../src/client/billfold-client.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import type { billLoginSchema } from '../../src/upstream/bill/bill-adapter.js';
 import type { billboraLoginSchema } from '../../src/upstream/billbora/billbora-adapter.js';
 import type { billingPlatformLoginSchema } from '../../src/upstream/billingplatform/billingplatform-adapter.js';
 import type { billogramLoginSchema } from '../../src/upstream/billogram/billogram-adapter.js';
-import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { signedOut } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 import { createTestClock } from '../support/test-clock.js';
 
 /** A fetch that records what the client sent, then sends it. */
@@ -29,18 +28,8 @@ function recordingFetch() {
 }
 
 describe('createBillfoldClient in Node, against billfold and the sandbox', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox({ billApiVersion: 'v3' });
-    billfold = await startBillfold(sandbox.env);
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
-  beforeEach(() => sandbox.reset());
+  const stack = useStack({ store: 'embedded', sandbox: { billApiVersion: 'v3' } });
+  beforeEach(() => stack.sandbox.reset());
 
   it('takes, at the type level, exactly the login bodies billfold validates', () => {
     expectTypeOf<LoginBodies['billingplatform']>().toEqualTypeOf<
@@ -53,7 +42,7 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
 
   it('signs in to each provider, reads the session, relays with X-CSRF and the cookie, and signs out', async () => {
     const { sent, fetch } = recordingFetch();
-    const client = createBillfoldClient({ baseUrl: billfold.url, fetch });
+    const client = createBillfoldClient({ baseUrl: stack.billfold.url, fetch });
     expect(await client.session()).toEqual(signedOut());
 
     const view = await client.signIn('billingplatform', demo.billingplatform);
@@ -63,7 +52,7 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
     expect(account.status).toBe(200);
     const customers = await client.relay('billogram', 'customer', { query: { page: '1', page_size: '10' } });
     expect(customers.status).toBe(200);
-    expect(sandbox.billogram.requests.at(-1)?.query).toContain('page_size=10');
+    expect(stack.sandbox.billogram.requests.at(-1)?.query).toContain('page_size=10');
 
     // A provider's own 404 is an answer, not an error of billfold's.
     const missing = await client.relay('billingplatform', 'ACCOUNT/does-not-exist');
@@ -84,12 +73,14 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
     expect(sent.length).toBeGreaterThan(8);
     for (const call of sent) expect(call.headers.get('x-csrf')).toBe('1');
     expect(
-      sent.some((call) => call.headers.get('cookie')?.startsWith(`${billfold.config.session.cookieName}=`)),
+      sent.some((call) =>
+        call.headers.get('cookie')?.startsWith(`${stack.billfold.config.session.cookieName}=`),
+      ),
     ).toBe(true);
   });
 
   it('throws billfold’s errors typed by code, with the provider and request id', async () => {
-    const client = createBillfoldClient({ baseUrl: billfold.url });
+    const client = createBillfoldClient({ baseUrl: stack.billfold.url });
     const refused = await client
       .signIn('billingplatform', { ...demo.billingplatform, password: 'wrong' })
       .catch((error: unknown) => error);
@@ -121,8 +112,8 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
   });
 
   it('switches the Billbora organization, and lists and revokes its own sessions', async () => {
-    const laptop = createBillfoldClient({ baseUrl: billfold.url });
-    const phone = createBillfoldClient({ baseUrl: billfold.url });
+    const laptop = createBillfoldClient({ baseUrl: stack.billfold.url });
+    const phone = createBillfoldClient({ baseUrl: stack.billfold.url });
     await laptop.signIn('billbora', demo.billbora);
     await phone.signIn('billbora', demo.billbora);
     const switched = await laptop.switchBillboraOrganization('org_other');
@@ -140,7 +131,7 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
   });
 
   it('tells its listeners when an upstream ends its session, and when the session ends', async () => {
-    const client = createBillfoldClient({ baseUrl: billfold.url });
+    const client = createBillfoldClient({ baseUrl: stack.billfold.url });
     const events: string[] = [];
     const stop = client.on('upstream-expired', ({ provider }) => events.push(`upstream-expired ${provider}`));
     client.on('session-expired', ({ previous }) =>
@@ -148,7 +139,7 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
     );
     await client.signIn('billogram', demo.billogram);
     await client.signIn('billingplatform', demo.billingplatform);
-    sandbox.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.expireAllSessions();
     const expired = await client.relay('billingplatform', 'ACCOUNT/1001').catch((error: unknown) => error);
     expect(isBillfoldError(expired, 'upstream_session_expired')).toBe(true);
     expect(events).toEqual(['upstream-expired billingplatform']);
@@ -156,7 +147,7 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
     // Revoked elsewhere: the next read finds it gone.
     await client.signIn('billingplatform', demo.billingplatform);
     const [mine] = await client.sessions();
-    const other = createBillfoldClient({ baseUrl: billfold.url });
+    const other = createBillfoldClient({ baseUrl: stack.billfold.url });
     await other.signIn('billingplatform', demo.billingplatform);
     await other.revokeSession(mine?.id ?? '');
     expect((await client.session()).authenticated).toBe(false);
@@ -170,12 +161,12 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
   });
 
   it('on a relayed call, unauthenticated after a live session is the session expiring', async () => {
-    const client = createBillfoldClient({ baseUrl: billfold.url });
+    const client = createBillfoldClient({ baseUrl: stack.billfold.url });
     const heard: BillfoldEvents['session-expired'][] = [];
     client.on('session-expired', (event) => heard.push(event));
     await client.signIn('billingplatform', demo.billingplatform);
     const [mine] = await client.sessions();
-    const revoker = createBillfoldClient({ baseUrl: billfold.url });
+    const revoker = createBillfoldClient({ baseUrl: stack.billfold.url });
     await revoker.signIn('billingplatform', demo.billingplatform);
     await revoker.revokeSession(mine?.id ?? '');
     await expect(client.relay('billingplatform', 'ACCOUNT/1001')).rejects.toMatchObject({
@@ -186,26 +177,17 @@ describe('createBillfoldClient in Node, against billfold and the sandbox', () =>
 });
 
 describe('createBillfoldClient and Retry-After', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
   const clock = createTestClock(Date.now());
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    billfold = await startBillfold(
-      { ...sandbox.env, RELAY_RATE_LIMIT: '2', RELAY_RATE_WINDOW_S: '5' },
-      { clock },
-    );
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
+  const stack = useStack({
+    store: 'embedded',
+    clock,
+    env: { RELAY_RATE_LIMIT: '2', RELAY_RATE_WINDOW_S: '5' },
   });
 
   it('waits out a 429’s Retry-After and retries, up to its limit', async () => {
     const waits: number[] = [];
     const client = createBillfoldClient({
-      baseUrl: billfold.url,
+      baseUrl: stack.billfold.url,
       // The wait passes on billfold's clock, so its window really has ended at the retry.
       sleep: (ms) => {
         waits.push(ms);
@@ -221,7 +203,7 @@ describe('createBillfoldClient and Retry-After', () => {
     expect(waits[0]).toBeGreaterThanOrEqual(1000);
     expect(waits[0]).toBeLessThanOrEqual(5000);
     expect(
-      sandbox.billingplatform.requests.filter((request) => request.path.includes('ACCOUNT')),
+      stack.sandbox.billingplatform.requests.filter((request) => request.path.includes('ACCOUNT')),
     ).toHaveLength(3);
   });
 
@@ -231,14 +213,14 @@ describe('createBillfoldClient and Retry-After', () => {
       waits.push(ms);
       return Promise.resolve();
     };
-    const impatient = createBillfoldClient({ baseUrl: billfold.url, maxRetryDelayMs: 500, sleep });
+    const impatient = createBillfoldClient({ baseUrl: stack.billfold.url, maxRetryDelayMs: 500, sleep });
     await impatient.signIn('billingplatform', demo.billingplatform);
     await impatient.relay('billingplatform', 'ACCOUNT/1001');
     await impatient.relay('billingplatform', 'ACCOUNT/1001');
     const limited = await impatient.relay('billingplatform', 'ACCOUNT/1001').catch((error: unknown) => error);
     expect(isBillfoldError(limited, 'rate_limited')).toBe(true);
     expect((limited as BillfoldError).retryAfter).toBeGreaterThanOrEqual(1);
-    const once = createBillfoldClient({ baseUrl: billfold.url, maxRetries: 0, sleep });
+    const once = createBillfoldClient({ baseUrl: stack.billfold.url, maxRetries: 0, sleep });
     await once.signIn('billingplatform', demo.billingplatform);
     await once.relay('billingplatform', 'ACCOUNT/1001');
     await once.relay('billingplatform', 'ACCOUNT/1001');

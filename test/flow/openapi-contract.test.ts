@@ -1,18 +1,13 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS, type ErrorCode } from '../../src/errors.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { RedisSessionStore } from '../../src/session/redis-session-store.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type Answer,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { createCookieClient, type Answer } from '../support/billfold-harness.js';
 import { sendRaw, type RawAnswer } from '../support/raw-http.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { freePort } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz';
 const METRICS_TOKEN = 'metrics-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -46,20 +41,13 @@ const fromRaw = (answer: RawAnswer): Seen => ({
 const pointer = (token: string) => token.replaceAll('~', '~0').replaceAll('/', '~1');
 
 describe('GET /openapi.json against real answers of every route and every error code', () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
+  // The first instance is the one under test; the others are started for the codes one
+  // configuration cannot produce.
+  const stack = useStack({ instances: 0, store: 'embedded', sandbox: { billApiVersion: 'v3' } });
   let document: Json;
   let ajv: Ajv2020;
   const operationsSeen = new Set<string>();
   const codesSeen = new Set<ErrorCode>();
-  const stopped: RunningBillfold[] = [];
-
-  /** Starts another billfold for the codes one configuration cannot produce; closed after all. */
-  const another = async (env: Record<string, string>, options?: Parameters<typeof startBillfold>[1]) => {
-    const instance = await startBillfold(env, options);
-    stopped.push(instance);
-    return instance;
-  };
 
   /**
    * Asserts that `answer` is what the document says `method template` answers: a documented status
@@ -106,9 +94,7 @@ describe('GET /openapi.json against real answers of every route and every error 
   }
 
   beforeAll(async () => {
-    sandbox = await startSandbox({ billApiVersion: 'v3' });
-    billfold = await startBillfold({
-      ...sandbox.env,
+    const billfold = await stack.start({
       ADMIN_PORT: '0',
       ADMIN_TOKEN,
       METRICS_TOKEN,
@@ -123,12 +109,6 @@ describe('GET /openapi.json against real answers of every route and every error 
     ajv.addSchema(document, 'openapi.json');
     expectDocumented('get', '/openapi.json', seen);
   }, 60_000);
-
-  afterAll(async () => {
-    await Promise.all(stopped.map((instance) => instance.close()));
-    await billfold.close();
-    await sandbox.close();
-  });
 
   it('is OpenAPI 3.1 naming every error code of billfold, each under its status', () => {
     expect(document.openapi).toBe('3.1.0');
@@ -149,7 +129,7 @@ describe('GET /openapi.json against real answers of every route and every error 
   });
 
   it('describes the answers of the signed-out, signed-in and signed-off routes', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     const check = async (method: string, template: string, answer: Promise<Answer>) => {
       const seen = fromClient(await answer);
       expectDocumented(method, template, seen);
@@ -206,7 +186,7 @@ describe('GET /openapi.json against real answers of every route and every error 
       '/auth/billbora/organization',
       client.post('/auth/billbora/organization', { organizationId: 'org_nobody' }),
     );
-    const phone = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const phone = stack.client();
     await phone.post('/auth/billingplatform/login', demo.billingplatform);
     const listed = await check('get', '/auth/sessions', client.get('/auth/sessions'));
     expect(JSON.parse(listed.text).sessions.length).toBeGreaterThan(1);
@@ -232,7 +212,7 @@ describe('GET /openapi.json against real answers of every route and every error 
   });
 
   it('describes the refusals at the edge, the relay’s and the upstreams’ failures', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     const check = async (method: string, template: string, answer: Promise<Answer>) =>
       expectDocumented(method, template, fromClient(await answer));
     await check('post', '/auth/billingplatform/login', client.post('/auth/billingplatform/login', {}));
@@ -272,24 +252,23 @@ describe('GET /openapi.json against real answers of every route and every error 
       '/api/{provider}/{path}',
       client.request('TRACE', '/api/billingplatform/ACCOUNT/1001'),
     );
-    sandbox.billingplatform.hangNext();
+    stack.sandbox.billingplatform.hangNext();
     await check('get', '/api/{provider}/{path}', client.get('/api/billingplatform/ACCOUNT/1001'));
-    sandbox.billingplatform.expireAllSessions();
+    stack.sandbox.billingplatform.expireAllSessions();
     await check('get', '/api/{provider}/{path}', client.get('/api/billingplatform/ACCOUNT/1001'));
-    const expect417 = await sendRaw(billfold.url, {
+    const expect417 = await sendRaw(stack.billfold.url, {
       target: '/auth/session',
       headers: [['Expect', 'later']],
     });
     expectDocumented('get', '/auth/session', fromRaw(expect417));
-    const huge = await sendRaw(billfold.url, {
+    const huge = await sendRaw(stack.billfold.url, {
       target: '/healthz',
       headers: [['X-Padding', 'x'.repeat(20_000)]],
     });
     expectDocumented('get', '/healthz', fromRaw(huge));
 
-    const { BILL_BASE_URL: _bill, ...withoutBill } = sandbox.env;
-    const partial = await another({
-      ...withoutBill,
+    const partial = await stack.start({
+      BILL_BASE_URL: undefined,
       BILLINGPLATFORM_BASE_URL: `http://127.0.0.1:${await freePort()}/bp`,
     });
     const partialClient = createCookieClient(partial.url, partial.config.session.cookieName);
@@ -310,7 +289,7 @@ describe('GET /openapi.json against real answers of every route and every error 
           headers: token === null ? {} : { authorization: `Bearer ${token}` },
         }),
       );
-    const adminUrl = billfold.adminUrl ?? '';
+    const { url, adminUrl = '' } = stack.billfold;
     const query = `?provider=billingplatform&user=${demo.billingplatform.username}`;
     expectDocumented(
       'get',
@@ -332,8 +311,8 @@ describe('GET /openapi.json against real answers of every route and every error 
       '/admin/sessions',
       await operator(adminUrl, 'GET', '/admin/sessions?provider=billogram&user=someone', ADMIN_TOKEN),
     );
-    expectDocumented('get', '/metrics', await operator(billfold.url, 'GET', '/metrics', METRICS_TOKEN));
-    expectDocumented('get', '/metrics', await operator(billfold.url, 'POST', '/metrics', METRICS_TOKEN));
+    expectDocumented('get', '/metrics', await operator(url, 'GET', '/metrics', METRICS_TOKEN));
+    expectDocumented('get', '/metrics', await operator(url, 'POST', '/metrics', METRICS_TOKEN));
     expectDocumented(
       'get',
       '/admin/sessions',
@@ -354,8 +333,7 @@ describe('GET /openapi.json against real answers of every route and every error 
   });
 
   it('describes the answers of a store that is gone, and of billfold failing itself', async () => {
-    const gone = await another({
-      ...sandbox.env,
+    const gone = await stack.start({
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       REDIS_KEY_PREFIX: uniquePrefix(),
     });
@@ -374,16 +352,15 @@ describe('GET /openapi.json against real answers of every route and every error 
         return Promise.resolve();
       }
     }
-    const broken = await another(
-      { ...sandbox.env, REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() },
+    const broken = await stack.start(
+      { REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() },
       { redisStore: (options) => new BrokenStore(options) },
     );
     const brokenClient = createCookieClient(broken.url, broken.config.session.cookieName);
     await brokenClient.post('/auth/billingplatform/login', demo.billingplatform);
     expectDocumented('get', '/auth/session', fromClient(await brokenClient.get('/auth/session')));
 
-    const production = await another({
-      ...sandbox.env,
+    const production = await stack.start({
       NODE_ENV: 'production',
       SESSION_STORE: 'memory',
       PUBLIC_ORIGIN: 'https://billfold.example.com',

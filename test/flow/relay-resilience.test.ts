@@ -1,27 +1,17 @@
 import net from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { SANDBOX_MOUNTS } from '../../src/sandbox/sandbox.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { startInterposer, trickle, type Interposer } from '../support/interposer.js';
 import { formatRaw } from '../support/raw-http.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { uniquePrefix } from '../support/redis.js';
 import { waitUntil } from '../support/security-expect.js';
+import { useStack } from '../support/stack.js';
 
 const MIB = 1024 * 1024;
 const demo = SANDBOX_DEMO_CREDENTIALS;
-
-let sandbox: Sandbox;
-const running: RunningBillfold[] = [];
-beforeAll(async () => {
-  sandbox = await startSandbox();
-});
-afterAll(async () => {
-  await Promise.all(running.map((each) => each.close()));
-  await sandbox.close();
-});
-beforeEach(() => sandbox.reset());
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -29,8 +19,21 @@ describe('an abort burst: a few hundred relays of a large, slow answer, each cli
   let upstream: HostileUpstream;
   beforeAll(async () => {
     upstream = await startHostileUpstream();
+    // After the stack's own teardown: the instances stop before their upstream does.
+    return () => upstream.close();
   });
-  afterAll(() => upstream.close());
+  // The hostile upstream alone, and each test's instance on its own embedded store.
+  const stack = useStack(() => ({
+    instances: 0,
+    store: 'embedded',
+    sandbox: false,
+    env: {
+      BILLINGPLATFORM_BASE_URL: upstream.baseUrl,
+      ALLOW_INSECURE_UPSTREAMS: 'true',
+      UPSTREAM_TIMEOUT_MS: '15000',
+      RELAY_RATE_LIMIT: '0',
+    },
+  }));
 
   // One shared buffer: larger than the socket buffers, so an answer nobody reads cannot finish upstream.
   const large = Buffer.alloc(4 * MIB, 'z');
@@ -56,14 +59,7 @@ describe('an abort burst: a few hundred relays of a large, slow answer, each cli
       `leaves no upstream socket behind and keeps another user as fast as before (RELAY_MAX_CONCURRENT_PER_SESSION=${share})`,
       { timeout: 90_000 },
       async () => {
-        const billfold = await startBillfold({
-          BILLINGPLATFORM_BASE_URL: upstream.baseUrl,
-          ALLOW_INSECURE_UPSTREAMS: 'true',
-          UPSTREAM_TIMEOUT_MS: '15000',
-          RELAY_MAX_CONCURRENT_PER_SESSION: share,
-          RELAY_RATE_LIMIT: '0',
-        });
-        running.push(billfold);
+        const billfold = await stack.start({ RELAY_MAX_CONCURRENT_PER_SESSION: share });
         const signIn = async (username: string) => {
           const client = createCookieClient(billfold.url, 'billfold');
           expect((await client.post('/auth/billingplatform/login', { username, password: 'x' })).status).toBe(
@@ -134,25 +130,26 @@ describe('an abort burst: a few hundred relays of a large, slow answer, each cli
 });
 
 describe('Billbora renewal across two instances, with an upstream that trickles', () => {
+  const stack = useStack({ instances: 0 });
   let billbora: Interposer;
   beforeAll(async () => {
-    billbora = await startInterposer(sandbox.url);
+    billbora = await startInterposer(stack.sandbox.url);
+    return () => billbora.close();
   });
-  afterAll(() => billbora.close());
-  beforeEach(() => (billbora.respond = undefined));
+  beforeEach(() => {
+    stack.sandbox.reset();
+    billbora.respond = undefined;
+  });
 
+  /** Two instances on Redis under a prefix of their own, reaching Billbora through the interposer. */
   const startTwo = async () => {
     const env = {
-      ...sandbox.env,
       BILLBORA_BASE_URL: `${billbora.url}${SANDBOX_MOUNTS.billbora}`,
-      REDIS_URL,
       REDIS_KEY_PREFIX: uniquePrefix(),
       UPSTREAM_TIMEOUT_MS: '1500',
       SESSION_CACHE: 'off',
     };
-    const pair = [await startBillfold(env), await startBillfold(env)] as const;
-    running.push(...pair);
-    return pair;
+    return [await stack.start(env), await stack.start(env)] as const;
   };
 
   it(
@@ -171,27 +168,27 @@ describe('Billbora renewal across two instances, with an upstream that trickles'
         trickle(res, await forward(), 20, 120);
         return true;
       };
-      const before = sandbox.billbora.refreshCalls();
-      sandbox.billbora.expireAccessTokens();
+      const before = stack.sandbox.billbora.refreshCalls();
+      stack.sandbox.billbora.expireAccessTokens();
       const call = (url: string) =>
         fetch(`${url}/api/billbora/invoices/`, { headers: { 'x-csrf': '1', cookie: client.cookie! } }).then(
           (response) => response.status,
         );
       const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 ? a.url : b.url)));
       expect(statuses).toEqual(Array(20).fill(200));
-      expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+      expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
       expect(trickled).toBe(1);
-      expect(sandbox.billbora.revokedFamilies()).toEqual([]);
-      expect(sandbox.supabase.revokedSessions()).toEqual([]);
+      expect(stack.sandbox.billbora.revokedFamilies()).toEqual([]);
+      expect(stack.sandbox.supabase.revokedSessions()).toEqual([]);
       // Both instances use the renewed token from now on, without renewing again.
       expect(await call(a.url)).toBe(200);
       expect(await call(b.url)).toBe(200);
-      expect(sandbox.billbora.refreshCalls() - before).toBe(1);
+      expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
     },
   );
 
   const presentedSupabaseTokens = () =>
-    sandbox.supabase.requests
+    stack.sandbox.supabase.requests
       .filter((r) => r.query.includes('grant_type=refresh_token'))
       .map((r) => (JSON.parse(r.body) as { refresh_token: string }).refresh_token);
 
@@ -203,13 +200,13 @@ describe('Billbora renewal across two instances, with an upstream that trickles'
       const client = createCookieClient(a.url, 'billfold');
       expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
       // Billbora's refresh token is dead, so the renewal goes through Supabase, slowly.
-      sandbox.billbora.expireAllSessions();
-      sandbox.supabase.setRefreshDelay(300);
-      sandbox.supabase.clearRequests();
+      stack.sandbox.billbora.expireAllSessions();
+      stack.sandbox.supabase.setRefreshDelay(300);
+      stack.sandbox.supabase.clearRequests();
       const relayed = fetch(`${a.url}/api/billbora/invoices/`, {
         headers: { 'x-csrf': '1', cookie: client.cookie! },
       });
-      await waitUntil(() => sandbox.supabase.requests.length > 0);
+      await waitUntil(() => stack.sandbox.supabase.requests.length > 0);
       const switched = await fetch(`${b.url}/auth/billbora/organization`, {
         method: 'POST',
         headers: { 'x-csrf': '1', cookie: client.cookie!, 'content-type': 'application/json' },
@@ -220,7 +217,7 @@ describe('Billbora renewal across two instances, with an upstream that trickles'
       const presented = presentedSupabaseTokens();
       expect(presented).toHaveLength(2);
       expect(new Set(presented).size).toBe(2);
-      expect(sandbox.supabase.revokedSessions()).toEqual([]);
+      expect(stack.sandbox.supabase.revokedSessions()).toEqual([]);
     },
   );
 
@@ -231,8 +228,8 @@ describe('Billbora renewal across two instances, with an upstream that trickles'
       const [a] = await startTwo();
       const client = createCookieClient(a.url, 'billfold');
       expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
-      sandbox.billbora.expireAllSessions();
-      sandbox.supabase.clearRequests();
+      stack.sandbox.billbora.expireAllSessions();
+      stack.sandbox.supabase.clearRequests();
       let failExchange = true;
       billbora.respond = (request, _forward, res) => {
         if (!request.url.endsWith('/users/auth/exchange/') || !failExchange) return false;
@@ -248,7 +245,7 @@ describe('Billbora renewal across two instances, with an upstream that trickles'
       const presented = presentedSupabaseTokens();
       expect(presented).toHaveLength(2);
       expect(new Set(presented).size).toBe(2);
-      expect(sandbox.supabase.revokedSessions()).toEqual([]);
+      expect(stack.sandbox.supabase.revokedSessions()).toEqual([]);
     },
   );
 });

@@ -1,20 +1,21 @@
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { useStack } from '../support/stack.js';
 
 describe("a relayed call's connection slots", () => {
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  // Session reads wait at this gate while it is closed, so a client can leave during one.
-  let gate: Promise<void> | undefined;
-  let reading: (() => void) | undefined;
+  const stack = useStack({
+    instances: 0,
+    store: 'embedded',
+    env: { SESSION_STORE: 'memory', RELAY_MAX_CONCURRENT_PER_SESSION: '1' },
+  });
 
-  beforeAll(async () => {
-    sandbox = await startSandbox();
+  it('are given back when the client leaves while its session is still being read', async () => {
+    // Session reads wait at this gate while it is closed, so a client can leave during one.
+    let gate: Promise<void> | undefined;
+    let reading: (() => void) | undefined;
     const backend = createMemoryBackend({ clock: systemClock, maxEntries: 1000, sweepIntervalMs: 0 });
     const get = backend.get.bind(backend);
     backend.get = async (key) => {
@@ -24,18 +25,8 @@ describe("a relayed call's connection slots", () => {
       }
       return get(key);
     };
-    billfold = await startBillfold(
-      { ...sandbox.env, SESSION_STORE: 'memory', RELAY_MAX_CONCURRENT_PER_SESSION: '1' },
-      { backend },
-    );
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-  });
-
-  it('are given back when the client leaves while its session is still being read', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const billfold = await stack.start({}, { backend });
+    const client = stack.client();
     expect((await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram)).status).toBe(200);
     let open: () => void = () => undefined;
     gate = new Promise((resolve) => (open = resolve));

@@ -1,32 +1,24 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 
 const STORE_TIMEOUT_MS = 300;
 // What "quickly" means on a loaded 2-core CI machine: the timeout plus a generous margin.
 const ANSWER_WITHIN_MS = STORE_TIMEOUT_MS + 1500;
 
 describe('when the session store is down', () => {
+  // A Redis of the suite's own, to stop and freeze.
   let redis: OwnRedis;
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-
   beforeAll(async () => {
     redis = await startOwnRedis();
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL: redis.url,
-      STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
-    });
+    // After the stack's own teardown: billfold stops before its store does.
+    return () => redis.dispose();
   });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-    await redis.dispose();
-  });
+  const stack = useStack(() => ({
+    store: { url: redis.url },
+    env: { STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS) },
+  }));
 
   const timed = async <T>(run: () => Promise<T>) => {
     const started = performance.now();
@@ -35,14 +27,14 @@ describe('when the session store is down', () => {
   };
 
   it('answers 503 session_store_unavailable quickly, sets no cookie, loses nothing, and recovers by itself', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     expect(
       (await client.post('/auth/billingplatform/login', SANDBOX_DEMO_CREDENTIALS.billingplatform)).status,
     ).toBe(200);
     const cookie = client.cookie!;
 
     await redis.stop();
-    const stranger = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const stranger = stack.client();
     const outage = [
       await timed(() => client.get('/auth/session')),
       await timed(() => client.get('/api/billingplatform/ACCOUNT/1001')),
@@ -78,11 +70,11 @@ describe('when the session store is down', () => {
     });
     expect((await client.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(200);
     expect((await client.get('/readyz')).status).toBe(200);
-    expect(billfold.logs.some((line) => line.includes('"event":"store_unavailable"'))).toBe(true);
+    expect(stack.billfold.logs.some((line) => line.includes('"event":"store_unavailable"'))).toBe(true);
   });
 
   it('answers within the store timeout when Redis accepts connections but never replies', async () => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     expect(
       (await client.post('/auth/billingplatform/login', SANDBOX_DEMO_CREDENTIALS.billingplatform)).status,
     ).toBe(200);

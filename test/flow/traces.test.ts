@@ -2,12 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { tracesRequested } from '../../src/tracing.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billogram;
 const ORIGIN = 'https://app.example';
@@ -19,49 +17,38 @@ const idOf = (span: ReadableSpan) => span.spanContext().spanId;
 
 describe('traces', () => {
   const exporter = new InMemorySpanExporter();
-  let sdk: NodeSDK;
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
-  const newClient = () => createCookieClient(billfold.url, billfold.config.session.cookieName);
   const spansOf = (traceId: string) =>
     exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
 
-  beforeAll(async () => {
+  beforeAll(() => {
     // The SDK main.ts starts, with an in-memory exporter in place of OTLP.
-    sdk = new NodeSDK({
+    const sdk = new NodeSDK({
       spanProcessors: [new SimpleSpanProcessor({ exporter })],
       metricReaders: [],
       logRecordProcessors: [],
       autoDetectResources: false,
     });
     sdk.start();
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      CORS_ORIGINS: ORIGIN,
-    });
+    // After the stack's own teardown: billfold stops before its tracer does.
+    return async () => {
+      await sdk.shutdown();
+      trace.disable();
+      context.disable();
+      propagation.disable();
+    };
   });
-  afterAll(async () => {
-    await billfold.close();
-    await sandbox.close();
-    await sdk.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  const stack = useStack({ env: { CORS_ORIGINS: ORIGIN } });
   beforeEach(() => {
     exporter.reset();
-    sandbox.reset();
+    stack.sandbox.reset();
   });
 
   it("continues a browser's traceparent through the session store to the upstream call, as one trace", async () => {
-    const client = newClient();
+    const client = stack.client();
     expect((await client.post('/auth/billogram/login', demo, { origin: ORIGIN })).status).toBe(200);
     const traceId = hex(16);
     const callerSpanId = hex(8);
-    sandbox.billogram.clearRequests();
+    stack.sandbox.billogram.clearRequests();
     exporter.reset();
 
     const answer = await client.get('/api/billogram/customer/1', {
@@ -71,7 +58,7 @@ describe('traces', () => {
     expect(answer.status).toBe(200);
 
     // The upstream was called inside the same trace, by billfold's client span.
-    const received = sandbox.billogram.requests.at(-1)!.headers.traceparent;
+    const received = stack.sandbox.billogram.requests.at(-1)!.headers.traceparent;
     const [, upstreamTraceId, upstreamParentId, sampled] = TRACEPARENT.exec(String(received)) ?? [];
     expect(upstreamTraceId).toBe(traceId);
     expect(sampled).toBe('1');
@@ -100,18 +87,18 @@ describe('traces', () => {
     for (const span of store) expect(parentOf(span)).toBe(idOf(server));
 
     // The request's log line names the same trace and span.
-    const line = billfold.logs
+    const line = stack.billfold.logs
       .map((each) => JSON.parse(each) as Record<string, unknown>)
       .find((each) => each.msg === 'request' && each.trace_id === traceId);
     expect(line).toMatchObject({ path: '/api/billogram/customer/1', span_id: idOf(server) });
   });
 
   it('starts a trace of its own for a caller that sends none or a malformed one', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
     for (const traceparent of [undefined, '00-zz-yy-01', `00-${'0'.repeat(32)}-${hex(8)}-01`]) {
       exporter.reset();
-      sandbox.billogram.clearRequests();
+      stack.sandbox.billogram.clearRequests();
       const answer = await client.get('/api/billogram/customer/1', {
         origin: ORIGIN,
         ...(traceparent && { traceparent }),
@@ -119,16 +106,16 @@ describe('traces', () => {
       expect(answer.status).toBe(200);
       const server = exporter.getFinishedSpans().find((span) => span.name === 'GET /api/:provider')!;
       expect(parentOf(server)).toBeUndefined();
-      const received = String(sandbox.billogram.requests.at(-1)!.headers.traceparent);
+      const received = String(stack.sandbox.billogram.requests.at(-1)!.headers.traceparent);
       expect(TRACEPARENT.exec(received)?.[1]).toBe(server.spanContext().traceId);
     }
   });
 
   it('passes no baggage or trace state of the caller to the upstream, only the trace', async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
     const traceId = hex(16);
-    sandbox.billogram.clearRequests();
+    stack.sandbox.billogram.clearRequests();
     const answer = await client.get('/api/billogram/customer/1', {
       origin: ORIGIN,
       traceparent: `00-${traceId}-${hex(8)}-01`,
@@ -136,34 +123,34 @@ describe('traces', () => {
       baggage: 'role=admin,tenant=someone-else',
     });
     expect(answer.status).toBe(200);
-    const { headers } = sandbox.billogram.requests.at(-1)!;
+    const { headers } = stack.sandbox.billogram.requests.at(-1)!;
     expect(TRACEPARENT.exec(String(headers.traceparent))?.[1]).toBe(traceId);
     expect(headers.baggage).toBeUndefined();
     expect(headers.tracestate).toBeUndefined();
   });
 
   it("keeps a caller's decision not to sample: nothing recorded, the upstream told the same", async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
     const traceId = hex(16);
     exporter.reset();
-    sandbox.billogram.clearRequests();
+    stack.sandbox.billogram.clearRequests();
     const answer = await client.get('/api/billogram/customer/1', {
       origin: ORIGIN,
       traceparent: `00-${traceId}-${hex(8)}-00`,
     });
     expect(answer.status).toBe(200);
     const [, upstreamTraceId, , sampled] =
-      TRACEPARENT.exec(String(sandbox.billogram.requests.at(-1)!.headers.traceparent)) ?? [];
+      TRACEPARENT.exec(String(stack.sandbox.billogram.requests.at(-1)!.headers.traceparent)) ?? [];
     expect(upstreamTraceId).toBe(traceId);
     expect(sampled).toBe('0');
     expect(spansOf(traceId)).toEqual([]);
   });
 
   it("records the upstream's refusal on the client span and billfold's answer on the server span", async () => {
-    const client = newClient();
+    const client = stack.client();
     await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
-    sandbox.billogram.expireAllSessions();
+    stack.sandbox.billogram.expireAllSessions();
     exporter.reset();
     const answer = await client.get('/api/billogram/customer/1', { origin: ORIGIN });
     expect(answer.status).toBe(401);
@@ -176,7 +163,7 @@ describe('traces', () => {
   });
 
   it('puts no credential, cookie, session id, path or query in any span', async () => {
-    const client = newClient();
+    const client = stack.client();
     const login = await client.post('/auth/billogram/login', demo, { origin: ORIGIN });
     expect(login.status).toBe(200);
     const cookieValue = decodeURIComponent(client.cookie!.split('=')[1]!);
