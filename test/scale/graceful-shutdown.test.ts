@@ -1,10 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox } from '../../src/sandbox/sandbox.js';
 import { createCookieClient } from '../support/billfold-harness.js';
-import { spawnBillfold } from '../support/billfold-process.js';
 import { startGatedProxy } from '../support/gated-proxy.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { DEMO_LOGINS as demo, useStack } from '../support/stack.js';
 import { eventually, outcomeOf } from './scale-support.js';
 
 // Once its last request has answered, billfold closes Redis and exits; this is how long that may take
@@ -12,14 +9,12 @@ import { eventually, outcomeOf } from './scale-support.js';
 const EXIT_WITHIN_MS = 3000;
 
 describe('SIGTERM under load', () => {
+  const stack = useStack({ instances: 0 });
+
   it('finishes every request in flight, refuses new connections, closes Redis and exits 0 promptly', async () => {
-    const sandbox = await startSandbox();
-    const proxy = await startGatedProxy(sandbox.url);
-    const billfold = await spawnBillfold({
-      ...sandbox.env,
+    const proxy = await startGatedProxy(stack.sandbox.url);
+    const billfold = await stack.spawn({
       BILLINGPLATFORM_BASE_URL: `${proxy.url}/billingplatform/demo/rest/2.0`,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
     });
     try {
       const clients = Array.from({ length: 4 }, () => createCookieClient(billfold.url, 'billfold'));
@@ -55,7 +50,6 @@ describe('SIGTERM under load', () => {
       proxy.open();
       await billfold.stop('SIGKILL');
       await proxy.stop();
-      await sandbox.close();
     }
   });
 });

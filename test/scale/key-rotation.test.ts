@@ -1,8 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
+import { uniquePrefix } from '../support/redis.js';
+import { DEMO_LOGINS as demo, useStack } from '../support/stack.js';
 import { randomEncryptionKey } from '../support/test-config.js';
 
 const OLD_KEY = randomEncryptionKey('k1');
@@ -11,31 +10,17 @@ const OLD_SECRET = 'old-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 const NEW_SECRET = 'new-signing-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 
 describe('rotating keys across instances that share a Redis', () => {
-  let sandbox: Sandbox;
-  const running: RunningBillfold[] = [];
+  const stack = useStack({ instances: 0 });
+  // Each test's instances share a store of their own, apart from the other tests' sessions.
   let prefix: string;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-  });
-  afterEach(async () => {
-    await Promise.all(running.splice(0).map((billfold) => billfold.close()));
-  });
-  afterAll(async () => {
-    await sandbox.close();
-  });
 
-  /** An instance with these keys and secrets, on the shared store. */
-  const instance = async (keys: string[], secrets: string[]) => {
-    const billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL,
+  /** An instance with these keys and secrets, on the test's store. */
+  const instance = (keys: string[], secrets: string[]) =>
+    stack.start({
       REDIS_KEY_PREFIX: prefix,
       SESSION_ENCRYPTION_KEYS: keys.join(','),
       SESSION_SECRETS: secrets.join(','),
     });
-    running.push(billfold);
-    return billfold;
-  };
   const signIn = async (billfold: RunningBillfold) => {
     const client = createCookieClient(billfold.url, 'billfold');
     expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);

@@ -1,14 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createCookieClient } from '../support/billfold-harness.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
-import { outcomeOf } from './scale-support.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
 import { signedOut } from '../support/security-expect.js';
+import { DEMO_LOGINS as demo, useStack } from '../support/stack.js';
+import { outcomeOf } from './scale-support.js';
 
 describe('three billfold processes on one Redis', () => {
-  let sandbox: Sandbox;
+  const stack = useStack({
+    instances: 0,
+    env: {
+      LOGIN_MAX_FAILURES_PER_USER: '3',
+      // One session sends 60 relays at once here to test single-flight renewal, so its share is wider.
+      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
+    },
+  });
   let instances: BillfoldProcess[];
   const on = (index: number, cookie?: string) => {
     const client = createCookieClient(instances[index % instances.length]!.url, 'billfold');
@@ -17,21 +22,8 @@ describe('three billfold processes on one Redis', () => {
   };
 
   beforeAll(async () => {
-    sandbox = await startSandbox();
-    const env = {
-      ...sandbox.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
-      LOGIN_MAX_FAILURES_PER_USER: '3',
-      // One session sends 60 relays at once here to test single-flight renewal, so its share is wider.
-      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
-    };
-    instances = await Promise.all([spawnBillfold(env), spawnBillfold(env), spawnBillfold(env)]);
+    instances = await Promise.all([stack.spawn(), stack.spawn(), stack.spawn()]);
   }, 60_000);
-  afterAll(async () => {
-    await Promise.all(instances.map((instance) => instance.stop()));
-    await sandbox.close();
-  });
 
   it('signs in on one, relays on another, and a logout on the third ends the session on all three', async () => {
     const first = on(0);
@@ -52,15 +44,15 @@ describe('three billfold processes on one Redis', () => {
   it('lets exactly one Billbora renewal through for 60 concurrent relays spread over the three', async () => {
     const first = on(0);
     expect((await first.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
-    const before = sandbox.billbora.refreshCalls();
-    sandbox.billbora.expireAccessTokens();
+    const before = stack.sandbox.billbora.refreshCalls();
+    stack.sandbox.billbora.expireAccessTokens();
 
     const answers = await Promise.all(
       Array.from({ length: 60 }, (_, i) => on(i, first.cookie).get('/api/billbora/invoices/')),
     );
     expect(answers.map(outcomeOf)).toEqual(Array(60).fill('200'));
-    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
-    expect(sandbox.billbora.revokedFamilies()).toEqual([]);
+    expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(stack.sandbox.billbora.revokedFamilies()).toEqual([]);
     expect((await on(2, first.cookie).get('/auth/session')).body.providers.billbora.connected).toBe(true);
   });
 

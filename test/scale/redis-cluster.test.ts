@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { connectRedis } from '../support/redis.js';
 import { startOwnRedisCluster, type OwnRedisCluster } from '../support/redis-cluster.js';
+import { useStack } from '../support/stack.js';
 import { eventually, outcomeOf, sessionIdOf, sleep, timed } from './scale-support.js';
 import { signedOut } from '../support/security-expect.js';
 
@@ -53,12 +53,23 @@ function keysOf({ name, args }: Seen): string[] | undefined {
 
 describe('billfold on a three-master Redis Cluster', () => {
   let cluster: OwnRedisCluster;
-  let sandbox: Sandbox;
-  let first: RunningBillfold;
-  let second: RunningBillfold;
-  let env: Record<string, string>;
-  const clientOf = (billfold: RunningBillfold) =>
-    createCookieClient(billfold.url, billfold.config.session.cookieName);
+  beforeAll(async () => {
+    cluster = await startOwnRedisCluster();
+  }, 60_000);
+  // Unset when its start failed.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+  afterAll(() => cluster?.dispose());
+  // Two instances, so that a session signed in on one is used on the other.
+  const stack = useStack(() => ({
+    instances: 2,
+    store: { clusterNodes: cluster.nodes },
+    prefix: PREFIX,
+    env: {
+      STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
+      // One session sends 50 relays at once here to test single-flight renewal, so its share is wider.
+      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
+    },
+  }));
 
   /** Which master holds each session, by session id. */
   const sessionHomes = async () => {
@@ -71,42 +82,21 @@ describe('billfold on a three-master Redis Cluster', () => {
     return homes;
   };
 
-  beforeAll(async () => {
-    [cluster, sandbox] = await Promise.all([startOwnRedisCluster(), startSandbox()]);
-    env = {
-      ...sandbox.env,
-      REDIS_CLUSTER_NODES: cluster.nodes.join(','),
-      REDIS_KEY_PREFIX: PREFIX,
-      STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
-      // One session sends 50 relays at once here to test single-flight renewal, so its share is wider.
-      RELAY_MAX_CONCURRENT_PER_SESSION: '64',
-    };
-    [first, second] = await Promise.all([startBillfold(env), startBillfold(env)]);
-  }, 60_000);
-  afterAll(async () => {
-    // Each is unset when beforeAll failed part-way.
-    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
-    await Promise.all([first?.close(), second?.close()]);
-    await sandbox?.close();
-    await cluster?.dispose();
-    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
-  });
-
   it('uses the cluster client and is ready while every master answers', async () => {
-    expect(first.config.store).toMatchObject({ kind: 'redis', redisClusterNodes: cluster.nodes });
-    expect(first.config.store.redisUrl).toBeUndefined();
-    expect((await clientOf(first).get('/readyz')).status).toBe(200);
+    expect(stack.billfold.config.store).toMatchObject({ kind: 'redis', redisClusterNodes: cluster.nodes });
+    expect(stack.billfold.config.store.redisUrl).toBeUndefined();
+    expect((await stack.client(0).get('/readyz')).status).toBe(200);
   });
 
   it('signs in to BillingPlatform, relays GET and POST, signs out, and refuses the old cookie, across instances', async () => {
-    const onFirst = clientOf(first);
+    const onFirst = stack.client(0);
     const login = await onFirst.post('/auth/billingplatform/login', demo.billingplatform);
     expect(login.status).toBe(200);
     expect(login.body.providers.billingplatform).toMatchObject({
       connected: true,
       user: demo.billingplatform.username,
     });
-    const onSecond = clientOf(second);
+    const onSecond = stack.client(1);
     onSecond.cookie = onFirst.cookie;
     expect((await onSecond.get('/auth/session')).body.authenticated).toBe(true);
     const read = await onSecond.get('/api/billingplatform/ACCOUNT/1001');
@@ -126,7 +116,7 @@ describe('billfold on a three-master Redis Cluster', () => {
   it('spreads sessions over the masters, each one ciphertext key with a TTL', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) {
-      const client = clientOf(i % 2 ? first : second);
+      const client = stack.client(i % 2 ? 0 : 1);
       expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
       ids.push(sessionIdOf(client.cookie!));
     }
@@ -141,19 +131,19 @@ describe('billfold on a three-master Redis Cluster', () => {
   });
 
   it('lets exactly one Billbora renewal through for 50 concurrent relays split across both instances', async () => {
-    const onFirst = clientOf(first);
+    const onFirst = stack.client(0);
     expect((await onFirst.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
-    const onSecond = clientOf(second);
+    const onSecond = stack.client(1);
     onSecond.cookie = onFirst.cookie;
-    const before = sandbox.billbora.refreshCalls();
-    sandbox.billbora.expireAccessTokens();
+    const before = stack.sandbox.billbora.refreshCalls();
+    stack.sandbox.billbora.expireAccessTokens();
 
     const answers = await Promise.all(
       Array.from({ length: 50 }, (_, i) => (i % 2 ? onFirst : onSecond).get('/api/billbora/invoices/')),
     );
     expect(answers.map(outcomeOf)).toEqual(Array(50).fill('200'));
-    expect(sandbox.billbora.refreshCalls() - before).toBe(1);
-    expect(sandbox.billbora.revokedFamilies()).toEqual([]);
+    expect(stack.sandbox.billbora.refreshCalls() - before).toBe(1);
+    expect(stack.sandbox.billbora.revokedFamilies()).toEqual([]);
     expect((await onSecond.get('/auth/session')).body.providers.billbora.connected).toBe(true);
   });
 
@@ -171,10 +161,10 @@ describe('billfold on a three-master Redis Cluster', () => {
     try {
       // A failed login (failure counters), a login, relays (the relay counter), a renewal (the lock),
       // and a logout: every kind of store call billfold makes.
-      const client = clientOf(first);
+      const client = stack.client(0);
       await client.post('/auth/billbora/login', { ...demo.billbora, password: 'wrong' });
       expect((await client.post('/auth/billbora/login', demo.billbora)).status).toBe(200);
-      sandbox.billbora.expireAccessTokens();
+      stack.sandbox.billbora.expireAccessTokens();
       expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
       expect((await client.post('/auth/logout')).status).toBe(204);
       await sleep(300);
@@ -195,7 +185,7 @@ describe('billfold on a three-master Redis Cluster', () => {
   });
 
   it('answers 503 within the bound while a master hangs, and recovers when it returns', async () => {
-    const client = clientOf(first);
+    const client = stack.client(0);
     expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
     const home = (await sessionHomes()).get(sessionIdOf(client.cookie!))!;
     cluster.pause(home);
@@ -221,9 +211,9 @@ describe('billfold on a three-master Redis Cluster', () => {
 
   it('starts while every node is down, answers 503 within the bound, and connects when the cluster returns', async () => {
     await Promise.all(cluster.ports.map((_, index) => cluster.kill(index)));
-    const late = await startBillfold(env);
+    const late = await stack.start();
     try {
-      const client = clientOf(late);
+      const client = createCookieClient(late.url, late.config.session.cookieName);
       const ready = await timed(() => client.get('/readyz'));
       expect(ready.result.status).toBe(503);
       expect(ready.ms).toBeLessThan(ANSWER_WITHIN_MS);

@@ -1,7 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type CookieClient } from '../support/billfold-harness.js';
+import { createCookieClient, type CookieClient } from '../support/billfold-harness.js';
 import {
   keyServedBy,
   saturateReplication,
@@ -12,6 +11,7 @@ import {
   type RedisProcess,
   type TlsFiles,
 } from '../support/redis-ha.js';
+import { useStack, type Stack } from '../support/stack.js';
 import { eventually, outcomeOf, sleep } from './scale-support.js';
 
 const STORE_TIMEOUT_MS = 1000;
@@ -60,13 +60,14 @@ async function failover(options: {
   topology: string;
   env: Record<string, string>;
   minReplicasAck: number;
-  sandbox: Sandbox;
+  /** Where the instance starts (on the stack's sandbox, the topology in place of its plain Redis). */
+  stack: Stack;
   /** The replicas that must lag, and the master to kill, as the topology stands now. */
   victims: () => Promise<{ master: RedisProcess; replicas: RedisProcess[]; lagKey: string }>;
   tls: TlsFiles;
 }): Promise<Figures> {
-  const billfold = await startBillfold({
-    ...options.sandbox.env,
+  const billfold = await options.stack.start({
+    REDIS_URL: undefined,
     ...options.env,
     STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
     REDIS_MIN_REPLICAS_ACK: String(options.minReplicasAck),
@@ -225,11 +226,12 @@ async function failover(options: {
 }
 
 describe('failover under load', () => {
-  let sandbox: Sandbox | undefined;
+  // Each test starts its own deployment and instance on the one sandbox.
+  const stack = useStack({ instances: 0 });
   let sentinel: OwnSentinel | undefined;
   let cluster: OwnSecureCluster | undefined;
   afterAll(async () => {
-    await Promise.all([sandbox?.close(), sentinel?.dispose(), cluster?.dispose()]);
+    await Promise.all([sentinel?.dispose(), cluster?.dispose()]);
     if (rows.length === 0) return;
     // The table docs/operations.md shows, from this run.
     const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
@@ -299,14 +301,13 @@ describe('failover under load', () => {
 
   for (const minReplicasAck of [1, 0]) {
     it(`Sentinel, REDIS_MIN_REPLICAS_ACK=${minReplicasAck}: SIGKILL the master while 16 clients relay`, async () => {
-      sandbox ??= await startSandbox();
       await sentinel?.dispose();
       sentinel = await startOwnSentinel();
       const figures = await failover({
         topology: 'Sentinel',
         env: sentinel.env,
         minReplicasAck,
-        sandbox,
+        stack,
         victims: sentinelVictims(sentinel),
         tls: sentinel.tls,
       });
@@ -316,14 +317,13 @@ describe('failover under load', () => {
 
   for (const minReplicasAck of [1, 0]) {
     it(`Cluster, REDIS_MIN_REPLICAS_ACK=${minReplicasAck}: SIGKILL a master while 16 clients relay, its replica promoted`, async () => {
-      sandbox ??= await startSandbox();
       await cluster?.dispose();
       cluster = await startOwnSecureCluster();
       const figures = await failover({
         topology: 'Cluster',
         env: cluster.env,
         minReplicasAck,
-        sandbox,
+        stack,
         victims: clusterVictims(cluster),
         tls: cluster.tls,
       });

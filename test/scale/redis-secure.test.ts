@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import type { Sandbox } from '../../src/sandbox/sandbox.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
 import {
   REDIS_USER,
   redisCli,
@@ -10,6 +10,7 @@ import {
   type OwnSecureCluster,
   type OwnSentinel,
 } from '../support/redis-ha.js';
+import { useStack } from '../support/stack.js';
 import { eventually, outcomeOf } from './scale-support.js';
 
 const PREFIX = 'billfold:';
@@ -49,30 +50,22 @@ async function fullFlow(billfold: RunningBillfold, sandbox: Sandbox) {
 
 describe('Redis Cluster over TLS behind an ACL user, three masters with replicas', () => {
   let cluster: OwnSecureCluster;
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
   beforeAll(async () => {
-    [cluster, sandbox] = await Promise.all([startOwnSecureCluster(), startSandbox()]);
-    // One root node only, its credentials in the URL: every other node is discovered, and gets the
-    // ACL user, the CA and the client certificate all the same.
-    billfold = await startBillfold({
-      ...sandbox.env,
-      ...cluster.env,
-      REDIS_KEY_PREFIX: PREFIX,
-      MAX_SESSIONS_PER_IDENTITY: '100',
-    });
+    cluster = await startOwnSecureCluster();
   }, 60_000);
-  afterAll(async () => {
-    // Each is unset when beforeAll failed part-way.
-    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
-    await billfold?.close();
-    await sandbox?.close();
-    await cluster?.dispose();
-    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
-  });
+  // Unset when its start failed.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+  afterAll(() => cluster?.dispose());
+  const stack = useStack(() => ({
+    prefix: PREFIX,
+    // The cluster in place of the stack's plain Redis. One root node only, its credentials in the
+    // URL: every other node is discovered, and gets the ACL user, the CA and the client certificate
+    // all the same.
+    env: { REDIS_URL: undefined, ...cluster.env, MAX_SESSIONS_PER_IDENTITY: '100' },
+  }));
 
   it('signs in, relays, renews and lists sessions, with sessions on every master', async () => {
-    await fullFlow(billfold, sandbox);
+    await fullFlow(stack.billfold, stack.sandbox);
     const masters = (await cluster.topology()).map((shard) => shard.master);
     const counts = await Promise.all(
       masters.map(async (port) =>
@@ -94,39 +87,29 @@ describe('Redis Cluster over TLS behind an ACL user, three masters with replicas
 
 describe('Redis Sentinel over TLS behind an ACL user, and the wrong secrets', () => {
   let sentinel: OwnSentinel;
-  let sandbox: Sandbox;
   beforeAll(async () => {
-    [sentinel, sandbox] = await Promise.all([startOwnSentinel(), startSandbox()]);
+    sentinel = await startOwnSentinel();
   }, 60_000);
-  afterAll(async () => {
-    // Each is unset when beforeAll failed part-way.
-    /* eslint-disable @typescript-eslint/no-unnecessary-condition */
-    await sandbox?.close();
-    await sentinel?.dispose();
-    /* eslint-enable @typescript-eslint/no-unnecessary-condition */
-  });
+  // Unset when its start failed.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+  afterAll(() => sentinel?.dispose());
+  // Each test starts its own instance, for one test only.
+  const stack = useStack({ instances: 0, prefix: PREFIX });
+  /** An instance on the Sentinel deployment, in place of the stack's plain Redis, `env` on top. */
+  const onSentinel = (env: Record<string, string>) =>
+    stack.start({ REDIS_URL: undefined, ...sentinel.env, ...env });
 
   it('Sentinel with the ACL user and TLS for sentinels and the master they name: the full flow', async () => {
-    const billfold = await startBillfold({
-      ...sandbox.env,
-      ...sentinel.env,
-      REDIS_KEY_PREFIX: PREFIX,
-      MAX_SESSIONS_PER_IDENTITY: '100',
-    });
+    const billfold = await onSentinel({ MAX_SESSIONS_PER_IDENTITY: '100' });
     try {
-      await fullFlow(billfold, sandbox);
+      await fullFlow(billfold, stack.sandbox);
     } finally {
       await billfold.close();
     }
   }, 60_000);
 
   const refused = async (env: Record<string, string>) => {
-    const billfold = await startBillfold({
-      ...sandbox.env,
-      ...sentinel.env,
-      ...env,
-      STORE_TIMEOUT_MS: '300',
-    });
+    const billfold = await onSentinel({ ...env, STORE_TIMEOUT_MS: '300' });
     try {
       const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
       expect((await client.get('/readyz')).status).toBe(503);
@@ -152,8 +135,7 @@ describe('Redis Sentinel over TLS behind an ACL user, and the wrong secrets', ()
 
   it('a single server over rediss:// with the ACL user in the URL: signs in and relays', async () => {
     const master = await sentinel.masterPort();
-    const billfold = await startBillfold({
-      ...sandbox.env,
+    const billfold = await stack.start({
       REDIS_URL: `rediss://${REDIS_USER.username}:${REDIS_USER.password}@127.0.0.1:${master}`,
       REDIS_TLS_CA_FILE: sentinel.tls.caFile,
       REDIS_TLS_CERT_FILE: sentinel.tls.clientCert,

@@ -1,12 +1,12 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createClient } from 'redis';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
 import { startOwnRedisCluster, type OwnRedisCluster } from '../support/redis-cluster.js';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
-import { createTestClock, type TestClock } from '../support/test-clock.js';
+import { createTestClock } from '../support/test-clock.js';
 import { eventually, outcomeOf, sessionIdOf, sleep } from './scale-support.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -25,6 +25,23 @@ async function connect(url: string) {
   client.on('error', () => undefined);
   await client.connect();
   return client;
+}
+
+/**
+ * A redis-server of the suite's own, started before its stack and disposed of after it (its
+ * command counts and client list are the suite's alone), with a plain client watching it.
+ */
+function useOwnRedis() {
+  const own = {} as { redis: OwnRedis; watcher: Redis };
+  beforeAll(async () => {
+    own.redis = await startOwnRedis();
+    own.watcher = await connect(own.redis.url);
+  }, 60_000);
+  afterAll(async () => {
+    own.watcher.destroy();
+    await own.redis.dispose();
+  });
+  return own;
 }
 
 /** How many times Redis has run `command` since it started. */
@@ -96,110 +113,95 @@ async function refusedAfterOutage(instance: RunningBillfold, cookie: string) {
 }
 
 describe('the session cache, three instances on one Redis', () => {
-  let redis: OwnRedis;
-  let sandbox: Sandbox;
-  let watcher: Redis;
-  let clock: TestClock;
-  let instances: RunningBillfold[];
-
-  beforeAll(async () => {
-    [redis, sandbox] = await Promise.all([startOwnRedis(), startSandbox()]);
-    watcher = await connect(redis.url);
-    clock = createTestClock(Date.now());
-    const env = { ...sandbox.env, ...LOGINS, REDIS_URL: redis.url, ADMIN_PORT: '0', ADMIN_TOKEN };
-    instances = await Promise.all([0, 1, 2].map(() => startBillfold(env, { clock })));
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all(instances.map((instance) => instance.close()));
-    watcher.destroy();
-    await Promise.all([sandbox.close(), redis.dispose()]);
-  });
+  const own = useOwnRedis();
+  const clock = createTestClock(Date.now());
+  const stack = useStack(() => ({
+    instances: 3,
+    store: { url: own.redis.url },
+    env: { ...LOGINS, ADMIN_PORT: '0', ADMIN_TOKEN },
+    clock,
+  }));
 
   it('relays in steady state without reading Redis, on every instance', async () => {
-    const cookie = await signIn(instances[0]!);
-    await warm(instances, cookie);
-    const before = await calls(watcher, 'get');
+    const cookie = await signIn(stack.instances[0]!);
+    await warm(stack.instances, cookie);
+    const before = await calls(own.watcher, 'get');
     for (let round = 0; round < 10; round++)
-      for (const instance of instances) expect(await relayOn(instance, cookie)).toBe('200');
-    expect(await calls(watcher, 'get')).toBe(before);
+      for (const instance of stack.instances) expect(await relayOn(instance, cookie)).toBe('200');
+    expect(await calls(own.watcher, 'get')).toBe(before);
     // One tracking connection per instance, nothing more.
-    expect((await trackingClients(watcher)).length).toBe(3);
+    expect((await trackingClients(own.watcher)).length).toBe(3);
   });
 
   it('refuses the cookie on the instance that logged it out at once, and on the two others', async () => {
-    const cookie = await signIn(instances[0]!);
-    await warm(instances, cookie);
-    const held = instances.map(cachedOn);
-    expect((await on(instances[0]!, cookie).post('/auth/logout')).status).toBe(204);
+    const cookie = await signIn(stack.instances[0]!);
+    await warm(stack.instances, cookie);
+    const held = stack.instances.map(cachedOn);
+    expect((await on(stack.instances[0]!, cookie).post('/auth/logout')).status).toBe(204);
     // Redis does not tell the connection that wrote: the instance itself forgets what it changed.
-    expect(await relayOn(instances[0]!, cookie)).toBe('401 unauthenticated');
-    for (const i of [1, 2]) await refusedOn(instances[i]!, cookie, held[i]!, '401 unauthenticated');
+    expect(await relayOn(stack.instances[0]!, cookie)).toBe('401 unauthenticated');
+    for (const i of [1, 2]) await refusedOn(stack.instances[i]!, cookie, held[i]!, '401 unauthenticated');
   });
 
   it('honours an operator revocation on the two others', async () => {
-    const cookie = await signIn(instances[0]!);
-    await warm(instances, cookie);
-    const held = instances.map(cachedOn);
+    const cookie = await signIn(stack.instances[0]!);
+    await warm(stack.instances, cookie);
+    const held = stack.instances.map(cachedOn);
     const revoked = await fetch(
-      `${instances[2]!.adminUrl!}/admin/sessions?provider=billingplatform&user=${demo.billingplatform.username}`,
+      `${stack.instances[2]!.adminUrl!}/admin/sessions?provider=billingplatform&user=${demo.billingplatform.username}`,
       { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
     );
     expect(revoked.status).toBe(200);
-    for (const i of [0, 1]) await refusedOn(instances[i]!, cookie, held[i]!, '401 unauthenticated');
+    for (const i of [0, 1]) await refusedOn(stack.instances[i]!, cookie, held[i]!, '401 unauthenticated');
   });
 
   it('honours a provider disconnect on the two others, and keeps the rest of the session', async () => {
-    const client = on(instances[1]!, undefined);
+    const client = on(stack.instances[1]!, undefined);
     expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
     expect((await client.post('/auth/billogram/login', demo.billogram)).status).toBe(200);
     const cookie = client.cookie!;
-    await warm(instances, cookie);
-    const held = instances.map(cachedOn);
-    expect((await on(instances[1]!, cookie).post('/auth/billingplatform/logout')).status).toBe(200);
+    await warm(stack.instances, cookie);
+    const held = stack.instances.map(cachedOn);
+    expect((await on(stack.instances[1]!, cookie).post('/auth/billingplatform/logout')).status).toBe(200);
     for (const i of [0, 2]) {
-      await refusedOn(instances[i]!, cookie, held[i]!, '401 provider_not_connected');
-      expect(outcomeOf(await on(instances[i]!, cookie).get('/api/billogram/customer'))).toBe('200');
+      await refusedOn(stack.instances[i]!, cookie, held[i]!, '401 provider_not_connected');
+      expect(outcomeOf(await on(stack.instances[i]!, cookie).get('/api/billogram/customer'))).toBe('200');
     }
   });
 
   it('ends an idle session on every instance on time, cached or not', async () => {
-    const cookie = await signIn(instances[0]!);
-    await warm(instances, cookie);
-    clock.advance(instances[0]!.config.session.idleTimeoutMs + 1000);
-    for (const instance of instances) expect(await relayOn(instance, cookie)).toBe('401 unauthenticated');
+    const cookie = await signIn(stack.instances[0]!);
+    await warm(stack.instances, cookie);
+    clock.advance(stack.instances[0]!.config.session.idleTimeoutMs + 1000);
+    for (const instance of stack.instances)
+      expect(await relayOn(instance, cookie)).toBe('401 unauthenticated');
   });
 });
 
 describe('the session cache when its tracking connection goes away', () => {
-  let redis: OwnRedis;
-  let sandbox: Sandbox;
+  const own = useOwnRedis();
   let proxy: TcpProxy;
-  let watcher: Redis;
+  const stack = useStack(() => ({
+    instances: 0,
+    store: { url: own.redis.url },
+    env: { STORE_TIMEOUT_MS: '300' },
+  }));
   // `cached` reaches Redis through a proxy the test can cut; `writer` directly.
   let cached: RunningBillfold;
   let writer: RunningBillfold;
 
   beforeAll(async () => {
-    [redis, sandbox] = await Promise.all([startOwnRedis(), startSandbox()]);
-    proxy = await startTcpProxy(redis.port);
-    watcher = await connect(redis.url);
-  }, 60_000);
+    proxy = await startTcpProxy(own.redis.port);
+  });
+  // Fresh instances per test: the proxy carries the connections of this test's `cached` only.
   beforeEach(async () => {
-    const env = { ...sandbox.env, STORE_TIMEOUT_MS: '300' };
-    [cached, writer] = await Promise.all([
-      startBillfold({ ...env, REDIS_URL: proxy.url }),
-      startBillfold({ ...env, REDIS_URL: redis.url }),
-    ]);
+    [cached, writer] = await Promise.all([stack.start({ REDIS_URL: proxy.url }), stack.start()]);
   });
   afterEach(async () => {
     proxy.restore();
     await Promise.all([cached.close(), writer.close()]);
   });
-  afterAll(async () => {
-    watcher.destroy();
-    await proxy.close();
-    await Promise.all([sandbox.close(), redis.dispose()]);
-  });
+  afterAll(() => proxy.close());
 
   it('drops the cache on CLIENT KILL, so a revocation Redis could not tell it about is honoured', async () => {
     const cookie = await signIn(writer);
@@ -210,7 +212,7 @@ describe('the session cache when its tracking connection goes away', () => {
     const key = `${writer.config.store.keyPrefix}s:${sessionIdOf(cookie)}`;
     // The kill and the delete in one step: the killed connection is gone before the delete, so no
     // invalidation for it is ever sent.
-    const [killed, deleted] = await watcher
+    const [killed, deleted] = await own.watcher
       .multi()
       .clientKill({ filter: 'ADDR', address: connection })
       .getDel(key)
@@ -237,74 +239,54 @@ describe('the session cache when its tracking connection goes away', () => {
     const cookie = await signIn(writer);
     await warm([cached], cookie);
     // No append-only file: the session dies with the process.
-    await redis.kill();
-    await redis.start();
+    await own.redis.kill();
+    await own.redis.start();
     await refusedAfterOutage(cached, cookie);
-    const restarted = await connect(redis.url);
+    const restarted = await connect(own.redis.url);
     // After the restart the record is read from Redis again, not from the cache.
     expect(await calls(restarted, 'get')).toBeGreaterThan(0);
     restarted.destroy();
-    watcher.destroy();
-    watcher = await connect(redis.url);
+    own.watcher.destroy();
+    own.watcher = await connect(own.redis.url);
   });
 });
 
 describe('the session cache on Redis Cluster', () => {
   let cluster: OwnRedisCluster;
-  let sandbox: Sandbox;
-  let instances: RunningBillfold[];
-
   beforeAll(async () => {
-    [cluster, sandbox] = await Promise.all([startOwnRedisCluster(), startSandbox()]);
-    const env = { ...sandbox.env, ...LOGINS, REDIS_CLUSTER_NODES: cluster.nodes.join(',') };
-    instances = await Promise.all([startBillfold(env), startBillfold(env)]);
+    cluster = await startOwnRedisCluster();
   }, 60_000);
-  afterAll(async () => {
-    await Promise.all(instances.map((instance) => instance.close()));
-    await Promise.all([sandbox.close(), cluster.dispose()]);
-  });
+  afterAll(() => cluster.dispose());
+  const stack = useStack(() => ({ instances: 2, store: { clusterNodes: cluster.nodes }, env: LOGINS }));
 
   it('tracks every node, and a logout on one instance is refused on the other', async () => {
     const cookies: string[] = [];
     // One at a time: a login burst of one user is refused by design.
-    for (let i = 0; i < 6; i++) cookies.push(await signIn(instances[0]!));
-    for (const cookie of cookies) await warm(instances, cookie);
+    for (let i = 0; i < 6; i++) cookies.push(await signIn(stack.instances[0]!));
+    for (const cookie of cookies) await warm(stack.instances, cookie);
     for (const node of cluster.nodes) {
       const client = await connect(node);
       expect((await trackingClients(client)).length).toBeGreaterThanOrEqual(2);
       client.destroy();
     }
     for (const cookie of cookies) {
-      const held = cachedOn(instances[0]!);
-      expect((await on(instances[1]!, cookie).post('/auth/logout')).status).toBe(204);
-      await refusedOn(instances[0]!, cookie, held, '401 unauthenticated');
+      const held = cachedOn(stack.instances[0]!);
+      expect((await on(stack.instances[1]!, cookie).post('/auth/logout')).status).toBe(204);
+      await refusedOn(stack.instances[0]!, cookie, held, '401 unauthenticated');
     }
   });
 });
 
 describe('SESSION_CACHE=off', () => {
-  let redis: OwnRedis;
-  let sandbox: Sandbox;
-  let watcher: Redis;
-  let instance: RunningBillfold;
-
-  beforeAll(async () => {
-    [redis, sandbox] = await Promise.all([startOwnRedis(), startSandbox()]);
-    watcher = await connect(redis.url);
-    instance = await startBillfold({ ...sandbox.env, REDIS_URL: redis.url, SESSION_CACHE: 'off' });
-  }, 60_000);
-  afterAll(async () => {
-    await instance.close();
-    watcher.destroy();
-    await Promise.all([sandbox.close(), redis.dispose()]);
-  });
+  const own = useOwnRedis();
+  const stack = useStack(() => ({ store: { url: own.redis.url }, env: { SESSION_CACHE: 'off' } }));
 
   it('reads the record from Redis on every relayed request and tracks nothing', async () => {
-    const cookie = await signIn(instance);
-    await warm([instance], cookie);
-    const before = await calls(watcher, 'get');
-    for (let i = 0; i < 10; i++) expect(await relayOn(instance, cookie)).toBe('200');
-    expect((await calls(watcher, 'get')) - before).toBe(10);
-    expect(await trackingClients(watcher)).toEqual([]);
+    const cookie = await signIn(stack.billfold);
+    await warm([stack.billfold], cookie);
+    const before = await calls(own.watcher, 'get');
+    for (let i = 0; i < 10; i++) expect(await relayOn(stack.billfold, cookie)).toBe('200');
+    expect((await calls(own.watcher, 'get')) - before).toBe(10);
+    expect(await trackingClients(own.watcher)).toEqual([]);
   });
 });

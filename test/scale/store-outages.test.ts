@@ -1,15 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type Answer,
-  type CookieClient,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import { createCookieClient, type Answer, type CookieClient } from '../support/billfold-harness.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
 import { createOwnRedis, startOwnRedis, type OwnRedis } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 import { eventually, outcomeOf, sleep, timed } from './scale-support.js';
 
 const STORE_TIMEOUT_MS = 500;
@@ -24,28 +18,19 @@ const expectStoreUnavailable = ({ result, ms }: { result: Answer; ms: number }) 
 };
 
 describe('Redis down when billfold starts', () => {
+  // Each test brings a Redis of its own, not started yet, and one process on it.
+  const stack = useStack({ instances: 0 });
   let redis: OwnRedis;
-  let sandbox: Sandbox;
   let billfold: BillfoldProcess | undefined;
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-  });
   afterEach(async () => {
     await billfold?.stop('SIGKILL');
     billfold = undefined;
     await redis.dispose();
   });
-  afterAll(async () => {
-    await sandbox.close();
-  });
 
   it('starts, answers /readyz and store-bound requests 503 within the bound, and serves once Redis is up', async () => {
     redis = await createOwnRedis();
-    billfold = await spawnBillfold({
-      ...sandbox.env,
-      REDIS_URL: redis.url,
-      STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
-    });
+    billfold = await stack.spawn({ REDIS_URL: redis.url, STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS) });
     const client = createCookieClient(billfold.url, COOKIE);
     expect((await client.get('/healthz')).status).toBe(200);
     const ready = await timed(() => client.get('/readyz'));
@@ -67,7 +52,7 @@ describe('Redis down when billfold starts', () => {
 
   it('exits 0 promptly on SIGTERM while Redis has never answered', async () => {
     redis = await createOwnRedis();
-    billfold = await spawnBillfold({ ...sandbox.env, REDIS_URL: redis.url });
+    billfold = await stack.spawn({ REDIS_URL: redis.url });
     expect((await fetch(`${billfold.url}/readyz`)).status).toBe(503);
     const { result: code, ms } = await timed(() => billfold!.stop('SIGTERM'));
     expect(code).toBe(0);
@@ -78,29 +63,23 @@ describe('Redis down when billfold starts', () => {
 
 describe('Redis that accepts connections and never replies', () => {
   let redis: OwnRedis;
-  let sandbox: Sandbox;
-  let billfold: RunningBillfold;
   beforeAll(async () => {
     redis = await startOwnRedis();
-    sandbox = await startSandbox();
-    billfold = await startBillfold({
-      ...sandbox.env,
-      REDIS_URL: redis.url,
-      STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
-    });
   });
   afterAll(async () => {
     redis.resume();
-    await billfold.close();
-    await sandbox.close();
     await redis.dispose();
   });
+  const stack = useStack(() => ({
+    store: { url: redis.url },
+    env: { STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS) },
+  }));
 
   // test/flow/store-outage.test.ts covers a relay here; these are the other calls that wait on the store.
   it('answers logins, session views and readiness within the bound, then recovers', async () => {
-    const client = createCookieClient(billfold.url, COOKIE);
+    const client = stack.client();
     expect((await client.post('/auth/billingplatform/login', demo.billingplatform)).status).toBe(200);
-    const stranger = createCookieClient(billfold.url, COOKIE);
+    const stranger = stack.client();
     redis.pause();
     try {
       // Each needs the store first: the failed-login counters, the session record, the ping.
@@ -128,27 +107,25 @@ describe('Redis killed under load', () => {
   const PAUSE_MS = 120;
 
   let redis: OwnRedis;
-  let sandbox: Sandbox;
-  let instances: BillfoldProcess[];
   beforeAll(async () => {
     // Every write is fsynced to the append-only file before Redis replies, so SIGKILL loses nothing acknowledged.
     redis = await startOwnRedis({ appendOnly: true });
-    sandbox = await startSandbox();
-    const env = {
-      ...sandbox.env,
-      REDIS_URL: redis.url,
+  });
+  afterAll(() => redis.dispose());
+  const stack = useStack(() => ({
+    instances: 0,
+    store: { url: redis.url },
+    env: {
       STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
       // Every session here is the one demo user, signed in from one address: neither cap is under test.
       MAX_SESSIONS_PER_IDENTITY: '1000',
       LOGIN_MAX_SUCCESSES_PER_IP: '100000',
-    };
-    instances = await Promise.all([spawnBillfold(env), spawnBillfold(env)]);
+    },
+  }));
+  let instances: BillfoldProcess[];
+  beforeAll(async () => {
+    instances = await Promise.all([stack.spawn(), stack.spawn()]);
   }, 60_000);
-  afterAll(async () => {
-    await Promise.all(instances.map((instance) => instance.stop('SIGKILL')));
-    await sandbox.close();
-    await redis.dispose();
-  });
 
   it('answers every request within the store timeout plus a margin, crashes nothing, and loses no session', async () => {
     const clientOn = (index: number) => createCookieClient(instances[index % instances.length]!.url, COOKIE);
