@@ -35,6 +35,7 @@ import {
   relayedResponseHeaders,
   RELAY_METHODS,
 } from '../upstream/relay-policy.js';
+import type { UpstreamBody } from '../upstream/upstream-body.js';
 import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
 import { continueIfExpected } from '../middleware/expectations.js';
 import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
@@ -97,7 +98,7 @@ export function createRelayHandler(deps: RelayDeps) {
     ) {
       return { verdict: adapter.judge(response.status, undefined), read: undefined, complete: false };
     }
-    const { chunks, ended } = await readUpTo(response.body, JUDGED_BODY_LIMIT).catch((error: unknown) => {
+    const { chunks, ended } = await response.body.readUpTo(JUDGED_BODY_LIMIT).catch((error: unknown) => {
       throw toUpstreamError(adapter.id, error);
     });
     // Past the bound the answer is not judged: it passes through, the bytes read so far first.
@@ -298,53 +299,16 @@ export function createRelayHandler(deps: RelayDeps) {
 }
 
 /**
- * Streams the upstream body to the client, after any bytes already read. Plain `pipe` with both
- * failure paths handled: cheaper than `pipeline`, which builds an AbortController per call. A client
- * that went away has already cancelled the upstream call (and so destroyed `body`).
+ * Streams the upstream body to the client, after any bytes already read. A client that went away has
+ * already cancelled the upstream call (and so ended `body`).
  */
-function forward(body: Readable, res: ServerResponse, head: readonly Buffer[] | undefined): void {
+function forward(body: UpstreamBody, res: ServerResponse, head: readonly Buffer[] | undefined): void {
   if (res.destroyed) {
     body.destroy();
     return;
   }
-  body.once('error', () => res.destroy());
-  res.once('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
   for (const chunk of head ?? []) res.write(chunk);
-  body.pipe(res);
-}
-
-/** Reads until the end or past `limit` bytes, then leaves the rest unread (paused) for `forward`. */
-function readUpTo(body: Readable, limit: number): Promise<{ chunks: Buffer[]; ended: boolean }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const stop = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size <= limit) return;
-      stop();
-      body.pause();
-      resolve({ chunks, ended: false });
-    };
-    const onEnd = () => {
-      stop();
-      resolve({ chunks, ended: true });
-    };
-    const onError = (error: Error) => {
-      stop();
-      reject(error);
-    };
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
-  });
+  body.pipeTo(res);
 }
 
 /** An upstream answer read far enough to judge it. */
