@@ -33,12 +33,14 @@ import {
   checkRelayPath,
   forwardRequestHeaders,
   relayedResponseHeaders,
+  relayFixedHeaders,
   RELAY_METHODS,
 } from '../upstream/relay-policy.js';
 import type { UpstreamBody } from '../upstream/upstream-body.js';
 import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
 import { continueIfExpected } from '../middleware/expectations.js';
 import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
+import type { SecurityHeaders } from '../middleware/security-headers.js';
 
 /** What the relay is built from. */
 export interface RelayDeps {
@@ -53,6 +55,8 @@ export interface RelayDeps {
   readSessionId: (cookieHeader: string | undefined) => string | undefined;
   relayLimiter: RelayLimiter;
   concurrency: RelayConcurrency;
+  /** The headers every answer carries; the relay writes them itself, with the upstream's, at once. */
+  securityHeaders: SecurityHeaders;
 }
 
 type Credential = StoredCredential;
@@ -73,6 +77,7 @@ class ClientGoneError extends Error {}
  */
 export function createRelayHandler(deps: RelayDeps) {
   const { config, repository, client, clock, logger } = deps;
+  const fixedHeaders = relayFixedHeaders(deps.securityHeaders.fixed);
 
   const send = (
     id: ProviderId,
@@ -257,15 +262,15 @@ export function createRelayHandler(deps: RelayDeps) {
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }
-    // billfold's own headers are already on the answer; an upstream Vary joins its Vary: Origin.
-    const vary = res.getHeader('vary');
+    // Nothing was set on the answer before: every header goes in this one list.
     res.writeHead(
       response.status,
       relayedResponseHeaders(
         response.status,
         response.headers,
         adapter.secretsOf(credential),
-        typeof vary === 'string' ? { vary } : {},
+        fixedHeaders,
+        deps.securityHeaders.perRequest(req, context.id),
       ),
     );
     recordUse(session, id, adapter, credential);
