@@ -37,7 +37,12 @@ import {
   RELAY_METHODS,
 } from '../upstream/relay-policy.js';
 import type { UpstreamBody } from '../upstream/upstream-body.js';
-import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
+import {
+  toUpstreamError,
+  type CancelSignal,
+  type UpstreamClient,
+  type UpstreamResponse,
+} from '../upstream/upstream-client.js';
 import { continueIfExpected } from '../middleware/expectations.js';
 import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
 import type { SecurityHeaders } from '../middleware/security-headers.js';
@@ -71,6 +76,33 @@ export const JUDGED_BODY_LIMIT = 4 * 1024 * 1024;
 class ClientGoneError extends Error {}
 
 /**
+ * Cancels a relayed request's upstream calls once its client goes away: what an AbortController
+ * does for them, without an EventTarget and a signal built for every request.
+ */
+class ClientWatch implements CancelSignal {
+  aborted = false;
+  /** Set when (and only when) it aborted. */
+  reason: Error | undefined;
+  #listeners: Array<() => void> = [];
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const at = this.#listeners.indexOf(listener);
+    if (at !== -1) this.#listeners.splice(at, 1);
+  }
+
+  abort(reason: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    for (const listener of this.#listeners.splice(0)) listener();
+  }
+}
+
+/**
  * `ANY /api/:provider/*` on the lean road: no router, no body parsing, no session write-back. A
  * relayed request costs one store read in steady state; the policy checks are the same functions
  * the Express routes call.
@@ -85,7 +117,7 @@ export function createRelayHandler(deps: RelayDeps) {
     call: RelayCall,
     credential: Credential,
     stream: Readable | undefined,
-    signal: AbortSignal,
+    signal: CancelSignal,
   ) => {
     const authorized = adapter.authorize({ ...call, headers: { ...call.headers } }, credential);
     if (authorized.body !== undefined) authorized.headers['content-length'] = String(authorized.body.length);
@@ -162,7 +194,7 @@ export function createRelayHandler(deps: RelayDeps) {
 
     // Every upstream call of this request is cancelled the moment its client goes away, at any
     // stage: waiting for a connection, sending, or streaming the answer.
-    const cancel = new AbortController();
+    const cancel = new ClientWatch();
     const onClose = () => {
       if (!res.writableFinished) cancel.abort(new ClientGoneError('the client went away'));
     };
@@ -177,7 +209,7 @@ export function createRelayHandler(deps: RelayDeps) {
       );
     } catch (error) {
       // Nobody is left to answer; the error is the cancellation itself, not a failure to report.
-      if (cancel.signal.aborted) {
+      if (cancel.aborted) {
         res.destroy();
         return;
       }
@@ -198,10 +230,9 @@ export function createRelayHandler(deps: RelayDeps) {
       sessionId: string;
       hasBody: boolean;
     },
-    cancel: AbortController,
+    signal: ClientWatch,
   ): Promise<void> {
     const { id, adapter, providerConfig, path, search, sessionId, hasBody } = target;
-    const { signal } = cancel;
     let session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
     deps.relayLimiter.take(sessionId);
@@ -212,7 +243,7 @@ export function createRelayHandler(deps: RelayDeps) {
     const release = deps.concurrency.acquire(id, [`s:${sessionId}`, `i:${identityOf(adapter, credential)}`]);
     res.once('close', release);
     // A client that left during the session read has closed already: its close came too early.
-    if (signal.aborted) {
+    if (signal.reason) {
       release();
       throw signal.reason;
     }

@@ -13,7 +13,15 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   body?: string | Buffer | Readable | undefined;
   /** Cancels the call at any stage (queued, sending, or reading the answer) and frees its connection. */
-  signal?: AbortSignal | undefined;
+  signal?: CancelSignal | undefined;
+}
+
+/** What cancels a call: an `AbortSignal`, or anything that behaves as one for an `abort` listener. */
+export interface CancelSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 /** An upstream answer whose body is still a stream. */
