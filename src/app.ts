@@ -163,9 +163,13 @@ export function createApp(deps: AppDeps): RequestListener {
 
   return (req: IncomingMessage, res: ServerResponse) => {
     const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
-    securityHeaders.write(req, res);
     const url = req.url ?? '';
+    // A relayed answer gets its headers in the relay's one `writeHead` (or here, if it fails first);
+    // every other answer gets them now, before anything else is set.
+    const relayed = url.startsWith('/api/') && req.method !== 'OPTIONS';
+    if (!relayed) securityHeaders.write(req, res, context.id);
     const fail = (error: unknown) => {
+      if (relayed && !res.headersSent) securityHeaders.write(req, res, context.id);
       sendError(res, error, context, logger);
     };
     if (hasUnmetExpectation(req)) {
@@ -182,7 +186,7 @@ export function createApp(deps: AppDeps): RequestListener {
       fail(new AppError('https_required'));
       return;
     }
-    if (url.startsWith('/api/') && req.method !== 'OPTIONS') {
+    if (relayed) {
       relay(req, res, context).catch(fail);
       return;
     }
@@ -208,13 +212,16 @@ export function createApp(deps: AppDeps): RequestListener {
  * so a malformed request pipelined behind a slow one never takes its place.
  */
 export function serveBillfold(server: Server | HttpsServer, handler: RequestListener, logger: Logger): void {
-  const answering = new WeakMap<Duplex, Set<{ req: IncomingMessage; done: Promise<void> }>>();
+  // The answers still open on each connection; one listener shared by all forgets each as it closes.
+  const answering = new WeakMap<Duplex, Set<ServerResponse>>();
+  function forget(this: ServerResponse) {
+    answering.get(this.req.socket)?.delete(this);
+  }
   const track: RequestListener = (req, res) => {
     let open = answering.get(req.socket);
     if (!open) answering.set(req.socket, (open = new Set()));
-    const entry = { req, done: new Promise<void>((resolve) => res.once('close', resolve)) };
-    open.add(entry);
-    void entry.done.then(() => open.delete(entry));
+    open.add(res);
+    res.once('close', forget);
     handler(req, res);
   };
   server.on('request', track);
@@ -232,7 +239,10 @@ export function serveBillfold(server: Server | HttpsServer, handler: RequestList
     // A request whose own body is malformed is refused at once (closing the connection cancels it);
     // one pipelined behind complete requests waits for their answers, in order.
     if (open.length === 0 || open.some(({ req }) => !req.complete)) refuse(error, socket);
-    else void Promise.all(open.map(({ done }) => done)).then(() => refuse(error, socket));
+    else
+      void Promise.all(open.map((res) => new Promise((resolve) => res.once('close', resolve)))).then(() =>
+        refuse(error, socket),
+      );
   });
 }
 

@@ -67,9 +67,9 @@ function withoutRedaction(logger: Logger): Logger {
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
- * Gives the request an id (the caller's X-Request-Id when it is safe to echo) and writes one log line
- * when the response ends, then tells `observe`. The line holds the path without its query and a hash
- * of the session id.
+ * Gives the request an id (the caller's X-Request-Id when it is safe to echo; the security headers
+ * write it on the answer) and writes one log line when the response ends, then tells `observe`.
+ * The line holds the path without its query and a hash of the session id.
  */
 export function beginRequest(
   req: IncomingMessage,
@@ -93,7 +93,6 @@ export function beginRequest(
     provider: undefined,
   };
   contexts.set(req, context);
-  res.setHeader('x-request-id', context.id);
   (res as AnsweringResponse)[ANSWERING] = { req, context, path, requestLog, observe };
   res.on('finish', endRequest);
   res.on('close', endRequest);

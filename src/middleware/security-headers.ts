@@ -7,11 +7,33 @@ export interface SecurityHeaders {
   /** helmet's headers (HSTS included) and `cache-control: no-store`, computed once. */
   fixed: ReadonlyArray<readonly [string, string]>;
   /**
-   * Writes them onto an answer before anything else does: the fixed headers and, on the listener
-   * browsers call, `Vary: Origin` and CORS for a listed origin. (X-Request-Id comes with the request
-   * context, which every listener begins first.)
+   * Writes them onto an answer before anything else does: X-Request-Id, the fixed headers and, on
+   * the listener browsers call, `Vary: Origin` and CORS for a listed origin.
    */
-  write(req: IncomingMessage, res: ServerResponse): void;
+  write(req: IncomingMessage, res: ServerResponse, requestId: string): void;
+  /**
+   * The same headers as a flat `[name, value, ...]` list, after `fixed` (which the caller holds,
+   * overridden as it needs), for an answer that sets nothing before one `writeHead`: the relay's.
+   */
+  perRequest(req: IncomingMessage, requestId: string): string[];
+}
+
+/** Records what `cors` (through the `vary` package) sets, instead of setting it on an answer. */
+class HeaderRecorder {
+  readonly names: string[] = [];
+  readonly values: string[] = [];
+  getHeader(name: string): string | undefined {
+    const at = this.names.indexOf(name.toLowerCase());
+    return at === -1 ? undefined : this.values[at];
+  }
+  setHeader(name: string, value: string | number): void {
+    const lower = name.toLowerCase();
+    const at = this.names.indexOf(lower);
+    if (at === -1) {
+      this.names.push(lower);
+      this.values.push(String(value));
+    } else this.values[at] = String(value);
+  }
 }
 
 /** `cors`: CORS headers for the public listener; operator listeners have none. */
@@ -31,13 +53,24 @@ export function createSecurityHeaders(
   });
   fixed.push(['cache-control', 'no-store']);
   const { cors } = options;
+  const perRequest = (req: IncomingMessage, requestId: string): string[] => {
+    if (!cors) return ['x-request-id', requestId];
+    const corsHeaders = new HeaderRecorder();
+    corsHeaders.setHeader('vary', 'Origin');
+    cors(req, corsHeaders as unknown as ServerResponse);
+    const list = ['x-request-id', requestId];
+    for (let i = 0; i < corsHeaders.names.length; i++) {
+      list.push(corsHeaders.names[i] ?? '', corsHeaders.values[i] ?? '');
+    }
+    return list;
+  };
   return {
     fixed,
-    write(req, res) {
+    write(req, res, requestId) {
       for (const [name, value] of fixed) res.setHeader(name, value);
-      if (!cors) return;
-      res.setHeader('vary', 'Origin');
-      cors(req, res);
+      const list = perRequest(req, requestId);
+      for (let i = 0; i < list.length; i += 2) res.setHeader(list[i] ?? '', list[i + 1] ?? '');
     },
+    perRequest,
   };
 }

@@ -104,7 +104,7 @@ export function createOperatorListener(
   const handle = createOperatorHandler(options);
   return (req, res) => {
     const context = beginRequest(req, res, options.logger, options.observe, options.trust);
-    options.securityHeaders.write(req, res);
+    options.securityHeaders.write(req, res, context.id);
     handle(req, res, context);
   };
 }

@@ -33,11 +33,19 @@ import {
   checkRelayPath,
   forwardRequestHeaders,
   relayedResponseHeaders,
+  relayFixedHeaders,
   RELAY_METHODS,
 } from '../upstream/relay-policy.js';
-import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
+import type { UpstreamBody } from '../upstream/upstream-body.js';
+import {
+  toUpstreamError,
+  type CancelSignal,
+  type UpstreamClient,
+  type UpstreamResponse,
+} from '../upstream/upstream-client.js';
 import { continueIfExpected } from '../middleware/expectations.js';
 import type { RelayConcurrency } from '../middleware/relay-concurrency.js';
+import type { SecurityHeaders } from '../middleware/security-headers.js';
 
 /** What the relay is built from. */
 export interface RelayDeps {
@@ -52,6 +60,8 @@ export interface RelayDeps {
   readSessionId: (cookieHeader: string | undefined) => string | undefined;
   relayLimiter: RelayLimiter;
   concurrency: RelayConcurrency;
+  /** The headers every answer carries; the relay writes them itself, with the upstream's, at once. */
+  securityHeaders: SecurityHeaders;
 }
 
 type Credential = StoredCredential;
@@ -66,12 +76,40 @@ export const JUDGED_BODY_LIMIT = 4 * 1024 * 1024;
 class ClientGoneError extends Error {}
 
 /**
+ * Cancels a relayed request's upstream calls once its client goes away: what an AbortController
+ * does for them, without an EventTarget and a signal built for every request.
+ */
+class ClientWatch implements CancelSignal {
+  aborted = false;
+  /** Set when (and only when) it aborted. */
+  reason: Error | undefined;
+  #listeners: Array<() => void> = [];
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const at = this.#listeners.indexOf(listener);
+    if (at !== -1) this.#listeners.splice(at, 1);
+  }
+
+  abort(reason: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    for (const listener of this.#listeners.splice(0)) listener();
+  }
+}
+
+/**
  * `ANY /api/:provider/*` on the lean road: no router, no body parsing, no session write-back. A
  * relayed request costs one store read in steady state; the policy checks are the same functions
  * the Express routes call.
  */
 export function createRelayHandler(deps: RelayDeps) {
   const { config, repository, client, clock, logger } = deps;
+  const fixedHeaders = relayFixedHeaders(deps.securityHeaders.fixed);
 
   const send = (
     id: ProviderId,
@@ -79,7 +117,7 @@ export function createRelayHandler(deps: RelayDeps) {
     call: RelayCall,
     credential: Credential,
     stream: Readable | undefined,
-    signal: AbortSignal,
+    signal: CancelSignal,
   ) => {
     const authorized = adapter.authorize({ ...call, headers: { ...call.headers } }, credential);
     if (authorized.body !== undefined) authorized.headers['content-length'] = String(authorized.body.length);
@@ -97,7 +135,7 @@ export function createRelayHandler(deps: RelayDeps) {
     ) {
       return { verdict: adapter.judge(response.status, undefined), read: undefined, complete: false };
     }
-    const { chunks, ended } = await readUpTo(response.body, JUDGED_BODY_LIMIT).catch((error: unknown) => {
+    const { chunks, ended } = await response.body.readUpTo(JUDGED_BODY_LIMIT).catch((error: unknown) => {
       throw toUpstreamError(adapter.id, error);
     });
     // Past the bound the answer is not judged: it passes through, the bytes read so far first.
@@ -156,7 +194,7 @@ export function createRelayHandler(deps: RelayDeps) {
 
     // Every upstream call of this request is cancelled the moment its client goes away, at any
     // stage: waiting for a connection, sending, or streaming the answer.
-    const cancel = new AbortController();
+    const cancel = new ClientWatch();
     const onClose = () => {
       if (!res.writableFinished) cancel.abort(new ClientGoneError('the client went away'));
     };
@@ -171,7 +209,7 @@ export function createRelayHandler(deps: RelayDeps) {
       );
     } catch (error) {
       // Nobody is left to answer; the error is the cancellation itself, not a failure to report.
-      if (cancel.signal.aborted) {
+      if (cancel.aborted) {
         res.destroy();
         return;
       }
@@ -192,10 +230,9 @@ export function createRelayHandler(deps: RelayDeps) {
       sessionId: string;
       hasBody: boolean;
     },
-    cancel: AbortController,
+    signal: ClientWatch,
   ): Promise<void> {
     const { id, adapter, providerConfig, path, search, sessionId, hasBody } = target;
-    const { signal } = cancel;
     let session = await repository.load(sessionId);
     if (!session) throw new AppError('unauthenticated');
     deps.relayLimiter.take(sessionId);
@@ -206,7 +243,7 @@ export function createRelayHandler(deps: RelayDeps) {
     const release = deps.concurrency.acquire(id, [`s:${sessionId}`, `i:${identityOf(adapter, credential)}`]);
     res.once('close', release);
     // A client that left during the session read has closed already: its close came too early.
-    if (signal.aborted) {
+    if (signal.reason) {
       release();
       throw signal.reason;
     }
@@ -256,15 +293,15 @@ export function createRelayHandler(deps: RelayDeps) {
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }
-    // billfold's own headers are already on the answer; an upstream Vary joins its Vary: Origin.
-    const vary = res.getHeader('vary');
+    // Nothing was set on the answer before: every header goes in this one list.
     res.writeHead(
       response.status,
       relayedResponseHeaders(
         response.status,
         response.headers,
         adapter.secretsOf(credential),
-        typeof vary === 'string' ? { vary } : {},
+        fixedHeaders,
+        deps.securityHeaders.perRequest(req, context.id),
       ),
     );
     recordUse(session, id, adapter, credential);
@@ -298,53 +335,16 @@ export function createRelayHandler(deps: RelayDeps) {
 }
 
 /**
- * Streams the upstream body to the client, after any bytes already read. Plain `pipe` with both
- * failure paths handled: cheaper than `pipeline`, which builds an AbortController per call. A client
- * that went away has already cancelled the upstream call (and so destroyed `body`).
+ * Streams the upstream body to the client, after any bytes already read. A client that went away has
+ * already cancelled the upstream call (and so ended `body`).
  */
-function forward(body: Readable, res: ServerResponse, head: readonly Buffer[] | undefined): void {
+function forward(body: UpstreamBody, res: ServerResponse, head: readonly Buffer[] | undefined): void {
   if (res.destroyed) {
     body.destroy();
     return;
   }
-  body.once('error', () => res.destroy());
-  res.once('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
   for (const chunk of head ?? []) res.write(chunk);
-  body.pipe(res);
-}
-
-/** Reads until the end or past `limit` bytes, then leaves the rest unread (paused) for `forward`. */
-function readUpTo(body: Readable, limit: number): Promise<{ chunks: Buffer[]; ended: boolean }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const stop = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size <= limit) return;
-      stop();
-      body.pause();
-      resolve({ chunks, ended: false });
-    };
-    const onEnd = () => {
-      stop();
-      resolve({ chunks, ended: true });
-    };
-    const onError = (error: Error) => {
-      stop();
-      reject(error);
-    };
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
-  });
+  body.pipeTo(res);
 }
 
 /** An upstream answer read far enough to judge it. */

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { memoize } from '../bounded-cache.js';
 import { AppError } from '../errors.js';
 
@@ -275,31 +275,57 @@ export const RELAY_RESPONSE_HEADERS = {
 };
 
 /**
- * The headers of a relayed answer: billfold's own (`base`: security, CORS, `Vary: Origin`), the
- * allow-listed upstream headers that echo no credential, an upstream `Vary` merged into billfold's
- * rather than replacing it, and `RELAY_RESPONSE_HEADERS` last. A 304 keeps the upstream's
- * `Cache-Control` with its validators, as a cache revalidating its copy expects.
+ * billfold's own headers on every relayed answer as a flat `[name, value, ...]` list, computed once:
+ * the security headers every answer carries, with `RELAY_RESPONSE_HEADERS` in place of theirs.
+ */
+export function relayFixedHeaders(fixed: ReadonlyArray<readonly [string, string]>): string[] {
+  const list: string[] = [];
+  for (const [name, value] of fixed) if (!(name in RELAY_RESPONSE_HEADERS)) list.push(name, value);
+  for (const [name, value] of Object.entries(RELAY_RESPONSE_HEADERS)) list.push(name, value);
+  return list;
+}
+
+/**
+ * The headers of a relayed answer, as one flat list for one `writeHead`: billfold's own (`fixed`,
+ * from `relayFixedHeaders`, then `perRequest`: X-Request-Id, CORS, `Vary: Origin`), the
+ * allow-listed upstream headers that echo no credential, and an upstream `Vary` merged into
+ * billfold's rather than replacing it. A 304 keeps the upstream's `Cache-Control` with its
+ * validators, as a cache revalidating its copy expects. No name is in two of these sets, so none
+ * is sent twice.
  */
 export function relayedResponseHeaders(
   status: number,
   upstream: IncomingHttpHeaders,
   secrets: readonly string[],
-  base: Readonly<Record<string, string>>,
-): OutgoingHttpHeaders {
+  fixed: readonly string[],
+  perRequest: readonly string[],
+): Array<string | string[]> {
   const hopByHop = connectionTokens(upstream);
-  const headers: OutgoingHttpHeaders = { ...base };
-  // A plain loop with no closure: this runs once per relayed answer.
+  const upstreamCacheControl = upstream['cache-control'];
+  const cacheControl =
+    status === 304 && typeof upstreamCacheControl === 'string' && !echoesSecret(upstreamCacheControl, secrets)
+      ? upstreamCacheControl
+      : undefined;
+  const headers: Array<string | string[]> = [];
+  // Plain loops with no closure: this runs once per relayed answer.
+  for (let i = 0; i < fixed.length; i += 2) {
+    const name = fixed[i] ?? '';
+    if (cacheControl === undefined || name !== 'cache-control') headers.push(name, fixed[i + 1] ?? '');
+  }
+  let ours: string | undefined;
+  for (let i = 0; i < perRequest.length; i += 2) {
+    const name = perRequest[i] ?? '';
+    if (name === 'vary') ours = perRequest[i + 1];
+    else headers.push(name, perRequest[i + 1] ?? '');
+  }
   for (const name in upstream) {
     const value = upstream[name];
     if (value === undefined || !PASSED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
-    if (!echoesSecret(value, secrets)) headers[name] = value;
+    if (!echoesSecret(value, secrets)) headers.push(name, value);
   }
-  Object.assign(headers, RELAY_RESPONSE_HEADERS);
-  const vary = mergeVary(base.vary, upstream.vary);
-  if (vary !== undefined) headers.vary = vary;
-  const cacheControl = upstream['cache-control'];
-  if (status === 304 && typeof cacheControl === 'string' && !echoesSecret(cacheControl, secrets))
-    headers['cache-control'] = cacheControl;
+  const vary = mergeVary(ours, upstream.vary);
+  if (vary !== undefined) headers.push('vary', vary);
+  if (cacheControl !== undefined) headers.push('cache-control', cacheControl);
   return headers;
 }
 

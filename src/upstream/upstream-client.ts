@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, errors, request } from 'undici';
+import { Agent, errors } from 'undici';
 import { AppError } from '../errors.js';
 import { endUpstreamSpan, startUpstreamSpan } from '../tracing.js';
 import type { ProviderId } from './provider-id.js';
+import { DispatchedExchange, type UpstreamBody } from './upstream-body.js';
 
 /** One call to an upstream. The URL is always built by billfold from a configured base URL. */
 export interface UpstreamRequest {
@@ -12,14 +13,22 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   body?: string | Buffer | Readable | undefined;
   /** Cancels the call at any stage (queued, sending, or reading the answer) and frees its connection. */
-  signal?: AbortSignal | undefined;
+  signal?: CancelSignal | undefined;
+}
+
+/** What cancels a call: an `AbortSignal`, or anything that behaves as one for an `abort` listener. */
+export interface CancelSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 /** An upstream answer whose body is still a stream. */
 export interface UpstreamResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  body: Readable & { text(): Promise<string>; dump(): Promise<void> };
+  body: UpstreamBody;
 }
 
 /** An upstream answer read as JSON (for billfold's own calls: login, logout, renewal). */
@@ -72,14 +81,6 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 /** Why a request was aborted when its answer's headers had not arrived within the timeout. */
 class AnswerDeadlineError extends Error {}
 
-/** Rejects with the signal's reason once it aborts. */
-function whenAborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_resolve, reject) => {
-    if (signal.aborted) reject(signal.reason as Error);
-    else signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
-  });
-}
-
 /** Turns a network-level failure into the AppError the client sees. */
 export function toUpstreamError(provider: ProviderId, error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -104,51 +105,42 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const client: UpstreamClient = {
     async send(provider, upstreamRequest) {
       const started = performance.now();
-      origins.set(provider, upstreamRequest.url.origin);
+      const { url, method } = upstreamRequest;
+      origins.set(provider, url.origin);
+      const traced = startUpstreamSpan(provider, method, url, upstreamRequest.headers);
+      // The caller's cancellation ends the exchange at any stage, its body included; the listener
+      // goes once the exchange is over.
+      const cancelled = upstreamRequest.signal;
+      const onCancel = () =>
+        exchange.abort((cancelled?.reason as Error | undefined) ?? new Error('cancelled'));
+      const exchange = new DispatchedExchange(() => cancelled?.removeEventListener('abort', onCancel));
       // One deadline from the start of the call to the answer's headers, whatever holds it up: a wait
       // for a pooled connection (undici's own timers start only once a request is dispatched), or a
-      // client trickling a streamed body (headersTimeout starts only once the body is sent).
-      const deadline = new AbortController();
-      // A timer can fire early by the event loop's lag; the deadline is never shorter than the timeout.
+      // client trickling a streamed body (headersTimeout starts only once the body is sent). A timer
+      // can fire early by the event loop's lag; the deadline is never shorter than the timeout.
       const expire = () => {
         const left = options.timeoutMs - (performance.now() - started);
         if (left > 0) timer = setTimeout(expire, left);
-        else deadline.abort(new AnswerDeadlineError());
+        else exchange.abort(new AnswerDeadlineError());
       };
       let timer = setTimeout(expire, options.timeoutMs);
-      const traced = startUpstreamSpan(
-        provider,
-        upstreamRequest.method,
-        upstreamRequest.url,
-        upstreamRequest.headers,
-      );
-      // The caller's cancellation aborts the deadline's controller: one signal for undici, without
-      // AbortSignal.any, whose composite signal cost more per call than the rest of this function.
-      const cancelled = upstreamRequest.signal;
-      const onCancel = () => deadline.abort(cancelled?.reason);
       if (cancelled?.aborted) onCancel();
       else cancelled?.addEventListener('abort', onCancel, { once: true });
-      const { signal } = deadline;
-      let response: Awaited<ReturnType<typeof request>>;
+      let head: Awaited<DispatchedExchange['head']>;
       try {
-        const sent = request(upstreamRequest.url, {
-          dispatcher: agent,
-          method: upstreamRequest.method as 'GET',
-          headers: traced.headers,
-          body: upstreamRequest.body ?? null,
-          signal,
-        });
-        // undici acts on an abort only once the request is dispatched, so a call still queued for a
-        // connection is given up here (undici drops it the moment a connection would take it).
-        response = await Promise.race([sent, whenAborted(signal)]).catch((error: unknown) => {
-          sent.then(
-            (late) => late.body.destroy(),
-            () => undefined,
-          );
-          throw error;
-        });
-        options.onResponse?.(provider, response.statusCode, performance.now() - started);
-        endUpstreamSpan(traced.span, response.statusCode);
+        agent.dispatch(
+          {
+            origin: url.origin,
+            path: url.pathname + url.search,
+            method,
+            headers: traced.headers,
+            body: upstreamRequest.body ?? null,
+          },
+          exchange,
+        );
+        head = await exchange.head;
+        options.onResponse?.(provider, head.status, performance.now() - started);
+        endUpstreamSpan(traced.span, head.status);
       } catch (error) {
         const failure = toUpstreamError(provider, error);
         endUpstreamSpan(traced.span, failure);
@@ -156,18 +148,18 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         throw failure;
       } finally {
         clearTimeout(timer);
-        cancelled?.removeEventListener('abort', onCancel);
       }
+      const response = { status: head.status, headers: head.headers, body: exchange };
       // Redirects are never followed, nor passed on: a redirect could send the client, or a retry
       // carrying a credential, to somewhere billfold was not configured to call. A 304 is no redirect.
-      if (isRedirect(response.statusCode)) {
+      if (isRedirect(response.status)) {
         await response.body.dump();
         throw new AppError('upstream_unavailable', {
           provider,
           message: 'The provider answered with a redirect.',
         });
       }
-      return { status: response.statusCode, headers: response.headers, body: response.body };
+      return response;
     },
 
     async sendJson(provider, upstreamRequest, maxBytes = 1024 * 1024) {

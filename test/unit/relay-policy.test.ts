@@ -7,6 +7,7 @@ import {
   isCredentialName,
   mergeVary,
   relayedResponseHeaders,
+  relayFixedHeaders,
   RELAY_RESPONSE_HEADERS,
 } from '../../src/upstream/relay-policy.js';
 
@@ -305,10 +306,30 @@ const HEADER_FATES: Array<{ family: string; headers: Record<string, string>; fat
   },
 ];
 
+/**
+ * A relayed answer's headers as an object; `own` are billfold's (its X-Request-Id and Vary per
+ * request, the rest fixed). Fails if any name would be sent twice.
+ */
+function relayed(
+  status: number,
+  upstream: Record<string, string | string[]>,
+  secrets: string[],
+  own: Record<string, string> = {},
+): Record<string, string | string[]> {
+  const perRequest = Object.entries(own)
+    .filter(([name]) => name === 'vary' || name === 'x-request-id')
+    .flat();
+  const fixed = Object.entries(own).filter(([name]) => !perRequest.includes(name));
+  const list = relayedResponseHeaders(status, upstream, secrets, relayFixedHeaders(fixed), perRequest);
+  const names = list.filter((_, i) => i % 2 === 0).map(String);
+  expect(names.length, 'a header sent twice').toBe(new Set(names).size);
+  return Object.fromEntries(names.map((name, i) => [name, list[2 * i + 1] ?? '']));
+}
+
 describe('response headers returned to the client', () => {
   for (const { family, headers, fate } of HEADER_FATES) {
     it(`${fate === 'passes' ? 'passes' : 'drops'} ${family}`, () => {
-      const kept = relayedResponseHeaders(200, headers, [], {});
+      const kept = relayed(200, headers, []);
       for (const [name, value] of Object.entries(headers)) {
         if (fate === 'passes') expect(kept[name], name).toBe(value);
         else expect(kept[name] === value && !(name in RELAY_RESPONSE_HEADERS), name).toBe(false);
@@ -317,21 +338,20 @@ describe('response headers returned to the client', () => {
   }
 
   it('drops an allow-listed header that echoes a credential, and any header the upstream names in Connection', () => {
-    const kept = relayedResponseHeaders(
+    const kept = relayed(
       200,
       { etag: '"upstream-secret-value"', 'x-total-count': '3', connection: 'x-total-count' },
       ['upstream-secret-value'],
-      {},
     );
     expect(kept.etag).toBeUndefined();
     expect(kept['x-total-count']).toBeUndefined();
   });
 
   it('merges an upstream Vary into billfold’s Vary: Origin instead of replacing it', () => {
-    expect(
-      relayedResponseHeaders(200, { vary: 'Accept-Encoding, origin' }, [], { vary: 'Origin' }).vary,
-    ).toBe('Origin, Accept-Encoding');
-    expect(relayedResponseHeaders(200, { vary: '*' }, [], { vary: 'Origin' }).vary).toBe('*');
+    expect(relayed(200, { vary: 'Accept-Encoding, origin' }, [], { vary: 'Origin' }).vary).toBe(
+      'Origin, Accept-Encoding',
+    );
+    expect(relayed(200, { vary: '*' }, [], { vary: 'Origin' }).vary).toBe('*');
     expect(mergeVary('Origin', ['Accept', 'Accept-Language, bad header'])).toBe(
       'Origin, Accept, Accept-Language',
     );
@@ -339,9 +359,9 @@ describe('response headers returned to the client', () => {
 
   it('keeps billfold’s security headers and no-store over the upstream’s, but passes a 304’s Cache-Control with its validators', () => {
     const upstream = { 'cache-control': 'private, max-age=60', etag: '"v2"', 'last-modified': 'x' };
-    const ok = relayedResponseHeaders(200, upstream, [], {});
+    const ok = relayed(200, upstream, [], { 'cache-control': 'no-store' });
     expect(ok).toMatchObject({ ...RELAY_RESPONSE_HEADERS, etag: '"v2"', 'last-modified': 'x' });
-    const notModified = relayedResponseHeaders(304, upstream, [], {});
+    const notModified = relayed(304, upstream, [], { 'cache-control': 'no-store' });
     expect(notModified).toMatchObject({
       'cache-control': 'private, max-age=60',
       etag: '"v2"',
@@ -375,7 +395,7 @@ describe('response headers under hostile upstreams (property)', () => {
         fc.dictionary(headerName, fc.oneof(headerValue, fc.array(headerValue, { maxLength: 3 }))),
         fc.constantFrom(200, 204, 304, 404, 500),
         (upstream, status) => {
-          const out = relayedResponseHeaders(status, upstream, ['upstream-secret'], base);
+          const out = relayed(status, upstream, ['upstream-secret'], base);
           for (const [name, value] of Object.entries(out)) {
             const ours = name in base || name in RELAY_RESPONSE_HEADERS;
             expect(ours || PASSED.has(name), name).toBe(true);
