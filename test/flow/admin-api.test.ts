@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createBearerCheck } from '../../src/middleware/bearer-auth.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
-import { spawnBillfold } from '../support/billfold-process.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { startStack, useStack } from '../support/stack.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -159,12 +158,13 @@ describe('the operator API on the embedded store', () => {
   });
 
   it('is off unless ADMIN_PORT and ADMIN_TOKEN are both set', async () => {
-    const billfold = await startBillfold();
+    // An instance with nothing configured at all: no sandbox, no Redis.
+    const stack = await startStack({ sandbox: false, store: 'embedded' });
     try {
-      expect(billfold.billfold.adminHandler).toBeUndefined();
-      expect(billfold.adminUrl).toBeUndefined();
+      expect(stack.billfold.billfold.adminHandler).toBeUndefined();
+      expect(stack.billfold.adminUrl).toBeUndefined();
     } finally {
-      await billfold.close();
+      await stack.close();
     }
   });
 });
@@ -190,8 +190,11 @@ describe('the bearer check', () => {
 });
 
 describe('src/main.ts with ADMIN_PORT and METRICS_PORT', () => {
+  // A process on its own configuration alone: no sandbox, no Redis.
+  const stack = useStack({ sandbox: false, store: 'embedded', instances: 0 });
+
   it('listens on both beside the main port, and closes them on SIGTERM', async () => {
-    const billfold = await spawnBillfold({
+    const billfold = await stack.spawn({
       BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
       ADMIN_PORT: '0',
       ADMIN_TOKEN,

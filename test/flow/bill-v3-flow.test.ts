@@ -3,7 +3,6 @@ import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import { createCookieClient, receivedBodies } from '../support/billfold-harness.js';
-import { spawnBillfold } from '../support/billfold-process.js';
 import { connectRedis, uniquePrefix } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { createTestClock } from '../support/test-clock.js';
@@ -420,8 +419,11 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
 });
 
 describe('BILL_API_VERSION=v3 npm start with nothing else configured', () => {
+  // No sandbox and no Redis of the suite's: the process starts its own sandbox.
+  const bare = useStack({ sandbox: false, store: 'embedded', instances: 0 });
+
   it('points BILL at the sandbox’s v3 emulator and prints how to use it', async () => {
-    const started = await spawnBillfold({ NODE_ENV: 'development', BILL_API_VERSION: 'v3' });
+    const started = await bare.spawn({ NODE_ENV: 'development', BILL_API_VERSION: 'v3' });
     try {
       const client = createCookieClient(started.url, 'billfold');
       const login = await client.post('/auth/bill/login', demo.bill);

@@ -2,13 +2,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { StoreChoice } from '../../src/billfold.js';
 import { RedisSessionStore } from '../../src/session/redis-session-store.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
+import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { startGatedProxy } from '../support/gated-proxy.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
 import { createTestClock } from '../support/test-clock.js';
-import { useStack } from '../support/stack.js';
+import { startStack, useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS.billbora;
 
@@ -156,21 +154,17 @@ describe('Billbora end to end on Redis', () => {
 
 describe('no lost update: a relay in flight during a Billbora renewal', () => {
   const scenario = async (redisStore?: StoreChoice['redisStore']) => {
-    const sandbox = await startSandbox();
+    // A sandbox of its own: the refresh and revocation counts are this scenario's alone.
+    const stack = await startStack({ instances: 0 });
+    const { sandbox } = stack;
     const proxy = await startGatedProxy(sandbox.url);
-    const clock = createTestClock(Date.now());
-    const prefix = uniquePrefix();
-    const billfold = await startBillfold(
-      {
-        ...sandbox.env,
-        BILLINGPLATFORM_BASE_URL: `${proxy.url}/billingplatform/demo/rest/2.0`,
-        REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-      },
-      { clock, ...(redisStore && { redisStore }) },
-    );
     try {
-      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+      const clock = createTestClock(Date.now());
+      await stack.start(
+        { BILLINGPLATFORM_BASE_URL: `${proxy.url}/billingplatform/demo/rest/2.0` },
+        { clock, ...(redisStore && { redisStore }) },
+      );
+      const client = stack.client();
       await client.post('/auth/billingplatform/login', SANDBOX_DEMO_CREDENTIALS.billingplatform);
       await client.post('/auth/billbora/login', demo);
 
@@ -193,9 +187,8 @@ describe('no lost update: a relay in flight during a Billbora renewal', () => {
       expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
       return { refreshes: sandbox.billbora.refreshCalls(), revoked: sandbox.billbora.revokedFamilies() };
     } finally {
-      await billfold.close();
+      await stack.close();
       await proxy.stop();
-      await sandbox.close();
     }
   };
 

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { connectRedis } from '../support/redis.js';
 import { leaksOf } from '../support/secrets.js';
 import { useStack } from '../support/stack.js';
@@ -143,28 +142,27 @@ describe('BillingPlatform logout ends the upstream session whichever form the se
 });
 
 describe('GET /auth/session when signed out', () => {
+  // Of the sandbox's configuration, BillingPlatform and Billogram alone: everything else is unset.
+  const stack = useStack({
+    store: 'embedded',
+    env: ({ env }) => ({
+      ...Object.fromEntries(Object.keys(env).map((name) => [name, undefined])),
+      BILLINGPLATFORM_BASE_URL: env.BILLINGPLATFORM_BASE_URL,
+      BILLOGRAM_BASE_URL: env.BILLOGRAM_BASE_URL,
+      ALLOW_INSECURE_UPSTREAMS: env.ALLOW_INSECURE_UPSTREAMS,
+    }),
+  });
+
   it('lists the configured providers, and only those, none connected', async () => {
-    const sandbox = await startSandbox();
-    const { BILLINGPLATFORM_BASE_URL, BILLOGRAM_BASE_URL, ALLOW_INSECURE_UPSTREAMS } = sandbox.env;
-    const billfold = await startBillfold({
-      BILLINGPLATFORM_BASE_URL,
-      BILLOGRAM_BASE_URL,
-      ALLOW_INSECURE_UPSTREAMS,
+    const client = stack.client();
+    expect((await client.get('/auth/session')).body).toEqual({
+      authenticated: false,
+      providers: { billingplatform: { connected: false }, billogram: { connected: false } },
     });
-    try {
-      const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
-      expect((await client.get('/auth/session')).body).toEqual({
-        authenticated: false,
-        providers: { billingplatform: { connected: false }, billogram: { connected: false } },
-      });
-      // Signing out of the last provider answers the same view.
-      await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram);
-      expect((await client.post('/auth/billogram/logout')).body).toEqual(
-        signedOut(['billingplatform', 'billogram']),
-      );
-    } finally {
-      await billfold.close();
-      await sandbox.close();
-    }
+    // Signing out of the last provider answers the same view.
+    await client.post('/auth/billogram/login', SANDBOX_DEMO_CREDENTIALS.billogram);
+    expect((await client.post('/auth/billogram/logout')).body).toEqual(
+      signedOut(['billingplatform', 'billogram']),
+    );
   });
 });

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { SUPABASE_DEMO_USER_ID } from '../../src/sandbox/supabase-emulator.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { startScriptedUpstream, supabaseToken, type ScriptedUpstream } from '../support/scripted-upstream.js';
 import { useStack } from '../support/stack.js';
 
@@ -19,26 +18,24 @@ async function admin(adminUrl: string, method: string, query: Record<string, str
 
 describe('whose sessions are whose: personal upstream identities only', () => {
   let upstream: ScriptedUpstream;
-  let billfold: RunningBillfold;
   beforeAll(async () => {
     upstream = await startScriptedUpstream();
-    billfold = await startBillfold({
+    // After the stack's own teardown: billfold stops before its upstream does.
+    return () => upstream.close();
+  });
+  const stack = useStack({
+    sandbox: false,
+    env: () => ({
       ...upstream.env,
-      REDIS_URL,
-      REDIS_KEY_PREFIX: uniquePrefix(),
       ADMIN_PORT: '0',
       ADMIN_TOKEN,
       // The suite runs beside many others on a shared machine: identities, not store latency, are under test.
       STORE_TIMEOUT_MS: '5000',
-    });
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await upstream.close();
+    }),
   });
 
   const signIn = async (provider: string, body: object) => {
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    const client = stack.client();
     const answer = await client.post(`/auth/${provider}/login`, body);
     expect(answer.status).toBe(200);
     return client;

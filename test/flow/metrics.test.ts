@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { startSandbox } from '../../src/sandbox/sandbox.js';
 import { createMemoryBackend, type MemoryBackend } from '../../src/session/memory-backend.js';
-import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { useStack } from '../support/stack.js';
 
 const METRICS_TOKEN = 'metrics-token-0123456789abcdefghijklmnopqrstuvwxyz';
@@ -157,34 +156,29 @@ describe('GET /metrics on the main port, behind METRICS_TOKEN', () => {
 });
 
 describe('GET /metrics elsewhere', () => {
+  // Instances of each test's own, each on its embedded store.
+  const stack = useStack({ store: 'embedded', instances: 0 });
+
   it('is a 404 on the main port when neither METRICS_PORT nor METRICS_TOKEN is set', async () => {
-    const billfold = await startBillfold();
-    try {
-      const { response, text } = await scrape(billfold.url);
-      expect(response.status).toBe(404);
-      expect(JSON.parse(text).error.code).toBe('not_found');
-    } finally {
-      await billfold.close();
-    }
+    const billfold = await stack.start();
+    const { response, text } = await scrape(billfold.url);
+    expect(response.status).toBe(404);
+    expect(JSON.parse(text).error.code).toBe('not_found');
   });
 
   it('is served on METRICS_PORT alone (404 on the main port), with METRICS_TOKEN required there when set', async () => {
-    const open = await startBillfold({ METRICS_PORT: '0' });
-    const guarded = await startBillfold({ METRICS_PORT: '0', METRICS_TOKEN });
-    try {
-      expect((await scrape(open.url, null)).response.status).toBe(404);
-      const served = await scrape(open.metricsUrl!, null);
-      expect(served.response.status).toBe(200);
-      expect(valueOf(served.samples, 'active_sessions')).toBe(0);
-      expect((await fetch(`${open.metricsUrl!}/other`)).status).toBe(404);
-      expect((await fetch(`${open.metricsUrl!}/metrics`, { method: 'POST' })).status).toBe(405);
+    const open = await stack.start({ METRICS_PORT: '0' });
+    const guarded = await stack.start({ METRICS_PORT: '0', METRICS_TOKEN });
+    expect((await scrape(open.url, null)).response.status).toBe(404);
+    const served = await scrape(open.metricsUrl!, null);
+    expect(served.response.status).toBe(200);
+    expect(valueOf(served.samples, 'active_sessions')).toBe(0);
+    expect((await fetch(`${open.metricsUrl!}/other`)).status).toBe(404);
+    expect((await fetch(`${open.metricsUrl!}/metrics`, { method: 'POST' })).status).toBe(405);
 
-      expect((await scrape(guarded.url)).response.status).toBe(404);
-      expect((await scrape(guarded.metricsUrl!, null)).response.status).toBe(401);
-      expect((await scrape(guarded.metricsUrl!)).response.status).toBe(200);
-    } finally {
-      await Promise.all([open.close(), guarded.close()]);
-    }
+    expect((await scrape(guarded.url)).response.status).toBe(404);
+    expect((await scrape(guarded.metricsUrl!, null)).response.status).toBe(401);
+    expect((await scrape(guarded.metricsUrl!)).response.status).toBe(200);
   });
 
   it('counts store failures, and still answers a scrape while the store is down', async () => {
@@ -195,24 +189,18 @@ describe('GET /metrics elsewhere', () => {
       get: (key) => (down ? Promise.reject(new Error('store down')) : memory.get(key)),
       indexSize: (key, now) => (down ? Promise.reject(new Error('store down')) : memory.indexSize(key, now)),
     };
-    const sandbox = await startSandbox();
-    const billfold = await startBillfold({ ...sandbox.env, METRICS_TOKEN }, { backend: flaky });
-    try {
-      const user = createCookieClient(billfold.url, billfold.config.session.cookieName);
-      await user.post('/auth/billingplatform/login', demo.billingplatform);
-      expect(valueOf((await scrape(billfold.url)).samples, 'active_sessions')).toBe(1);
-      down = true;
-      expect((await user.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(503);
-      const { response, samples } = await scrape(billfold.url);
-      expect(response.status).toBe(200);
-      // The gauge keeps its last value; its failed count shows in the next scrape (a scrape reads the
-      // counters while the gauge is still asking the store).
-      expect(valueOf(samples, 'active_sessions')).toBe(1);
-      expect(valueOf(samples, 'store_errors_total')).toBe(1);
-      expect(valueOf((await scrape(billfold.url)).samples, 'store_errors_total')).toBe(2);
-    } finally {
-      await billfold.close();
-      await sandbox.close();
-    }
+    const billfold = await stack.start({ METRICS_TOKEN }, { backend: flaky });
+    const user = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    await user.post('/auth/billingplatform/login', demo.billingplatform);
+    expect(valueOf((await scrape(billfold.url)).samples, 'active_sessions')).toBe(1);
+    down = true;
+    expect((await user.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(503);
+    const { response, samples } = await scrape(billfold.url);
+    expect(response.status).toBe(200);
+    // The gauge keeps its last value; its failed count shows in the next scrape (a scrape reads the
+    // counters while the gauge is still asking the store).
+    expect(valueOf(samples, 'active_sessions')).toBe(1);
+    expect(valueOf(samples, 'store_errors_total')).toBe(1);
+    expect(valueOf((await scrape(billfold.url)).samples, 'store_errors_total')).toBe(2);
   });
 });

@@ -3,21 +3,25 @@ import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { createMemoryBackend } from '../../src/session/memory-backend.js';
-import { createCookieClient, startBillfold } from '../support/billfold-harness.js';
-import { spawnBillfold } from '../support/billfold-process.js';
+import { createCookieClient } from '../support/billfold-harness.js';
 import { useStack } from '../support/stack.js';
+
+/** Instances and processes on nothing but their own configuration: no sandbox, no Redis. */
+const bare = useStack({ sandbox: false, store: 'embedded', instances: 0 });
 
 // Graceful shutdown under load is proven in test/scale/graceful-shutdown.test.ts.
 describe('start-up', () => {
   it('stops at start with every configuration problem listed in one message', async () => {
-    const failure = await spawnBillfold({
-      NODE_ENV: 'production',
-      SESSION_SECRETS: 'short',
-      BILLINGPLATFORM_BASE_URL: 'http://example.com',
-    }).then(
-      () => 'started',
-      (error: unknown) => (error as Error).message,
-    );
+    const failure = await bare
+      .spawn({
+        NODE_ENV: 'production',
+        SESSION_SECRETS: 'short',
+        BILLINGPLATFORM_BASE_URL: 'http://example.com',
+      })
+      .then(
+        () => 'started',
+        (error: unknown) => (error as Error).message,
+      );
     expect(failure).toMatch(/exited with 1/);
     for (const name of ['PUBLIC_ORIGIN', 'SESSION_SECRETS', 'SESSION_STORE', 'BILLINGPLATFORM_BASE_URL']) {
       expect(failure).toContain(`- ${name}:`);
@@ -83,95 +87,95 @@ describe('audit trail', () => {
     logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.audit === true);
 
   it('audits every event of docs/audit.md and revocations, each one line of the documented schema', async () => {
-    const limited = await startBillfold({ ...stack.sandbox.env, LOGIN_MAX_FAILURES_PER_USER: '1' });
-    const production = await startBillfold({
+    const limited = await stack.start({ LOGIN_MAX_FAILURES_PER_USER: '1' });
+    const production = await bare.start({
       NODE_ENV: 'production',
       PUBLIC_ORIGIN: 'https://billfold.example.com',
       SESSION_STORE: 'memory',
     });
     let storeDown = false;
     const memory = createMemoryBackend({ clock: systemClock, maxEntries: 100 });
-    const outage = await startBillfold(stack.sandbox.env, {
-      backend: { ...memory, get: (key) => (storeDown ? Promise.reject(new Error('down')) : memory.get(key)) },
+    const outage = await stack.start(
+      {},
+      {
+        backend: {
+          ...memory,
+          get: (key) => (storeDown ? Promise.reject(new Error('down')) : memory.get(key)),
+        },
+      },
+    );
+    const client = createCookieClient(limited.url, limited.config.session.cookieName);
+    // Renewal, then a renewal the upstream refuses (the provider is signed out), then a provider logout.
+    await client.post('/auth/billbora/login', demo.billbora);
+    stack.sandbox.billbora.expireAccessTokens();
+    expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+    // With both the Billbora and the Supabase sessions dead, renewal is refused.
+    stack.sandbox.billbora.expireAllSessions();
+    stack.sandbox.supabase.expireAllSessions();
+    expect((await client.get('/api/billbora/invoices/')).body.error.code).toBe('upstream_session_expired');
+    await client.post('/auth/billogram/login', demo.billogram);
+    await client.post('/auth/billingplatform/login', demo.billingplatform);
+    expect((await client.post('/auth/billogram/logout')).status).toBe(200);
+    // A revocation from another device of the same user.
+    const other = createCookieClient(limited.url, limited.config.session.cookieName);
+    await other.post('/auth/billingplatform/login', demo.billingplatform);
+    expect((await other.request('DELETE', '/auth/sessions?others=true')).body.revoked).toBe(1);
+    // A failed login, then the refusal past the limit.
+    await other.post('/auth/bill/login', { ...demo.bill, password: 'wrong' });
+    expect((await other.post('/auth/bill/login', demo.bill)).status).toBe(429);
+    // Plain HTTP in production, and a store outage.
+    expect((await fetch(`${production.url}/auth/session`, { headers: { 'x-csrf': '1' } })).status).toBe(403);
+    const victim = createCookieClient(outage.url, outage.config.session.cookieName);
+    await victim.post('/auth/billingplatform/login', demo.billingplatform);
+    storeDown = true;
+    expect((await victim.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(503);
+
+    const lines = [
+      ...auditLinesOf(limited.logs),
+      ...auditLinesOf(production.logs),
+      ...auditLinesOf(outage.logs),
+    ];
+    const seen = lines.map((entry) => `${String(entry.event)}:${String(entry.outcome)}`);
+    for (const expected of [
+      'login:success',
+      'login:failure',
+      'logout:success',
+      'renewal:success',
+      'renewal:failure',
+      'upstream_session_expired:failure',
+      'session_revoked:success',
+      'rate_limited:refused',
+      'https_refused:refused',
+      'store_unavailable:refused',
+    ]) {
+      expect(seen).toContain(expected);
+    }
+    for (const entry of lines) {
+      expect(Object.keys(entry).filter((key) => !AUDIT_FIELDS.has(key))).toEqual([]);
+      expect(entry.msg).toBe(`audit ${String(entry.event)}`);
+      expect(['success', 'failure', 'refused']).toContain(entry.outcome);
+      if (entry.session !== undefined) expect(entry.session).toMatch(/^[A-Za-z0-9_-]{12}$/);
+    }
+    expect(lines.find((entry) => entry.event === 'rate_limited')).toMatchObject({
+      provider: 'bill',
+      route: '/auth/:provider/login',
     });
-    try {
-      const client = createCookieClient(limited.url, limited.config.session.cookieName);
-      // Renewal, then a renewal the upstream refuses (the provider is signed out), then a provider logout.
-      await client.post('/auth/billbora/login', demo.billbora);
-      stack.sandbox.billbora.expireAccessTokens();
-      expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
-      // With both the Billbora and the Supabase sessions dead, renewal is refused.
-      stack.sandbox.billbora.expireAllSessions();
-      stack.sandbox.supabase.expireAllSessions();
-      expect((await client.get('/api/billbora/invoices/')).body.error.code).toBe('upstream_session_expired');
-      await client.post('/auth/billogram/login', demo.billogram);
-      await client.post('/auth/billingplatform/login', demo.billingplatform);
-      expect((await client.post('/auth/billogram/logout')).status).toBe(200);
-      // A revocation from another device of the same user.
-      const other = createCookieClient(limited.url, limited.config.session.cookieName);
-      await other.post('/auth/billingplatform/login', demo.billingplatform);
-      expect((await other.request('DELETE', '/auth/sessions?others=true')).body.revoked).toBe(1);
-      // A failed login, then the refusal past the limit.
-      await other.post('/auth/bill/login', { ...demo.bill, password: 'wrong' });
-      expect((await other.post('/auth/bill/login', demo.bill)).status).toBe(429);
-      // Plain HTTP in production, and a store outage.
-      expect((await fetch(`${production.url}/auth/session`, { headers: { 'x-csrf': '1' } })).status).toBe(
-        403,
-      );
-      const victim = createCookieClient(outage.url, outage.config.session.cookieName);
-      await victim.post('/auth/billingplatform/login', demo.billingplatform);
-      storeDown = true;
-      expect((await victim.get('/api/billingplatform/ACCOUNT/1001')).status).toBe(503);
+    expect(lines.find((entry) => entry.event === 'logout')).toMatchObject({ provider: 'billogram' });
+    expect(lines.find((entry) => entry.event === 'session_revoked')).toMatchObject({ reason: 'user' });
+    // No secret of any kind: passwords, cookies, upstream credentials.
+    const text = JSON.stringify(lines);
+    for (const secret of [demo.billbora.password, demo.bill.password, client.cookie!, other.cookie!]) {
+      expect(text).not.toContain(secret.split('=').at(-1)!);
+    }
 
-      const lines = [
-        ...auditLinesOf(limited.logs),
-        ...auditLinesOf(production.logs),
-        ...auditLinesOf(outage.logs),
-      ];
-      const seen = lines.map((entry) => `${String(entry.event)}:${String(entry.outcome)}`);
-      for (const expected of [
-        'login:success',
-        'login:failure',
-        'logout:success',
-        'renewal:success',
-        'renewal:failure',
-        'upstream_session_expired:failure',
-        'session_revoked:success',
-        'rate_limited:refused',
-        'https_refused:refused',
-        'store_unavailable:refused',
-      ]) {
-        expect(seen).toContain(expected);
-      }
-      for (const entry of lines) {
-        expect(Object.keys(entry).filter((key) => !AUDIT_FIELDS.has(key))).toEqual([]);
-        expect(entry.msg).toBe(`audit ${String(entry.event)}`);
-        expect(['success', 'failure', 'refused']).toContain(entry.outcome);
-        if (entry.session !== undefined) expect(entry.session).toMatch(/^[A-Za-z0-9_-]{12}$/);
-      }
-      expect(lines.find((entry) => entry.event === 'rate_limited')).toMatchObject({
-        provider: 'bill',
-        route: '/auth/:provider/login',
-      });
-      expect(lines.find((entry) => entry.event === 'logout')).toMatchObject({ provider: 'billogram' });
-      expect(lines.find((entry) => entry.event === 'session_revoked')).toMatchObject({ reason: 'user' });
-      // No secret of any kind: passwords, cookies, upstream credentials.
-      const text = JSON.stringify(lines);
-      for (const secret of [demo.billbora.password, demo.bill.password, client.cookie!, other.cookie!]) {
-        expect(text).not.toContain(secret.split('=').at(-1)!);
-      }
-
-      // Every event billfold audits is documented.
-      const documented = await readFile(new URL('../../docs/audit.md', import.meta.url), 'utf8');
-      for (const event of new Set([
-        ...lines.map((entry) => String(entry.event)),
-        'csrf_refused',
-        'origin_refused',
-      ])) {
-        expect(documented).toContain(`\`${event}\``);
-      }
-    } finally {
-      await Promise.all([limited.close(), production.close(), outage.close()]);
+    // Every event billfold audits is documented.
+    const documented = await readFile(new URL('../../docs/audit.md', import.meta.url), 'utf8');
+    for (const event of new Set([
+      ...lines.map((entry) => String(entry.event)),
+      'csrf_refused',
+      'origin_refused',
+    ])) {
+      expect(documented).toContain(`\`${event}\``);
     }
   });
 });

@@ -1,6 +1,6 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { createCookieClient, startBillfold, type Answer } from '../support/billfold-harness.js';
+import { createCookieClient, type Answer } from '../support/billfold-harness.js';
 import { freePort } from '../support/redis-server.js';
 import { useStack } from '../support/stack.js';
 
@@ -299,16 +299,13 @@ describe('refusals, each with its documented status and code', () => {
     expect(performance.now() - started).toBeLessThan(3000);
 
     const port = await freePort();
-    const closed = await startBillfold({
-      ...stack.sandbox.env,
+    // On the default upstream timeout: a refused connection, not a slow one, is under test.
+    const closed = await stack.start({
       BILLINGPLATFORM_BASE_URL: `http://127.0.0.1:${port}/bp`,
+      UPSTREAM_TIMEOUT_MS: undefined,
     });
-    try {
-      const client = createCookieClient(closed.url, closed.config.session.cookieName);
-      expectError(await client.post('/auth/billingplatform/login', demo), 502, 'upstream_unavailable');
-    } finally {
-      await closed.close();
-    }
+    const client = createCookieClient(closed.url, closed.config.session.cookieName);
+    expectError(await client.post('/auth/billingplatform/login', demo), 502, 'upstream_unavailable');
   });
 });
 
@@ -338,22 +335,13 @@ describe('403 https_required in production', () => {
   });
 
   it('believes X-Forwarded-Proto from a trusted proxy and then sets the __Host- cookie with Secure', async () => {
-    const proxied = await startBillfold({
-      ...stack.sandbox.env,
-      NODE_ENV: 'production',
-      SESSION_STORE: 'memory',
-      PUBLIC_ORIGIN: 'https://billfold.example.com',
-      TRUST_PROXY: 'loopback',
-    });
-    try {
-      const client = createCookieClient(proxied.url, proxied.config.session.cookieName);
-      const login = await client.post('/auth/billingplatform/login', demo, { 'x-forwarded-proto': 'https' });
-      expect(login.status).toBe(200);
-      expect(login.setCookies[0]).toMatch(
-        /^__Host-billfold=s%3A[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict$/,
-      );
-    } finally {
-      await proxied.close();
-    }
+    // The suite's production configuration, behind a trusted proxy.
+    const proxied = await stack.start({ TRUST_PROXY: 'loopback' });
+    const client = createCookieClient(proxied.url, proxied.config.session.cookieName);
+    const login = await client.post('/auth/billingplatform/login', demo, { 'x-forwarded-proto': 'https' });
+    expect(login.status).toBe(200);
+    expect(login.setCookies[0]).toMatch(
+      /^__Host-billfold=s%3A[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict$/,
+    );
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createCookieClient, startBillfold, type CookieClient } from '../support/billfold-harness.js';
+import { createCookieClient, type CookieClient } from '../support/billfold-harness.js';
 import { startGatedProxy, type GatedProxy } from '../support/gated-proxy.js';
 import { DEMO_LOGINS, useStack } from '../support/stack.js';
 import { outcomeOf, timed } from './scale-support.js';
@@ -61,10 +61,8 @@ describe('one upstream failing while the others serve', () => {
   it('answers 502 upstream_unavailable at once for an upstream that refuses connections, while another relays', async () => {
     // A proxy of its own to take away, so the other test's upstream stays.
     const refusing = await startGatedProxy(stack.sandbox.url);
-    const instance = await startBillfold({
-      ...stack.sandbox.env,
+    const instance = await stack.start({
       BILLINGPLATFORM_BASE_URL: `${refusing.url}/billingplatform/demo/rest/2.0`,
-      UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
     });
     try {
       const signedIn = createCookieClient(instance.url, instance.config.session.cookieName);
@@ -80,7 +78,6 @@ describe('one upstream failing while the others serve', () => {
       expect(outcomeOf(await signedIn.get('/api/billogram/customer'))).toBe('200');
       expect((await signedIn.get('/auth/session')).body.providers.billingplatform.connected).toBe(true);
     } finally {
-      await instance.close();
       await refusing.stop();
     }
   });

@@ -1,12 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import type { Sandbox } from '../../src/sandbox/sandbox.js';
-import {
-  createCookieClient,
-  startBillfold,
-  type Answer,
-  type RunningBillfold,
-} from '../support/billfold-harness.js';
+import { createCookieClient, type Answer, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
 import { expectDocumentedError } from '../support/security-expect.js';
@@ -14,24 +8,18 @@ import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const ledger = createSecretLedger();
-const allLogs: string[][] = [];
 
-let sandbox: Sandbox;
-let billfold: RunningBillfold;
 const stack = useStack({ store: 'embedded' });
-beforeAll(() => {
-  ({ sandbox, billfold } = stack);
-  allLogs.push(billfold.logs);
-});
 const expectNoLeak = () => {
-  ledger.collect(sandbox);
-  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+  ledger.collect(stack.sandbox);
+  // Every instance's lines, the one a describe started for itself included.
+  expect(ledger.leaks(stack.logs())).toEqual([]);
 };
 // Each test answers for what its own calls got back and logged.
 afterEach(expectNoLeak);
 
 it('puts no secret it handled into any answer or log line, whatever ran before', async () => {
-  await exerciseEveryProvider(billfold);
+  await exerciseEveryProvider(stack.billfold);
   expectNoLeak();
 });
 
@@ -76,8 +64,8 @@ describe('unknown user and wrong password', () => {
   ] as [string, object, object][])(
     '%s: answer alike, 401 invalid_credentials with no cookie',
     async (provider, unknown, wrong) => {
-      const byUnknown = await login(billfold.url, provider, unknown);
-      const byWrong = await login(billfold.url, provider, wrong);
+      const byUnknown = await login(stack.billfold.url, provider, unknown);
+      const byWrong = await login(stack.billfold.url, provider, wrong);
       expectDocumentedError(byUnknown, 401, 'invalid_credentials');
       expect(observable(byUnknown)).toEqual(observable(byWrong));
       expect(byUnknown.setCookies).toEqual([]);
@@ -98,12 +86,11 @@ describe('unknown user and wrong password', () => {
               headers: { 'www-authenticate': 'Basic' },
               body: '{"error":"wrong password for demo"}',
             };
-      telling = await startBillfold({ ...sandbox.env, BILLINGPLATFORM_BASE_URL: hostile.baseUrl });
-      allLogs.push(telling.logs);
-    });
-    afterAll(async () => {
-      await telling.close();
-      await hostile.close();
+      telling = await stack.start({ BILLINGPLATFORM_BASE_URL: hostile.baseUrl });
+      return async () => {
+        await telling.close();
+        await hostile.close();
+      };
     });
 
     it('billfold still answers both alike and passes none of the upstream’s difference on', async () => {

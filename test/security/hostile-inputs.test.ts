@@ -1,6 +1,6 @@
 import signature from 'cookie-signature';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
 import { createSessionIdReader } from '../../src/session/session-cookie.js';
 import { createAdapters } from '../../src/upstream/provider-modules.js';
@@ -9,7 +9,6 @@ import { canonicalRelayPath, checkRelayPath } from '../../src/upstream/relay-pol
 import { createUpstreamClient } from '../../src/upstream/upstream-client.js';
 import { systemClock } from '../../src/clock.js';
 import { testConfig } from '../support/test-config.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { sendRaw } from '../support/raw-http.js';
 import { TEST_SECRETS } from '../support/test-config.js';
@@ -54,25 +53,28 @@ describe('the relay path checker, under generated paths over a real socket', () 
   let upstream: HostileUpstream;
   /** Another host a path might try to reach: nothing may ever arrive there. */
   let decoy: HostileUpstream;
-  let billfold: RunningBillfold;
-  let cookie: string;
   beforeAll(async () => {
     upstream = await startHostileUpstream();
     decoy = await startHostileUpstream();
-    billfold = await startBillfold({
+    // After the stack's own teardown: billfold stops before its upstreams do.
+    return () => Promise.all([upstream.close(), decoy.close()]);
+  });
+  const stack = useStack({
+    sandbox: false,
+    store: 'embedded',
+    env: () => ({
       BILLINGPLATFORM_BASE_URL: upstream.baseUrl,
       ALLOW_INSECURE_UPSTREAMS: 'true',
       RELAY_RATE_LIMIT: '0',
-    });
-    const client = createCookieClient(billfold.url, billfold.config.session.cookieName);
+    }),
+  });
+  let cookie: string;
+  beforeAll(async () => {
+    const client = stack.client();
     expect((await client.post('/auth/billingplatform/login', { username: 'u', password: 'p' })).status).toBe(
       200,
     );
     cookie = client.cookie!;
-  });
-  afterAll(async () => {
-    await billfold.close();
-    await Promise.all([upstream.close(), decoy.close()]);
   });
 
   const segment = () =>
@@ -132,7 +134,7 @@ describe('the relay path checker, under generated paths over a real socket', () 
             ['cookie', cookie],
           ];
           if (method === 'POST') headers.push(['content-type', 'application/json']);
-          const answer = await sendRaw(billfold.url, {
+          const answer = await sendRaw(stack.billfold.url, {
             method,
             target,
             headers,

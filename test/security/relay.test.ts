@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import type { EmulatorControl } from '../../src/sandbox/sandbox-http.js';
 import type { Sandbox } from '../../src/sandbox/sandbox.js';
-import { createCookieClient, startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
+import { createCookieClient, type RunningBillfold } from '../support/billfold-harness.js';
 import { startHostileUpstream, type HostileUpstream } from '../support/hostile-upstream.js';
 import { exchangeRaw, sendRaw, type RawAnswer, type RawRequest } from '../support/raw-http.js';
 import { createSecretLedger, exerciseEveryProvider } from '../support/secret-ledger.js';
@@ -11,7 +11,6 @@ import { useStack } from '../support/stack.js';
 
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const ledger = createSecretLedger();
-const allLogs: string[][] = [];
 const PLANTED = 'planted-by-the-client';
 
 let sandbox: Sandbox;
@@ -27,7 +26,6 @@ const stack = useStack({ store: 'embedded', env: { BODY_LIMIT: '4kb', UPSTREAM_T
 beforeAll(async () => {
   ({ sandbox, billfold } = stack);
   attacker = await startHostileUpstream();
-  allLogs.push(billfold.logs);
   const client = createCookieClient(billfold.url, 'billfold');
   for (const provider of ['billingplatform', 'bill', 'billogram', 'billbora'] as const) {
     expect((await client.post(`/auth/${provider}/login`, demo[provider])).status).toBe(200);
@@ -40,7 +38,8 @@ beforeAll(async () => {
 beforeEach(() => sandbox.reset());
 const expectNoLeak = () => {
   ledger.collect(sandbox);
-  expect(ledger.leaks(allLogs.flat())).toEqual([]);
+  // Every instance's lines, those a test started for itself included.
+  expect(ledger.leaks(stack.logs())).toEqual([]);
 };
 // Each test answers for what its own calls got back and logged.
 afterEach(expectNoLeak);
@@ -417,12 +416,7 @@ describe('bodies', () => {
 
   it('gives up on a body that trickles in once UPSTREAM_TIMEOUT_MS has passed, and lets go of the upstream connection', async () => {
     const slow = await startHostileUpstream();
-    const short = await startBillfold({
-      ...sandbox.env,
-      BILLINGPLATFORM_BASE_URL: slow.baseUrl,
-      UPSTREAM_TIMEOUT_MS: '300',
-    });
-    allLogs.push(short.logs);
+    const short = await stack.start({ BILLINGPLATFORM_BASE_URL: slow.baseUrl, UPSTREAM_TIMEOUT_MS: '300' });
     try {
       const client = createCookieClient(short.url, 'billfold');
       await client.post('/auth/billingplatform/login', demo.billingplatform);
@@ -691,8 +685,7 @@ describe('upstream response headers', () => {
 
   it('keeps billfold’s own security headers over a hostile upstream’s, and drops anything echoing the credential', async () => {
     const hostile = await startHostileUpstream();
-    const exposed = await startBillfold({ ...sandbox.env, BILLINGPLATFORM_BASE_URL: hostile.baseUrl });
-    allLogs.push(exposed.logs);
+    const exposed = await stack.start({ BILLINGPLATFORM_BASE_URL: hostile.baseUrl });
     try {
       const client = createCookieClient(exposed.url, 'billfold');
       await client.post('/auth/billingplatform/login', demo.billingplatform);
