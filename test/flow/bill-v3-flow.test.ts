@@ -396,17 +396,36 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     expect(answer.body.error).toMatchObject({ code: 'invalid_credentials', provider: 'bill' });
   });
 
+  /**
+   * The traffic the leak checks judge, made by each of them so none depends on the tests before it:
+   * a sign-in, a trusted MFA step-up remembered, a relayed payment, a second sign-in on the
+   * remembered device, and a sign-out.
+   */
+  const exerciseV3 = async () => {
+    const client = newClient();
+    await client.post('/auth/bill/login', demo.bill);
+    const { challengeId } = (await client.post('/auth/bill/mfa/challenge')).body;
+    await client.post('/auth/bill/mfa/validate', { challengeId, token: demo.billMfaCode, rememberMe: true });
+    expect((await client.request('POST', '/api/bill/payments', { json: payment })).status).toBe(200);
+    await client.post('/auth/bill/login', demo.bill);
+    await harvestStored();
+    await client.post('/auth/logout');
+    ledger.collect(stack.sandbox);
+  };
+
   describe('what the suite leaves behind', () => {
     it('puts no rememberMeId, sessionId or devKey in any response or log line', async () => {
-      await harvestStored();
+      await exerciseV3();
       ledger.collect(stack.sandbox);
-      expect(receivedBodies.length).toBeGreaterThan(20);
-      expect(stack.billfold.logs.length).toBeGreaterThan(20);
+      // At least the exercise's own six answers (body and headers each) and their log lines.
+      expect(receivedBodies.length).toBeGreaterThanOrEqual(12);
+      expect(stack.billfold.logs.length).toBeGreaterThanOrEqual(6);
       expect(ledger.secrets).toContain(demo.billDevKey);
       expect(ledger.leaks(stack.billfold.logs)).toEqual([]);
     });
 
-    it('sent Redis no secret in clear, in any command', () => {
+    it('sent Redis no secret in clear, in any command', async () => {
+      await exerciseV3();
       expect(monitored.length).toBeGreaterThan(10);
       // The ledger holds every upstream sessionId and rememberMeId seen, the devKey and the passwords.
       expect(ledger.secrets.size).toBeGreaterThan(10);
