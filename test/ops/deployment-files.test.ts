@@ -10,10 +10,11 @@ import { ConfigError, environmentVariables, loadConfig, type Config } from '../.
 import { compileTrust, isSecureRequest } from '../../src/middleware/request-guards.js';
 import { TLS_PROFILE } from '../../src/tls-credentials.js';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
-import { startBillfold, type RunningBillfold } from '../support/billfold-harness.js';
-import { spawnBillfold, type BillfoldProcess } from '../support/billfold-process.js';
+import type { RunningBillfold } from '../support/billfold-harness.js';
+import type { BillfoldProcess } from '../support/billfold-process.js';
 import { REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { freePort } from '../support/redis-server.js';
+import { useStack } from '../support/stack.js';
 import { TEST_SECRETS } from '../support/test-config.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -305,6 +306,8 @@ describe('docker-compose.yml', () => {
   describe('the demo profile', () => {
     const demo = mapAt(services.demo, 'services.demo');
     const demoEnvironment = mapAt(demo.environment, 'services.demo.environment');
+    // No sandbox and no store of the stack's: the environment under test says what runs.
+    const stack = useStack({ sandbox: false, store: 'embedded', instances: 0 });
     let running: BillfoldProcess | undefined;
     afterEach(async () => {
       await running?.stop();
@@ -330,7 +333,7 @@ describe('docker-compose.yml', () => {
 
     it('serves the demo page and signs in to the sandbox, with nothing set by the operator', async () => {
       const environment = containerEnvironment({}, demoEnvironment);
-      running = await spawnBillfold({
+      running = await stack.spawn({
         ...environment,
         // The container's addresses, on this machine: loopback, a free port, the test Redis.
         HOST: '127.0.0.1',
@@ -634,6 +637,7 @@ describe('Dockerfile', () => {
 });
 
 describe.each(Object.entries(healthchecks))('the healthcheck in %s', (_file, test) => {
+  const stack = useStack({ sandbox: false, store: 'embedded', instances: 0 });
   let billfold: RunningBillfold | undefined;
   afterEach(async () => {
     await billfold?.close();
@@ -642,7 +646,7 @@ describe.each(Object.entries(healthchecks))('the healthcheck in %s', (_file, tes
 
   it('passes against billfold in production over plain HTTP on /healthz', async () => {
     expect(test.join(' ')).toContain("path:'/healthz'");
-    billfold = await startBillfold({
+    billfold = await stack.start({
       NODE_ENV: 'production',
       PUBLIC_ORIGIN: OPERATOR.PUBLIC_ORIGIN,
       SESSION_STORE: 'memory',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogDestination, createLogger } from '../../src/logger.js';
-import { spawnBillfold } from '../support/billfold-process.js';
+import { useStack } from '../support/stack.js';
 
 const PIPE_CAPACITY = 1024 * 1024; // Linux gives a pipe 64 KiB by default; allow for a larger one.
 const LINE = 'x'.repeat(1000);
@@ -38,6 +38,7 @@ async function blockedPipe(dir: string) {
 }
 
 describe('the log destination', () => {
+  const stack = useStack({ sandbox: false, store: 'embedded', instances: 0 });
   let dir: string | undefined;
   afterEach(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -71,7 +72,7 @@ describe('the log destination', () => {
   });
 
   it('counts each dropped line in log_lines_dropped_total when billfold runs with its stdout blocked', async () => {
-    const billfold = await spawnBillfold({
+    const billfold = await stack.spawn({
       BILLINGPLATFORM_BASE_URL: 'https://billing.example.com/rest/2.0',
       LOG_BUFFER_BYTES: String(64 * 1024),
       METRICS_PORT: '0',
