@@ -83,7 +83,8 @@ export function createLogDestination(options: LogDestinationOptions): ReturnType
   const destination = pino.destination({
     dest: options.dest ?? 1,
     sync: false,
-    minLength: 4096,
+    // Written once 12 KiB are held (sonic-boom writes at most 16 KiB at once), or by the second's flush.
+    minLength: 12 * 1024,
     maxLength: options.maxBytes,
   });
   destination.on('drop', (data: string | Buffer) => {
