@@ -297,7 +297,6 @@ export function createRelayHandler(deps: RelayDeps) {
     res.writeHead(
       response.status,
       relayedResponseHeaders(
-        response.status,
         response.headers,
         adapter.secretsOf(credential),
         fixedHeaders,

@@ -286,53 +286,67 @@ export function relayFixedHeaders(fixed: ReadonlyArray<readonly [string, string]
 }
 
 /**
+ * Passed headers whose value is a list: an upstream sending one twice means both, joined. Every other
+ * passed header names one thing (a type, a length, a validator, a count), so a second copy
+ * conflicts with the first and is dropped, as Node's own HTTP client drops it.
+ */
+const LIST_RESPONSE_HEADERS = new Set(['content-encoding', 'content-language', 'accept-ranges']);
+
+/**
  * The headers of a relayed answer, as one flat list for one `writeHead`: billfold's own (`fixed`,
  * from `relayFixedHeaders`, then `perRequest`: X-Request-Id, CORS, `Vary: Origin`), the
- * allow-listed upstream headers that echo no credential, and an upstream `Vary` merged into
- * billfold's rather than replacing it. A 304 keeps the upstream's `Cache-Control` with its
- * validators, as a cache revalidating its copy expects. No name is in two of these sets, so none
- * is sent twice.
+ * allow-listed upstream headers that echo no credential, each once, and an upstream `Vary` merged
+ * into billfold's rather than replacing it. No name is in two of these sets, so none is sent twice.
  */
 export function relayedResponseHeaders(
-  status: number,
   upstream: IncomingHttpHeaders,
   secrets: readonly string[],
   fixed: readonly string[],
   perRequest: readonly string[],
-): Array<string | string[]> {
+): string[] {
   const hopByHop = connectionTokens(upstream);
-  const upstreamCacheControl = upstream['cache-control'];
-  const cacheControl =
-    status === 304 && typeof upstreamCacheControl === 'string' && !echoesSecret(upstreamCacheControl, secrets)
-      ? upstreamCacheControl
-      : undefined;
-  const headers: Array<string | string[]> = [];
-  // Plain loops with no closure: this runs once per relayed answer.
-  for (let i = 0; i < fixed.length; i += 2) {
-    const name = fixed[i] ?? '';
-    if (cacheControl === undefined || name !== 'cache-control') headers.push(name, fixed[i + 1] ?? '');
-  }
+  const headers = fixed.slice();
   let ours: string | undefined;
+  // Plain loops with no closure: this runs once per relayed answer.
   for (let i = 0; i < perRequest.length; i += 2) {
     const name = perRequest[i] ?? '';
     if (name === 'vary') ours = perRequest[i + 1];
     else headers.push(name, perRequest[i + 1] ?? '');
   }
+  let echoes: readonly string[] | undefined;
   for (const name in upstream) {
-    const value = upstream[name];
-    if (value === undefined || !PASSED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
-    if (!echoesSecret(value, secrets)) headers.push(name, value);
+    const given = upstream[name];
+    if (given === undefined || !PASSED_RESPONSE_HEADERS.has(name) || hopByHop.has(name)) continue;
+    const value =
+      typeof given === 'string' ? given : LIST_RESPONSE_HEADERS.has(name) ? given.join(', ') : given[0];
+    if (value === undefined) continue;
+    echoes ??= echoFormsOf(secrets.join('\n'));
+    if (!echoesSecret(value, echoes)) headers.push(name, value);
   }
   const vary = mergeVary(ours, upstream.vary);
   if (vary !== undefined) headers.push('vary', vary);
-  if (cacheControl !== undefined) headers.push('cache-control', cacheControl);
   return headers;
 }
 
-/** Whether a header value carries one of the credential's secrets. */
-function echoesSecret(value: string | string[], secrets: readonly string[]): boolean {
-  const text = typeof value === 'string' ? value : value.join(', ');
-  for (const secret of secrets) if (secret !== '' && text.includes(secret)) return true;
+/**
+ * Each secret as an upstream might echo it: as sent and base64-encoded (both alphabets), lower-cased
+ * because the comparison is case-insensitive. A credential's forms are worked out once.
+ */
+const echoFormsOf = memoize((joined: string): readonly string[] =>
+  joined
+    .split('\n')
+    .filter((secret) => secret !== '')
+    .flatMap((secret) => {
+      const bytes = Buffer.from(secret);
+      return [secret, bytes.toString('base64').replace(/=+$/, ''), bytes.toString('base64url')];
+    })
+    .map((form) => form.toLowerCase()),
+);
+
+/** Whether a header value carries one of the credential's secrets, in any case or base64. */
+function echoesSecret(value: string, echoes: readonly string[]): boolean {
+  const text = value.toLowerCase();
+  for (const form of echoes) if (text.includes(form)) return true;
   return false;
 }
 

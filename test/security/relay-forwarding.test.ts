@@ -459,7 +459,7 @@ describe('relayed answers', () => {
     expect(answer.header('x-page')).toBe('1');
   });
 
-  it('pass a 304 with its validators; other 3xx stay 502', async () => {
+  it('pass a 304 with its validators and billfold’s no-store; other 3xx stay 502', async () => {
     upstream.answer = (request) =>
       request.headers['if-none-match'] === '"v7"'
         ? {
@@ -478,7 +478,7 @@ describe('relayed answers', () => {
     expect(answer.status).toBe(304);
     expect(answer.header('etag')).toBe('"v7"');
     expect(answer.header('last-modified')).toBe('Tue, 01 Dec 2026 08:00:00 GMT');
-    expect(answer.header('cache-control')).toBe('private, max-age=60');
+    expect(answer.header('cache-control')).toBe('no-store');
     expect(answer.header('x-billfold-error')).toBeUndefined();
     expectDocumentedError(await sendRaw(billfold.url, relayGet(client.cookie!)), 502, 'upstream_unavailable');
   });

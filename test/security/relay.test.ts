@@ -374,12 +374,14 @@ describe('request headers forwarded upstream', () => {
     },
   );
 
-  it('replaces a BILL devKey or sessionId sent in the form body, whatever its case or encoding', async () => {
+  it('replaces a BILL devKey or sessionId sent in the form body, whatever its case, encoding or surrounding spaces', async () => {
     const answer = await relay({
       method: 'POST',
       target: '/api/bill/GetSessionInfo.json',
       headers: [['Content-Type', 'application/x-www-form-urlencoded; charset=UTF-8']],
-      body: `devKey=${PLANTED}&DEVKEY=${PLANTED}&dev%4Bey=${PLANTED}&sessionId=${PLANTED}&SessionID=${PLANTED}&session%49d=${PLANTED}`,
+      body:
+        `devKey=${PLANTED}&DEVKEY=${PLANTED}&dev%4Bey=${PLANTED}&sessionId=${PLANTED}&SessionID=${PLANTED}` +
+        `&session%49d=${PLANTED}&+devKey=${PLANTED}&sessionId+=${PLANTED}&%09devKey%C2%A0=${PLANTED}`,
     });
     expect(answer.status).toBe(200);
     const sent = new URLSearchParams(upstreamRequests()[0]!.body);

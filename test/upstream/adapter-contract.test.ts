@@ -514,6 +514,23 @@ describe.each(ALL_FIXTURES)('the $name adapter keeps the adapter contract', (fix
     else expect(subject.adapter.secretsOf(credential)).toContain(login.apiKey);
   });
 
+  // Billogram's credential is what the user signed in with: an upstream echoing any form of it
+  // (encoded, decoded, the password alone) must not get it past the relay's header filter.
+  it.runIf(fixture.id === 'billogram')(
+    'names the Basic credential, what it encodes and the password among its secrets',
+    async () => {
+      const login = await fixture.login(subject.sandbox);
+      const secrets = subject.adapter.secretsOf(await subject.adapter.login(login));
+      expect(secrets).toEqual(
+        expect.arrayContaining([
+          Buffer.from(`${login.apiUserId!}:${login.apiPassword!}`).toString('base64'),
+          `${login.apiUserId!}:${login.apiPassword!}`,
+          login.apiPassword!,
+        ]),
+      );
+    },
+  );
+
   it('refuses wrong credentials with invalid_credentials', async () => {
     await expect(subject.adapter.login(fixture.wrongLogin)).rejects.toMatchObject({
       code: 'invalid_credentials',

@@ -276,10 +276,11 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
         (call.body && call.body.length > 0 && !type?.toLowerCase().startsWith(FORM))
       )
         return call;
-      // Client-sent credentials are removed, whatever their case; billfold's are set.
+      // Client-sent credentials are removed, whatever their case or the spaces around them;
+      // billfold's are set.
       const fields = new URLSearchParams(call.body?.toString('utf8') ?? '');
       for (const name of [...fields.keys()]) {
-        if (['devkey', 'sessionid'].includes(name.toLowerCase())) fields.delete(name);
+        if (['devkey', 'sessionid'].includes(name.trim().toLowerCase())) fields.delete(name);
       }
       fields.set('devKey', config.devKey);
       fields.set('sessionId', credential.sessionId);

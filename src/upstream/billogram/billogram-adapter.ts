@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { memoize } from '../../bounded-cache.js';
 import { loginFailure } from '../login-failure.js';
 import { upstreamUrl, type ProviderAdapter } from '../provider-adapter.js';
 import type { AdapterDeps } from '../provider-module.js';
@@ -17,6 +18,12 @@ export const billogramLoginSchema = z.strictObject({
 });
 
 const AUTH_FAILURES = new Set(['INVALID_AUTH', 'MISSING_AUTH']);
+
+/** The encoded credential first (it names the credential), then what it encodes, and the password. */
+const secretsOfBasic = memoize((basic: string) => {
+  const decoded = Buffer.from(basic, 'base64').toString('utf8');
+  return [basic, decoded, decoded.slice(decoded.indexOf(':') + 1)];
+});
 
 /**
  * Billogram API v2: stateless HTTP Basic on every call. The credential is checked with one cheap call
@@ -61,7 +68,7 @@ export function createBillogramAdapter(deps: AdapterDeps): ProviderAdapter<Billo
       return status === 403 && typeof code === 'string' && AUTH_FAILURES.has(code) ? 'expired' : 'ok';
     },
 
-    secretsOf: (credential) => [credential.basic],
+    secretsOf: (credential) => secretsOfBasic(credential.basic),
     // An API user is the organization's credential, shared by whoever holds it: no person.
     personalIdentity: () => undefined,
 
