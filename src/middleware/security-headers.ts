@@ -55,6 +55,8 @@ export function createSecurityHeaders(
   const { cors } = options;
   const perRequest = (req: IncomingMessage, requestId: string): string[] => {
     if (!cors) return ['x-request-id', requestId];
+    // `cors` writes nothing for a request without an Origin (its origin callback says no first).
+    if (req.headers.origin === undefined) return ['x-request-id', requestId, 'vary', 'Origin'];
     const corsHeaders = new HeaderRecorder();
     corsHeaders.setHeader('vary', 'Origin');
     cors(req, corsHeaders as unknown as ServerResponse);
