@@ -119,6 +119,21 @@ async function commandCount(redis: Redis): Promise<number> {
   return all - Number(/cmdstat_info:calls=(\d+)/.exec(info)?.[1] ?? 0);
 }
 
+/**
+ * Waits until Redis has run nothing for a quarter of a second (at most 20 s): a contender that fell
+ * behind (the Express stack queues for seconds) is still answering after its load stopped, and its
+ * commands and CPU must not land in the next contender's window.
+ */
+async function settle(redis: Redis): Promise<void> {
+  let last = await commandCount(redis);
+  for (let waited = 0; waited < 20_000; waited += 250) {
+    await sleep(250);
+    const now = await commandCount(redis);
+    if (now === last) return;
+    last = now;
+  }
+}
+
 async function load(contender: Contender, connections: number, warmup: boolean): Promise<Run> {
   const { name, url, headers } = contender;
   if (warmup) await autocannon({ url, connections, duration: WARMUP_S, headers });
@@ -401,6 +416,7 @@ async function main() {
     for (const [i, contender] of contenders.entries()) {
       step(`round ${round + 1} of ${ROUNDS}: ${contender.name}, ${CONNECTIONS} connections`);
       if (round === 0) await autocannon({ ...contender, connections: CONNECTIONS, duration: WARMUP_S });
+      await settle(redis);
       const before = await commandCount(redis);
       const run = await load(contender, CONNECTIONS, false);
       commands[i]!.commands += (await commandCount(redis)) - before;
