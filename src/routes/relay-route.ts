@@ -293,6 +293,14 @@ export function createRelayHandler(deps: RelayDeps) {
       });
       throw new AppError('upstream_session_expired', { provider: id });
     }
+    // A bodiless answer (HEAD, 204, 304) is over once it began: its end is read before answering, so
+    // one that broke (undici judges a 304 or 204 that declared a length malformed) is still
+    // billfold's to answer, as a 502, rather than a connection closed on the client.
+    if (!judged.complete && (req.method === 'HEAD' || response.status === 204 || response.status === 304)) {
+      await response.body.readUpTo(0).catch((error: unknown) => {
+        throw toUpstreamError(id, error);
+      });
+    }
     // Nothing was set on the answer before: every header goes in this one list.
     res.writeHead(
       response.status,

@@ -483,6 +483,17 @@ describe('relayed answers', () => {
     expectDocumentedError(await sendRaw(billfold.url, relayGet(client.cookie!)), 502, 'upstream_unavailable');
   });
 
+  it('answer 502 when a bodiless answer breaks as its headers arrive (a 304 or 204 declaring a length)', async () => {
+    for (const status of [304, 204]) {
+      upstream.answer = () => ({ status, headers: { etag: '"v7"', 'content-length': '5' } });
+      expectDocumentedError(
+        await sendRaw(billfold.url, relayGet(client.cookie!)),
+        502,
+        'upstream_unavailable',
+      );
+    }
+  });
+
   const odd = Buffer.concat([
     Buffer.from([0xef, 0xbb, 0xbf]),
     Buffer.from('{"response_status":0,"response_message":"Success","response_data":{"name":"'),
