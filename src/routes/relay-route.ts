@@ -12,6 +12,7 @@ import { refuseOversizedBody, type RequestPolicy } from '../middleware/request-g
 import type { StoredCredential } from '../session/session-record.js';
 import type { LoadedSession, SessionRepository } from '../session/session-repository.js';
 import {
+  adapterFor,
   isKnownProvider,
   isSameCredential,
   resolveProvider,
@@ -306,7 +307,7 @@ export function createRelayHandler(deps: RelayDeps) {
       response.status,
       relayedResponseHeaders(
         response.headers,
-        adapter.secretsOf(credential),
+        sessionSecrets(deps.adapters, session, adapter, credential),
         fixedHeaders,
         deps.securityHeaders.perRequest(req, context.id),
       ),
@@ -361,6 +362,26 @@ interface Judged {
   read: Buffer[] | undefined;
   /** Whether `read` is the whole body. */
   complete: boolean;
+}
+
+/**
+ * Every secret the session holds, the relayed provider's (its fresh credential) first: an upstream
+ * must echo no credential of the session, another provider's included.
+ */
+function sessionSecrets(
+  adapters: AdapterRegistry,
+  session: LoadedSession,
+  adapter: ProviderAdapter,
+  credential: Credential,
+): string[] {
+  const secrets = adapter.secretsOf(credential);
+  const stored = Object.entries(session.record.providers);
+  if (stored.length === 1) return secrets;
+  const all = [...secrets];
+  for (const [other, held] of stored) {
+    if (other !== adapter.id) all.push(...(adapterFor(adapters, other)?.secretsOf(held) ?? []));
+  }
+  return all;
 }
 
 /**

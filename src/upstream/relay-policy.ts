@@ -328,25 +328,50 @@ export function relayedResponseHeaders(
   return headers;
 }
 
-/**
- * Each secret as an upstream might echo it: as sent and base64-encoded (both alphabets), lower-cased
- * because the comparison is case-insensitive. A credential's forms are worked out once.
- */
-const echoFormsOf = memoize((joined: string): readonly string[] =>
-  joined
-    .split('\n')
-    .filter((secret) => secret !== '')
-    .flatMap((secret) => {
-      const bytes = Buffer.from(secret);
-      return [secret, bytes.toString('base64').replace(/=+$/, ''), bytes.toString('base64url')];
-    })
-    .map((form) => form.toLowerCase()),
-);
+/** The shortest base64 run taken as a secret's trace inside a longer encoded value. */
+const BASE64_TRACE = 8;
 
-/** Whether a header value carries one of the credential's secrets, in any case or base64. */
+/**
+ * Each secret as an upstream might echo it, lower-cased because the comparison is case-insensitive:
+ * as sent, hex-encoded, and base64-encoded (both alphabets) at each of the three byte alignments it
+ * can have inside a longer encoded value — the part of each encoding that no neighbouring byte
+ * changes. A credential's forms are worked out once.
+ */
+const echoFormsOf = memoize((joined: string): readonly string[] => {
+  const forms: string[] = [];
+  for (const secret of joined.split('\n')) {
+    if (secret === '') continue;
+    const bytes = Buffer.from(secret);
+    forms.push(secret, bytes.toString('hex'));
+    for (let shift = 0; shift < 3; shift++) {
+      const shifted = Buffer.concat([Buffer.alloc(shift), bytes]);
+      for (const alphabet of ['base64', 'base64url'] as const) {
+        const encoded = shifted.toString(alphabet).replace(/=+$/, '');
+        // The first group holds the shift's filler, the last one whatever byte follows.
+        const stable = encoded.slice(shift === 0 ? 0 : 4, encoded.length - 4);
+        if (stable.length >= BASE64_TRACE) forms.push(stable);
+        else if (shift === 0) forms.push(encoded);
+      }
+    }
+  }
+  return [...new Set(forms.map((form) => form.toLowerCase()))];
+});
+
+const PERCENT_ESCAPE = /%([0-9a-f]{2})/gi;
+
+/**
+ * Whether a header value carries one of the credential's secrets: in any case, hex or base64, and
+ * also once its percent-escapes are undone (twice, for a double encoding).
+ */
 function echoesSecret(value: string, echoes: readonly string[]): boolean {
-  const text = value.toLowerCase();
-  for (const form of echoes) if (text.includes(form)) return true;
+  let text = value.toLowerCase();
+  for (let round = 0; round < 3; round++) {
+    for (const form of echoes) if (text.includes(form)) return true;
+    if (!text.includes('%')) return false;
+    text = text
+      .replace(PERCENT_ESCAPE, (_escape, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+      .toLowerCase();
+  }
   return false;
 }
 

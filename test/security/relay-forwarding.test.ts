@@ -426,6 +426,18 @@ describe('relayed answers', () => {
     client = await signIn(billfold, 'demo', ['billingplatform', 'bill', 'billogram']);
   });
 
+  it('drop a header echoing another provider’s credential of the session', async () => {
+    upstream.answer = () => ({
+      headers: { 'x-total': demo.billogram.apiPassword, 'x-page': demo.billDevKey, etag: '"e1"' },
+      body: '{}',
+    });
+    const answer = await sendRaw(billfold.url, relayGet(client.cookie!));
+    expect(answer.status).toBe(200);
+    expect(answer.header('x-total')).toBeUndefined();
+    expect(answer.header('x-page')).toBeUndefined();
+    expect(answer.header('etag')).toBe('"e1"');
+  });
+
   it('drop reporting, client hints, links, downloads and any unlisted header; merge Vary with billfold’s', async () => {
     upstream.answer = () => ({
       headers: {

@@ -382,7 +382,7 @@ describe('response headers returned to the client', () => {
     });
   });
 
-  it('drops a header that echoes a credential in another case or base64-encoded', () => {
+  it('drops a header that echoes a credential in another case, hex, percent- or base64-encoded', () => {
     const secret = 'Session-ID-0123456789abcdef';
     const echoes = [
       secret.toUpperCase(),
@@ -391,6 +391,20 @@ describe('response headers returned to the client', () => {
       Buffer.from(secret).toString('base64url'),
       `W/"${Buffer.from(secret).toString('base64').replace(/=+$/, '')}"`,
     ];
+    const hex = Buffer.from(secret).toString('hex');
+    const percent = Buffer.from(secret)
+      .toString('hex')
+      .replace(/../g, (byte) => `%${byte}`);
+    echoes.push(
+      hex,
+      hex.toUpperCase(),
+      percent,
+      percent.replaceAll('%', '%25'),
+      `%${secret.charCodeAt(0).toString(16)}${secret.slice(1)}`,
+      // Inside a longer encoded value, at each of the three alignments.
+      ...['', 'x', 'xy'].map((lead) => Buffer.from(`${lead}${secret}:tail`).toString('base64')),
+      Buffer.from(JSON.stringify({ realm: 'r', token: secret })).toString('base64url'),
+    );
     for (const echo of echoes) {
       expect(relayed({ etag: echo, 'x-total': '3' }, [secret]), echo).toEqual(
         expect.not.objectContaining({ etag: expect.anything() }),
