@@ -357,7 +357,8 @@ const echoFormsOf = memoize((joined: string): readonly string[] => {
   return [...new Set(forms.map((form) => form.toLowerCase()))];
 });
 
-const PERCENT_ESCAPE = /%([0-9a-f]{2})/gi;
+/** A run of percent-escapes: decoded together, as the UTF-8 bytes they are. */
+const PERCENT_ESCAPES = /(?:%[0-9a-f]{2})+/gi;
 
 /**
  * Whether a header value carries one of the credential's secrets: in any case, hex or base64, and
@@ -369,7 +370,7 @@ function echoesSecret(value: string, echoes: readonly string[]): boolean {
     for (const form of echoes) if (text.includes(form)) return true;
     if (!text.includes('%')) return false;
     text = text
-      .replace(PERCENT_ESCAPE, (_escape, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+      .replace(PERCENT_ESCAPES, (run) => Buffer.from(run.replaceAll('%', ''), 'hex').toString('utf8'))
       .toLowerCase();
   }
   return false;

@@ -411,6 +411,9 @@ describe('response headers returned to the client', () => {
       );
     }
     expect(relayed({ etag: '"unrelated"' }, [secret]).etag).toBe('"unrelated"');
+    // A password that is not ASCII, percent-escaped as UTF-8 and upper-cased.
+    const password = 'Café-Passwörd-42';
+    expect(relayed({ etag: encodeURIComponent(password.toUpperCase()) }, [password]).etag).toBeUndefined();
   });
 });
 
