@@ -1,7 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { SANDBOX_DEMO_CREDENTIALS as demo } from '../../src/sandbox/sandbox-demo.js';
-import { SANDBOX_MOUNTS, startSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import {
+  SANDBOX_MOUNTS,
+  startSandbox,
+  type Sandbox,
+  type SandboxOptions,
+} from '../../src/sandbox/sandbox.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import type { BillAdapter, BillCredential } from '../../src/upstream/bill/bill-adapter.js';
 import { BILLBORA_RENEW_BEFORE_MS } from '../../src/upstream/billbora/billbora-adapter.js';
@@ -697,48 +702,42 @@ const MUTANTS: Mutant[] = [
   },
 ];
 
-describe('the contract checks catch a deliberately broken adapter', () => {
-  let sandbox: Sandbox;
-  let client: UpstreamClient;
-
+/** The emulators and an upstream client for a describe's tests, started before and stopped after them. */
+function useEmulators(options?: SandboxOptions): { sandbox: Sandbox; client: UpstreamClient } {
+  const held = {} as { sandbox: Sandbox; client: UpstreamClient };
   beforeAll(async () => {
-    sandbox = await startSandbox();
-    client = createUpstreamClient({ timeoutMs: 5000 });
+    held.sandbox = await startSandbox(options);
+    held.client = createUpstreamClient({ timeoutMs: 5000 });
   });
-  afterEach(() => sandbox.reset());
   afterAll(async () => {
-    await client.close();
-    await sandbox.close();
+    await held.client.close();
+    await held.sandbox.close();
   });
+  return held;
+}
+
+describe('the contract checks catch a deliberately broken adapter', () => {
+  const emulators = useEmulators();
+  afterEach(() => emulators.sandbox.reset());
 
   it.each(MUTANTS)('the $fixture adapter with $bug fails its check', async (mutant) => {
     const fixture = ALL_FIXTURES.find((candidate) => candidate.name === mutant.fixture)!;
-    const sound = adapterOf(fixture, sandbox, client);
-    const subject: Subject = { fixture, sandbox, client, adapter: { ...sound, ...mutant.change(sound) } };
+    const sound = adapterOf(fixture, emulators.sandbox, emulators.client);
+    const subject: Subject = { fixture, ...emulators, adapter: { ...sound, ...mutant.change(sound) } };
     // The sound adapter passes the same check, so the failure is the bug's.
     await (async () => mutant.check({ ...subject, adapter: sound }))();
-    sandbox.reset();
+    emulators.sandbox.reset();
     await expect((async () => mutant.check(subject))()).rejects.toMatchObject({ name: 'AssertionError' });
   });
 });
 
 describe.each(FIXTURES.bill)('the $name adapter names the person signed in', (fixture) => {
-  let sandbox: Sandbox;
-  let client: UpstreamClient;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    client = createUpstreamClient({ timeoutMs: 5000 });
-  });
-  afterAll(async () => {
-    await client.close();
-    await sandbox.close();
-  });
+  const emulators = useEmulators();
 
   it('sets the identity personalIdentity gives any spelling of the user, and none for a sync token', async () => {
-    const config = testConfig({ ...sandbox.env, ...fixture.env?.(sandbox) });
-    const adapter = adapterFor(createAdapters(config, client, systemClock), 'bill')!;
-    const login = await fixture.login(sandbox);
+    const config = testConfig({ ...emulators.sandbox.env, ...fixture.env?.(emulators.sandbox) });
+    const adapter = adapterFor(createAdapters(config, emulators.client, systemClock), 'bill')!;
+    const login = await fixture.login(emulators.sandbox);
     const credential = (await adapter.login(login)) as BillCredential;
     if ('tokenName' in login) {
       expect(credential.identity).toBeUndefined();
@@ -759,21 +758,11 @@ describe.each(FIXTURES.bill)('the $name adapter names the person signed in', (fi
 // Billogram's credential is what the user signed in with: an upstream echoing any form of it
 // (encoded, decoded, the password alone) must not get it past the relay's header filter.
 describe.each(FIXTURES.billogram)('the $name adapter names every form of its credential', (fixture) => {
-  let sandbox: Sandbox;
-  let client: UpstreamClient;
-
-  beforeAll(async () => {
-    sandbox = await startSandbox();
-    client = createUpstreamClient({ timeoutMs: 5000 });
-  });
-  afterAll(async () => {
-    await client.close();
-    await sandbox.close();
-  });
+  const emulators = useEmulators();
 
   it('names the Basic credential, what it encodes and the password among its secrets', async () => {
-    const adapter = adapterOf(fixture, sandbox, client);
-    const login = await fixture.login(sandbox);
+    const adapter = adapterOf(fixture, emulators.sandbox, emulators.client);
+    const login = await fixture.login(emulators.sandbox);
     const pair = `${login.apiUserId ?? ''}:${login.apiPassword ?? ''}`;
     expect(adapter.secretsOf(await adapter.login(login))).toEqual(
       expect.arrayContaining([Buffer.from(pair).toString('base64'), pair, login.apiPassword]),
@@ -782,21 +771,14 @@ describe.each(FIXTURES.billogram)('the $name adapter names every form of its cre
 });
 
 describe('the bill v3 adapter’s MFA step-up keeps its contract', () => {
-  let sandbox: Sandbox;
-  let client: UpstreamClient;
+  const emulators = useEmulators({ billApiVersion: 'v3' });
   let adapter: BillAdapter;
   let baseUrl: URL;
 
-  beforeAll(async () => {
-    sandbox = await startSandbox({ billApiVersion: 'v3' });
-    client = createUpstreamClient({ timeoutMs: 5000 });
-    const config = testConfig(sandbox.env);
-    adapter = createAdapters(config, client, systemClock).bill!;
+  beforeAll(() => {
+    const config = testConfig(emulators.sandbox.env);
+    adapter = createAdapters(config, emulators.client, systemClock).bill!;
     baseUrl = config.providers.bill!.baseUrl;
-  });
-  afterAll(async () => {
-    await client.close();
-    await sandbox.close();
   });
 
   /** A payment, BILL's MFA-protected operation, as the relay would send it, judged. */
@@ -808,7 +790,7 @@ describe('the bill v3 adapter’s MFA step-up keeps its contract', () => {
       body: Buffer.from(JSON.stringify({ vendorId: '00901DEMOVEND01', amount: 10 })),
     };
     const authorized = adapter.authorize(call, credential);
-    const response = await client.send('bill', { ...authorized, body: authorized.body });
+    const response = await emulators.client.send('bill', { ...authorized, body: authorized.body });
     const text = await response.body.text();
     return adapter.judge(
       response.status,
@@ -822,10 +804,10 @@ describe('the bill v3 adapter’s MFA step-up keeps its contract', () => {
     expect(adapter.mfa).toBeDefined();
     const v2 = createAdapters(
       testConfig({
-        ...sandbox.env,
-        ...{ BILL_API_VERSION: 'v2', BILL_BASE_URL: `${sandbox.url}/bill/api/v2` },
+        ...emulators.sandbox.env,
+        ...{ BILL_API_VERSION: 'v2', BILL_BASE_URL: `${emulators.sandbox.url}/bill/api/v2` },
       }),
-      client,
+      emulators.client,
       systemClock,
     ).bill!;
     expect(v2.apiVersion).toBe('v2');
@@ -893,7 +875,7 @@ describe('the bill v3 adapter’s MFA step-up keeps its contract', () => {
     await expect(
       adapter.mfa!.validate(credential, { challengeId, token: '000000', rememberMe: true, ...step }),
     ).rejects.toMatchObject({ code: 'invalid_credentials', provider: 'bill' });
-    sandbox.billV3.expireAllSessions();
+    emulators.sandbox.billV3.expireAllSessions();
     await expect(adapter.mfa!.challenge(credential)).rejects.toMatchObject({
       code: 'upstream_session_expired',
       provider: 'bill',
