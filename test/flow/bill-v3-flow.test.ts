@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import { createCookieClient, receivedBodies } from '../support/billfold-harness.js';
-import { connectRedis, uniquePrefix } from '../support/redis.js';
+import { uniquePrefix, useRedisWatch } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { createTestClock } from '../support/test-clock.js';
 import { signedOut } from '../support/security-expect.js';
@@ -13,13 +13,12 @@ const demo = SANDBOX_DEMO_CREDENTIALS;
 const payment = { vendorId: '00901DEMOVEND01', amount: 125.5 };
 const prefix = uniquePrefix();
 const ledger = createSecretLedger();
-/** Every command any client sent Redis that names this file's key prefix. */
-const monitored: string[] = [];
 
 describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   const upstreamClock = createTestClock(Date.now());
-  let redis: Awaited<ReturnType<typeof connectRedis>>;
-  let monitor: Awaited<ReturnType<typeof connectRedis>>;
+  // Every command any client sends Redis naming this file's prefix, watched from before the stack
+  // starts until after it has stopped.
+  const watch = useRedisWatch(prefix);
   const newClient = () => stack.client();
   const v3Requests = (path: string) => stack.sandbox.billV3.requests.filter((r) => r.path === path);
 
@@ -27,9 +26,9 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
   const harvestStored = async () => {
     const codec = createSessionCodec(stack.billfold.config.session.encryptionKeys);
     const records: SessionRecord[] = [];
-    for await (const keys of redis.scanIterator({ MATCH: `${prefix}s:*`, COUNT: 100 })) {
+    for await (const keys of watch.redis.scanIterator({ MATCH: `${prefix}s:*`, COUNT: 100 })) {
       for (const key of keys) {
-        const value = await redis.get(key);
+        const value = await watch.redis.get(key);
         const record = value === null ? undefined : codec.open(key.slice(`${prefix}s:`.length), value);
         if (!record) continue;
         records.push(record);
@@ -39,17 +38,6 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
     return records;
   };
 
-  beforeAll(async () => {
-    redis = await connectRedis();
-    monitor = await connectRedis();
-    await monitor.monitor((line: string) => {
-      if (line.includes(prefix)) monitored.push(line);
-    });
-  });
-  afterAll(() => {
-    monitor.destroy();
-    redis.destroy();
-  });
   const stack = useStack({
     prefix,
     sandbox: { clock: upstreamClock, billApiVersion: 'v3' },
@@ -426,11 +414,11 @@ describe('BILL v3 end to end on Redis, against the sandbox over HTTP', () => {
 
     it('sent Redis no secret in clear, in any command', async () => {
       await exerciseV3();
-      expect(monitored.length).toBeGreaterThan(10);
+      expect(watch.monitored.length).toBeGreaterThan(10);
       // The ledger holds every upstream sessionId and rememberMeId seen, the devKey and the passwords.
       expect(ledger.secrets.size).toBeGreaterThan(10);
       for (const secret of ledger.secrets) {
-        const found = monitored.filter((line) => line.includes(secret));
+        const found = watch.monitored.filter((line) => line.includes(secret));
         expect({ secret: secret.slice(0, 6), found }).toEqual({ secret: secret.slice(0, 6), found: [] });
       }
     });

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SANDBOX_DEMO_CREDENTIALS } from '../../src/sandbox/sandbox-demo.js';
 import { createSessionCodec } from '../../src/session/session-codec.js';
 import type { SessionRecord } from '../../src/session/session-record.js';
 import { createCookieClient, receivedBodies } from '../support/billfold-harness.js';
 import { sendRaw } from '../support/raw-http.js';
-import { connectRedis, uniquePrefix } from '../support/redis.js';
+import { uniquePrefix, useRedisWatch } from '../support/redis.js';
 import { createSecretLedger } from '../support/secret-ledger.js';
 import { sessionIdOf } from '../support/security-expect.js';
 import { useStack } from '../support/stack.js';
@@ -12,38 +12,22 @@ import { useStack } from '../support/stack.js';
 const demo = SANDBOX_DEMO_CREDENTIALS;
 const prefix = uniquePrefix();
 const ledger = createSecretLedger();
-/** Every command any client sent Redis that names this file's key prefix. */
-const monitored: string[] = [];
-
-let redis: Awaited<ReturnType<typeof connectRedis>>;
-let monitor: Awaited<ReturnType<typeof connectRedis>>;
-
-// Registered before the stack, so the monitor watches from before it starts until after it has
-// stopped (vitest runs after-hooks last-registered first).
-beforeAll(async () => {
-  redis = await connectRedis();
-  monitor = await connectRedis();
-  await monitor.monitor((line: string) => {
-    if (line.includes(prefix)) monitored.push(line);
-  });
-});
-afterAll(() => {
-  monitor.destroy();
-  redis.destroy();
-});
+// Every command any client sends Redis naming this file's prefix, watched from before the stack
+// starts until after it has stopped.
+const watch = useRedisWatch(prefix);
 const stack = useStack({ prefix });
 
 /** Every key billfold holds right now, with its value and remaining TTL. */
 async function storedKeys() {
   const entries: { key: string; value: string | null; ttlMs: number }[] = [];
-  for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 100 })) {
+  for await (const keys of watch.redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 100 })) {
     for (const key of keys) {
       // The session indexes are sorted sets of session ids; every other key is a string.
       const value =
-        (await redis.type(key)) === 'zset'
-          ? (await redis.zRange(key, 0, -1)).join(' ')
-          : await redis.get(key);
-      entries.push({ key, value, ttlMs: await redis.pTTL(key) });
+        (await watch.redis.type(key)) === 'zset'
+          ? (await watch.redis.zRange(key, 0, -1)).join(' ')
+          : await watch.redis.get(key);
+      entries.push({ key, value, ttlMs: await watch.redis.pTTL(key) });
     }
   }
   return entries;
@@ -185,12 +169,12 @@ describe('what the suite leaves behind', () => {
 
   it('sent Redis no secret at all, in any command, over the whole run', async () => {
     await representativeSession();
-    expect(monitored.length).toBeGreaterThan(10);
+    expect(watch.monitored.length).toBeGreaterThan(10);
     for (const secret of ledger.secrets) {
-      const found = monitored.filter((line) => line.includes(secret));
+      const found = watch.monitored.filter((line) => line.includes(secret));
       expect({ secret: secret.slice(0, 6), found }).toEqual({ secret: secret.slice(0, 6), found: [] });
     }
     // Every plain SET billfold sends carries an expiry.
-    for (const line of monitored.filter((entry) => /"set"/i.test(entry))) expect(line).toMatch(/"PX"/i);
+    for (const line of watch.monitored.filter((entry) => /"set"/i.test(entry))) expect(line).toMatch(/"PX"/i);
   });
 });
