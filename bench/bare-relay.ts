@@ -41,3 +41,5 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 65_000;
 server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\n'));
+// Exits rather than dying on the signal, so that a `--cpu-prof` profile is written.
+process.once('SIGTERM', () => process.exit(0));

@@ -1,8 +1,23 @@
-// Child processes the benchmark and the soak start: Node through tsx, the same way for each of them.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Child processes the benchmark and the soak start, the same way for each of them: compiled
+// JavaScript (what production runs), or TypeScript through tsx.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Compiles billfold as `npm run build` does (dist/) and the baselines in bench/ (dist/bench/), so
+ * that every contender runs as plain JavaScript, as billfold runs in production (`npm start`, the
+ * Docker image), none of them through tsx's loader and the name-keeping wrappers it adds.
+ */
+export function compile(): void {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  for (const project of ['tsconfig.build.json', 'tsconfig.bench.json']) {
+    const result = spawnSync(process.execPath, [tsc, '-p', project], { cwd: ROOT, stdio: 'inherit' });
+    if (result.status !== 0) throw new Error(`tsc -p ${project} failed`);
+  }
+}
 
 const children: ChildProcess[] = [];
 
@@ -12,8 +27,8 @@ export function track(child: ChildProcess): void {
 }
 
 /**
- * Starts a Node process (TypeScript through tsx, the same way for every contender) and waits for
- * `ready`; `nodeOptions` go before the script (`--cpu-prof` to profile it).
+ * Starts a Node process (a `.js` file as it is, TypeScript through tsx) and waits for `ready`;
+ * `nodeOptions` go before the script (`--cpu-prof` to profile it).
  */
 export function start(
   script: string,
@@ -22,7 +37,8 @@ export function start(
   ready: (line: string) => string | undefined,
   nodeOptions: string[] = [],
 ) {
-  const child = spawn(process.execPath, [...nodeOptions, '--import', 'tsx', script, ...args], {
+  const loader = script.endsWith('.js') ? [] : ['--import', 'tsx'];
+  const child = spawn(process.execPath, [...nodeOptions, ...loader, script, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -3,8 +3,8 @@
 // (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, (c) Express +
 // express-session + connect-redis + http-proxy-middleware, (d) fastify + @fastify/session +
 // connect-redis + @fastify/http-proxy, (e) billfold with SESSION_CACHE=off, (f) billfold with its
-// session cache. Every contender is driven in turn, three rounds, and the medians are reported, so
-// the machine's noise falls on all of them alike. Then: Redis commands per relayed request, the
+// session cache. Every contender is driven in turn, five rounds (every other one in reverse order),
+// and the medians are reported, so the machine's noise falls on all of them alike. Then: Redis commands per relayed request, the
 // revocation latency across three billfold instances, the session record size and store memory;
 // billfold with traces on (exported over OTLP to a sink in this process) runs as one more contender,
 // and the trace hooks' cost with traces off is timed in a loop.
@@ -16,18 +16,18 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
-import autocannon from 'autocannon';
 import { createClient } from 'redis';
 import { traceRequests } from '../src/middleware/request-tracing.js';
 import { endStoreSpan, endUpstreamSpan, startStoreSpan, startUpstreamSpan } from '../src/tracing.js';
-import { billfoldListening, start, stopChildren, track } from './processes.js';
+import { billfoldListening, compile, start, stopChildren, track } from './processes.js';
+import { wrk } from './wrk.js';
 import { renderChart } from './render-chart.js';
 import { measureSessionMemory } from './session-memory.js';
 
 const SMOKE = process.argv.includes('--smoke');
 const DURATION_S = SMOKE ? 1 : 5;
 const WARMUP_S = SMOKE ? 1 : 2;
-const ROUNDS = SMOKE ? 1 : 3;
+const ROUNDS = SMOKE ? 1 : 5;
 const CONNECTIONS = 32;
 const SCALE_CONNECTIONS = [1, 8, 64, 256];
 const REVOCATIONS = SMOKE ? 5 : 200;
@@ -112,11 +112,18 @@ async function startRedis(): Promise<string> {
   throw new Error('redis-server did not start');
 }
 
+/** The commands Redis has run, by name, less the INFO calls that read them. */
+async function commandCounts(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const counts = new Map<string, number>();
+  for (const [, name = '', calls] of info.matchAll(/cmdstat_([^:]+):calls=(\d+)/g))
+    if (name !== 'info') counts.set(name, Number(calls));
+  return counts;
+}
+
 /** Every command Redis has run, less the INFO calls that read the count. */
 async function commandCount(redis: Redis): Promise<number> {
-  const info = await redis.info('commandstats');
-  const all = [...info.matchAll(/calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
-  return all - Number(/cmdstat_info:calls=(\d+)/.exec(info)?.[1] ?? 0);
+  return [...(await commandCounts(redis)).values()].reduce((sum, calls) => sum + calls, 0);
 }
 
 /**
@@ -136,20 +143,20 @@ async function settle(redis: Redis): Promise<void> {
 
 async function load(contender: Contender, connections: number, warmup: boolean): Promise<Run> {
   const { name, url, headers } = contender;
-  if (warmup) await autocannon({ url, connections, duration: WARMUP_S, headers });
+  if (warmup) await wrk({ url, connections, durationS: WARMUP_S, headers });
   const cpuBefore = cpuMs(contender.pid);
-  const result = await autocannon({ url, connections, duration: DURATION_S, headers });
+  const result = await wrk({ url, connections, durationS: DURATION_S, headers });
   const cpu = cpuMs(contender.pid) - cpuBefore;
   return {
     name,
     connections,
-    requests: result.requests.total,
-    rps: Math.round(result.requests.average),
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.timeouts,
+    requests: result.requests,
+    rps: Math.round(result.rps),
+    p50: Math.round(100 * result.p50) / 100,
+    p99: Math.round(100 * result.p99) / 100,
+    errors: result.errors,
     non2xx: result.non2xx,
-    cpuUsPerRequest: result.requests.total > 0 ? Math.round((1000 * cpu) / result.requests.total) : 0,
+    cpuUsPerRequest: result.requests > 0 ? Math.round((1000 * cpu) / result.requests) : 0,
   };
 }
 
@@ -214,9 +221,11 @@ async function main() {
   const redis = await connectRedis(redisUrl);
   const prefix = `billfold-bench:${process.pid}:`;
 
+  step('compiling billfold and the baselines');
+  compile();
   step('starting the sandbox upstream');
   const sandbox = await start(
-    'src/sandbox/sandbox-cli.ts',
+    'dist/sandbox/sandbox-cli.js',
     ['--port', '0'],
     {},
     (line) => /listening on (http:\/\/\S+)/.exec(line)?.[1],
@@ -257,7 +266,7 @@ async function main() {
   };
   const startBillfold = async (sessionCache: 'on' | 'off', keyPrefix: string, extra = {}) => {
     const started = await start(
-      'src/main.ts',
+      'dist/main.js',
       [],
       {
         ...sandboxEnv,
@@ -328,19 +337,19 @@ async function main() {
   const ready = (line: string) => (line.includes('ready') ? 'ready' : undefined);
   const [bareProcess, expressProcess, fastifyProcess] = await Promise.all([
     start(
-      'bench/bare-relay.ts',
+      'dist/bench/bare-relay.js',
       [upstream.origin, upstream.pathname, redisUrl, String(barePort), 'bare'],
       {},
       ready,
     ),
     start(
-      'bench/express-stack.ts',
+      'dist/bench/express-stack.js',
       [upstream.origin, upstream.pathname, redisUrl, String(expressPort), `${prefix}express:`],
       {},
       ready,
     ),
     start(
-      'bench/fastify-stack.ts',
+      'dist/bench/fastify-stack.js',
       [upstream.origin, upstream.pathname, redisUrl, String(fastifyPort), `${prefix}fastify:`],
       {},
       ready,
@@ -411,16 +420,27 @@ async function main() {
   }
 
   const rounds: Run[][] = contenders.map(() => []);
-  const commands = contenders.map(() => ({ commands: 0, requests: 0 }));
+  const commands: Array<{ commands: number; requests: number; byName: Record<string, number> }> =
+    contenders.map(() => ({ commands: 0, requests: 0, byName: {} }));
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, contender] of contenders.entries()) {
+    // Every other round runs the contenders in reverse order, so that no contender always runs
+    // right after the same neighbour or at the same point of a slow drift in the machine's speed.
+    const order = [...contenders.entries()];
+    if (round % 2 === 1) order.reverse();
+    for (const [i, contender] of order) {
       step(`round ${round + 1} of ${ROUNDS}: ${contender.name}, ${CONNECTIONS} connections`);
-      if (round === 0) await autocannon({ ...contender, connections: CONNECTIONS, duration: WARMUP_S });
+      if (round === 0) await wrk({ ...contender, connections: CONNECTIONS, durationS: WARMUP_S });
       await settle(redis);
-      const before = await commandCount(redis);
+      const before = await commandCounts(redis);
       const run = await load(contender, CONNECTIONS, false);
-      commands[i]!.commands += (await commandCount(redis)) - before;
-      commands[i]!.requests += run.requests;
+      const counted = commands[i]!;
+      for (const [name, calls] of await commandCounts(redis)) {
+        const ran = calls - (before.get(name) ?? 0);
+        if (ran === 0) continue;
+        counted.commands += ran;
+        counted.byName[name] = (counted.byName[name] ?? 0) + ran;
+      }
+      counted.requests += run.requests;
       rounds[i]!.push(run);
     }
   }
@@ -551,6 +571,8 @@ async function main() {
     runs,
     everyRound: rounds,
     redisCommandsPerRequest: Object.fromEntries(runs.map((run, i) => [run.name, perRequest[i]])),
+    // Which commands those were, all rounds together: what a contender's figure above is made of.
+    redisCommandsByName: Object.fromEntries(runs.map((run, i) => [run.name, commands[i]!.byName])),
     scale,
     revocation,
     targets,
