@@ -389,12 +389,20 @@ function sessionSecrets(
  * credential itself (API keys and API users are shared, so their holders share a share).
  */
 function identityOf(adapter: ProviderAdapter, credential: Credential): string {
-  const view = adapter.view(credential);
-  const user = typeof view.user === 'string' ? view.user : undefined;
-  const org = typeof view.orgId === 'string' ? view.orgId : '';
-  const key = user === undefined ? `#${adapter.secretsOf(credential)[0] ?? ''}` : `${org}\n${user}`;
-  return identityHash(key);
+  // A stored credential is never changed in place (every change is a copy), and the opened record,
+  // its credentials included, is reused while its sealed value stays the same: one identity each.
+  let identity = identities.get(credential);
+  if (identity === undefined) {
+    const view = adapter.view(credential);
+    const user = typeof view.user === 'string' ? view.user : undefined;
+    const org = typeof view.orgId === 'string' ? view.orgId : '';
+    const key = user === undefined ? `#${adapter.secretsOf(credential)[0] ?? ''}` : `${org}\n${user}`;
+    identity = identityHash(key);
+    identities.set(credential, identity);
+  }
+  return identity;
 }
+const identities = new WeakMap<Credential, string>();
 
 // A hash per relayed call was a measurable share of the relay's time; the same identities recur.
 const identityHash = memoize((key: string) =>
