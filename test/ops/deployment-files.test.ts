@@ -679,6 +679,8 @@ async function createCiMachine(state: {
   redisInstalled: boolean;
   redisAnswering: boolean;
   chromiumInstalled: boolean;
+  /** The benchmark's load generator; installed unless said otherwise. */
+  wrkInstalled?: boolean;
   redisNeverStarts?: boolean;
   testsFail?: boolean;
 }): Promise<CiMachine> {
@@ -694,6 +696,7 @@ async function createCiMachine(state: {
     sleep: shellStub('sleep', ''),
     'redis-cli': shellStub('redis-cli', `if [ -f '${dir}/redis-up' ]; then echo PONG; else exit 1; fi`),
     'redis-server': shellStub('redis-server', `[ -f '${dir}/redis-never-starts' ] || : > '${dir}/redis-up'`),
+    wrk: shellStub('wrk', ''),
     // Installing copies a package's stand-ins into place, as apt would put the real binaries there.
     'apt-get': `#!${process.execPath}
 const fs = require('node:fs');
@@ -702,6 +705,7 @@ fs.appendFileSync(${JSON.stringify(log)}, 'apt-get ' + args.join(' ') + ' DEBIAN
 if (args[0] === 'install') {
   for (const pkg of args.slice(1).filter((a) => !a.startsWith('-'))) {
     if (pkg === 'redis-server') for (const name of ['redis-server', 'redis-cli']) fs.copyFileSync(${JSON.stringify(spare)} + '/' + name, ${JSON.stringify(bin)} + '/' + name);
+    else if (pkg === 'wrk') fs.copyFileSync(${JSON.stringify(spare)} + '/wrk', ${JSON.stringify(bin)} + '/wrk');
     else if (pkg === 'chromium') fs.writeFileSync(${JSON.stringify(chromium)}, '', { mode: 0o755 });
     else process.exit(100);
   }
@@ -709,9 +713,10 @@ if (args[0] === 'install') {
 `,
   };
   for (const [name, text] of Object.entries(stubs)) {
-    const packaged = name === 'redis-server' || name === 'redis-cli';
+    const packaged = name === 'redis-server' || name === 'redis-cli' || name === 'wrk';
     await writeFile(join(packaged ? spare : bin, name), text, { mode: 0o755 });
-    if (packaged && state.redisInstalled) await copyFile(join(spare, name), join(bin, name));
+    const installed = name === 'wrk' ? (state.wrkInstalled ?? true) : state.redisInstalled;
+    if (packaged && installed) await copyFile(join(spare, name), join(bin, name));
   }
   await symlink('/bin/bash', join(bin, 'bash'));
   if (state.chromiumInstalled) await writeFile(chromium, '', { mode: 0o755 });
@@ -752,8 +757,13 @@ describe('.ci/run', () => {
     expect(text).toMatch(/^set -euo pipefail$/m);
   });
 
-  it('on a bare machine installs Redis and Chromium after one package-list update, starts Redis, then tests, smokes the benchmark and soaks for a minute', async () => {
-    const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
+  it('on a bare machine installs Redis, Chromium and wrk after one package-list update, starts Redis, then tests, smokes the benchmark and soaks for a minute', async () => {
+    const ci = await machine({
+      redisInstalled: false,
+      redisAnswering: false,
+      chromiumInstalled: false,
+      wrkInstalled: false,
+    });
     const { code, output } = await ci.run();
     expect(code, output).toBe(0);
     const calls = ci.calls();
@@ -767,6 +777,7 @@ describe('.ci/run', () => {
       'apt-get update DEBIAN_FRONTEND=noninteractive',
       'apt-get install -y redis-server DEBIAN_FRONTEND=noninteractive',
       'apt-get install -y chromium DEBIAN_FRONTEND=noninteractive',
+      'apt-get install -y wrk DEBIAN_FRONTEND=noninteractive',
     ]);
     expect(calls.filter((c) => c.startsWith('redis-server'))).toEqual([REDIS_START]);
     expect(calls.indexOf(REDIS_START)).toBeLessThan(calls.indexOf('npm test'));
@@ -774,7 +785,12 @@ describe('.ci/run', () => {
   });
 
   it('changes nothing on a second run: no apt, no second Redis', async () => {
-    const ci = await machine({ redisInstalled: false, redisAnswering: false, chromiumInstalled: false });
+    const ci = await machine({
+      redisInstalled: false,
+      redisAnswering: false,
+      chromiumInstalled: false,
+      wrkInstalled: false,
+    });
     expect((await ci.run()).code).toBe(0);
     const first = ci.calls().length;
     const { code, output } = await ci.run();
