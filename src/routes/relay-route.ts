@@ -163,7 +163,8 @@ export function createRelayHandler(deps: RelayDeps) {
     const afterApi = pathname.slice('/api/'.length);
     const slash = afterApi.indexOf('/');
     const providerName = slash === -1 ? afterApi : afterApi.slice(0, slash);
-    const path = checkRelayPath(slash === -1 ? '' : afterApi.slice(slash + 1));
+    const path = slash === -1 ? '' : afterApi.slice(slash + 1);
+    const canonicalPath = checkedRelayPath(path);
 
     if (!RELAY_METHODS.has(req.method ?? '')) throw new AppError('method_not_allowed');
     deps.policy.check(req);
@@ -173,7 +174,7 @@ export function createRelayHandler(deps: RelayDeps) {
     const providerConfig = config.providers[id];
     if (!providerConfig) throw new AppError('provider_not_configured', { provider: id });
     checkQuery(search);
-    if (adapter.isAuthEndpoint(canonicalRelayPath(path)))
+    if (adapter.isAuthEndpoint(canonicalPath))
       throw new AppError('forbidden_upstream_path', { provider: id });
     if (
       providerConfig.relayAllow.length > 0 &&
@@ -254,7 +255,7 @@ export function createRelayHandler(deps: RelayDeps) {
 
     const call: RelayCall = {
       method: req.method ?? 'GET',
-      url: upstreamUrl(providerConfig.baseUrl, path, search),
+      url: relayUrl(providerConfig.baseUrl, path, search),
       headers: forwardRequestHeaders(req.headers, context.id),
       body: undefined,
     };
@@ -408,6 +409,42 @@ const identities = new WeakMap<Credential, string>();
 const identityHash = memoize((key: string) =>
   createHash('sha256').update(key).digest('base64url').slice(0, 22),
 );
+
+/** Longest path and query whose check and upstream URL are remembered; longer ones are worked out each time. */
+const REMEMBERED_LENGTH = 256;
+/** How many of each are remembered (per provider for URLs) before the memo starts over. */
+const REMEMBERED_ENTRIES = 1000;
+
+// The same paths recur (a client polls its invoices), and both of these are pure functions of the path
+// (and query): its check with its canonical form, and its upstream URL. A refused path throws and is
+// not remembered. A remembered URL is shared by the calls that use it; nothing sets anything on it.
+const rememberedPath = memoize(
+  (path: string) => canonicalRelayPath(checkRelayPath(path)),
+  REMEMBERED_ENTRIES,
+);
+const rememberedUrls = new WeakMap<URL, (pathAndQuery: string) => URL>();
+
+/** Checks the relay path (`checkRelayPath`) and returns it as the upstream will read it. */
+function checkedRelayPath(path: string): string {
+  return path.length > REMEMBERED_LENGTH ? canonicalRelayPath(checkRelayPath(path)) : rememberedPath(path);
+}
+
+/** `upstreamUrl` for a checked path and its query (`''` or starting with `?`). */
+function relayUrl(baseUrl: URL, path: string, search: string): URL {
+  if (path.length + search.length > REMEMBERED_LENGTH) return upstreamUrl(baseUrl, path, search);
+  let remembered = rememberedUrls.get(baseUrl);
+  if (!remembered) {
+    // A checked path holds no `?`, so the first one starts the query.
+    remembered = memoize((pathAndQuery) => {
+      const queryAt = pathAndQuery.indexOf('?');
+      return queryAt === -1
+        ? upstreamUrl(baseUrl, pathAndQuery)
+        : upstreamUrl(baseUrl, pathAndQuery.slice(0, queryAt), pathAndQuery.slice(queryAt));
+    }, REMEMBERED_ENTRIES);
+    rememberedUrls.set(baseUrl, remembered);
+  }
+  return remembered(path + search);
+}
 
 const BODY_LIMIT_EXCEEDED = Symbol('body limit exceeded');
 

@@ -106,7 +106,8 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     async send(provider, upstreamRequest) {
       const started = performance.now();
       const { url, method } = upstreamRequest;
-      origins.set(provider, url.origin);
+      const { origin } = url;
+      origins.set(provider, origin);
       const traced = startUpstreamSpan(provider, method, url, upstreamRequest.headers);
       // The caller's cancellation ends the exchange at any stage, its body included; the listener
       // goes once the exchange is over.
@@ -130,7 +131,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       try {
         agent.dispatch(
           {
-            origin: url.origin,
+            origin,
             path: url.pathname + url.search,
             method,
             headers: traced.headers,
