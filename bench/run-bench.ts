@@ -3,11 +3,12 @@
 // (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, (c) Express +
 // express-session + connect-redis + http-proxy-middleware, (d) fastify + @fastify/session +
 // connect-redis + @fastify/http-proxy, (e) billfold with SESSION_CACHE=off, (f) billfold with its
-// session cache. Every contender is driven in turn, five rounds (every other one in reverse order),
-// and the medians are reported, so the machine's noise falls on all of them alike. Then: Redis commands per relayed request, the
-// revocation latency across three billfold instances, the session record size and store memory;
-// billfold with traces on (exported over OTLP to a sink in this process) runs as one more contender,
-// and the trace hooks' cost with traces off is timed in a loop.
+// session cache. Every contender is driven in turn, fifteen short rounds (every other one in reverse
+// order); figures are medians, and ratios medians of each round's own, so the machine's noise falls
+// on all of them alike. Then: Redis commands per relayed request, the revocation latency across three
+// billfold instances, the session record size and store memory; billfold with traces on (exported
+// over OTLP to a sink in this process) runs as one more contender, and the trace hooks' cost with
+// traces off is timed in a loop.
 // Prints tables, writes bench/results.json and bench/results.svg.
 // `--smoke` runs every step for a second or so, to prove the benchmark works (CI does this).
 import { spawn } from 'node:child_process';
@@ -25,9 +26,13 @@ import { renderChart } from './render-chart.js';
 import { measureSessionMemory } from './session-memory.js';
 
 const SMOKE = process.argv.includes('--smoke');
-const DURATION_S = SMOKE ? 1 : 5;
+// Many short rounds rather than a few long ones: on a shared machine whose speed drifts by half within
+// a minute, contenders measured seconds apart in the same round are what can be compared.
+const DURATION_S = SMOKE ? 1 : 2;
 const WARMUP_S = SMOKE ? 1 : 2;
-const ROUNDS = SMOKE ? 1 : 5;
+const ROUNDS = SMOKE ? 1 : 15;
+/** Each connection count of the scale step is one run of this length. */
+const SCALE_DURATION_S = SMOKE ? 1 : 5;
 const CONNECTIONS = 32;
 const SCALE_CONNECTIONS = [1, 8, 64, 256];
 const REVOCATIONS = SMOKE ? 5 : 200;
@@ -141,11 +146,16 @@ async function settle(redis: Redis): Promise<void> {
   }
 }
 
-async function load(contender: Contender, connections: number, warmup: boolean): Promise<Run> {
+async function load(
+  contender: Contender,
+  connections: number,
+  warmup: boolean,
+  durationS = DURATION_S,
+): Promise<Run> {
   const { name, url, headers } = contender;
   if (warmup) await wrk({ url, connections, durationS: WARMUP_S, headers });
   const cpuBefore = cpuMs(contender.pid);
-  const result = await wrk({ url, connections, durationS: DURATION_S, headers });
+  const result = await wrk({ url, connections, durationS, headers });
   const cpu = cpuMs(contender.pid) - cpuBefore;
   return {
     name,
@@ -451,7 +461,7 @@ async function main() {
   for (const connections of SCALE_CONNECTIONS) {
     for (const contender of [bare, cached]) {
       step(`${contender.name}, ${connections} connections`);
-      scale.push(await load(contender, connections, true));
+      scale.push(await load(contender, connections, true, SCALE_DURATION_S));
     }
   }
 
@@ -494,19 +504,29 @@ async function main() {
 
   const byName = (name: string) => runs.find((run) => run.name === name)!;
   const floor = byName('bare Node relay');
-  const fastify = byName('fastify stack');
-  const express = byName('Express stack');
-  const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : 'n/a');
+  const cacheOff = byName('billfold, cache off');
+  const cacheOn = byName('billfold');
+  const tracedRun = byName('billfold, traces on');
+  // A ratio between two contenders is the median of their ratios round by round: each round compares
+  // runs seconds apart, so a slow minute of the machine weighs on both sides of it alike.
+  const paired = (a: Run, b: Run, figure: 'rps' | 'p99' | 'cpuUsPerRequest') => {
+    const [ours, theirs] = [rounds[runs.indexOf(a)]!, rounds[runs.indexOf(b)]!];
+    return median(
+      ours.map((run, round) => run[figure] / (theirs[round]?.[figure] ?? 0)).filter(Number.isFinite),
+    );
+  };
+  const ratio = (a: Run, b: Run, figure: 'rps' | 'p99' = 'rps') => paired(a, b, figure).toFixed(2);
+  const [fastify, express] = [byName('fastify stack'), byName('Express stack')];
   console.table(
     runs.map((run, i) => ({
       contender: run.name,
       'req/s': run.rps,
       'p50 ms': run.p50,
       'p99 ms': run.p99,
-      'x bare': ratio(run.rps, floor.rps),
-      'x bare p99': ratio(run.p99, floor.p99),
-      'x fastify': ratio(run.rps, fastify.rps),
-      'x Express': ratio(run.rps, express.rps),
+      'x bare': ratio(run, floor),
+      'x bare p99': ratio(run, floor, 'p99'),
+      'x fastify': ratio(run, fastify),
+      'x Express': ratio(run, express),
       'Redis cmds/req': perRequest[i]!.toFixed(3),
       'CPU µs/req': run.cpuUsPerRequest,
       errors: run.errors + run.non2xx,
@@ -517,35 +537,32 @@ async function main() {
       connections,
       'bare req/s': scale[2 * i]!.rps,
       'billfold req/s': scale[2 * i + 1]!.rps,
-      ratio: ratio(scale[2 * i + 1]!.rps, scale[2 * i]!.rps),
+      ratio: (scale[2 * i + 1]!.rps / scale[2 * i]!.rps).toFixed(2),
       'bare p99': scale[2 * i]!.p99,
       'billfold p99': scale[2 * i + 1]!.p99,
     })),
   );
-  const cacheOff = byName('billfold, cache off');
-  const cacheOn = byName('billfold');
-  const tracedRun = byName('billfold, traces on');
   const targets = {
-    cacheOffRatio: cacheOff.rps / floor.rps,
-    cacheOffVsFastify: cacheOff.rps / fastify.rps,
-    cacheOnRatio: cacheOn.rps / floor.rps,
-    cacheOnVsFastify: cacheOn.rps / fastify.rps,
-    p99Ratio: floor.p99 > 0 ? cacheOn.p99 / floor.p99 : 0,
-    cacheOffP99Ratio: floor.p99 > 0 ? cacheOff.p99 / floor.p99 : 0,
-    cpuRatioCacheOff: cacheOff.cpuUsPerRequest / floor.cpuUsPerRequest,
-    cpuRatioCacheOn: cacheOn.cpuUsPerRequest / floor.cpuUsPerRequest,
+    cacheOffRatio: paired(cacheOff, floor, 'rps'),
+    cacheOffVsFastify: paired(cacheOff, fastify, 'rps'),
+    cacheOnRatio: paired(cacheOn, floor, 'rps'),
+    cacheOnVsFastify: paired(cacheOn, fastify, 'rps'),
+    p99Ratio: paired(cacheOn, floor, 'p99'),
+    cacheOffP99Ratio: paired(cacheOff, floor, 'p99'),
+    cpuRatioCacheOff: paired(cacheOff, floor, 'cpuUsPerRequest'),
+    cpuRatioCacheOn: paired(cacheOn, floor, 'cpuUsPerRequest'),
     redisCommandsPerRelayCacheOff: perRequest[runs.indexOf(cacheOff)]!,
     redisCommandsPerRelayCacheOn: perRequest[runs.indexOf(cacheOn)]!,
     sessionRecordBytes: recordBytes,
     tracesOnVsOff: {
-      rps: tracedRun.rps / cacheOn.rps,
-      p99: cacheOn.p99 > 0 ? tracedRun.p99 / cacheOn.p99 : 0,
+      rps: paired(tracedRun, cacheOn, 'rps'),
+      p99: paired(tracedRun, cacheOn, 'p99'),
     },
     traceHooksOffNsPerRequest: hooksOffNs,
   };
   console.log(
     [
-      `cores: ${cpus().length}${SMOKE ? ' (smoke run: figures are not meaningful)' : ''}; medians of ${ROUNDS} rounds of ${DURATION_S} s`,
+      `cores: ${cpus().length}${SMOKE ? ' (smoke run: figures are not meaningful)' : ''}; medians of ${ROUNDS} rounds of ${DURATION_S} s; ratios are medians of the rounds' own ratios`,
       `cache off: ${targets.cacheOffRatio.toFixed(2)} x bare (target >= 0.8), ${targets.cacheOffVsFastify.toFixed(2)} x fastify (target >= 1.5), p99 ${targets.cacheOffP99Ratio.toFixed(2)} x bare`,
       `cache on: ${targets.cacheOnRatio.toFixed(2)} x bare (target > 1), ${targets.cacheOnVsFastify.toFixed(2)} x fastify, p99 ${targets.p99Ratio.toFixed(2)} x bare (target <= 1.3)`,
       `CPU per relayed request: bare ${floor.cpuUsPerRequest} µs, billfold cache off ${cacheOff.cpuUsPerRequest} µs (${targets.cpuRatioCacheOff.toFixed(2)} x), cache on ${cacheOn.cpuUsPerRequest} µs (${targets.cpuRatioCacheOn.toFixed(2)} x)`,
