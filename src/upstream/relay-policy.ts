@@ -5,8 +5,17 @@ import { AppError } from '../errors.js';
 /** Methods the relay forwards. */
 export const RELAY_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
 
+// C0, DEL and C1 (NEL, the 8-bit CSI and the rest).
 // eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+// What a reader may drop without a trace: soft hyphens, zero-width characters, byte-order marks.
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/gu;
+/** A segment as a server that drops invisible characters and trims spaces and dots at its end reads it. */
+const trimmedSegment = (segment: string) =>
+  segment
+    .replace(INVISIBLE, '')
+    .trim()
+    .replace(/[\s.]+$/, '');
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 
 /**
@@ -44,20 +53,22 @@ export function checkRelayPath(rawPath: string): string {
     if (segment === '' && index !== segments.length - 1) throw refuse();
     const read = readSegmentAsUpstream(segment);
     if (read === undefined || /[/\\]/.test(read) || CONTROL_CHARACTERS.test(read)) throw refuse();
-    const bare = read.split(';', 1)[0];
-    if (bare === '.' || bare === '..') throw refuse();
+    // Dots alone, however padded (`..%20`, `%c2%ad..`, `...`), are a dot segment to some server.
+    const bare = (read.split(';', 1)[0] ?? '').replace(INVISIBLE, '').trim();
+    if (/^\.+$/.test(bare)) throw refuse();
   }
   return rawPath;
 }
 
 /**
  * A checked relay path as the upstream will read it (see `readSegmentAsUpstream`), for matching the
- * upstream's own auth endpoints: `%4cogin.json` or `login;x` is still its login endpoint.
+ * upstream's own auth endpoints: `%4cogin.json`, `login;x`, `login%20` and `Login.json.` are still
+ * its login endpoint.
  */
 export function canonicalRelayPath(checkedPath: string): string {
   return checkedPath
     .split('/')
-    .map((segment) => (readSegmentAsUpstream(segment) ?? '').split(';', 1)[0])
+    .map((segment) => trimmedSegment((readSegmentAsUpstream(segment) ?? '').split(';', 1)[0] ?? ''))
     .join('/');
 }
 

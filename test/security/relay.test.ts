@@ -611,6 +611,8 @@ describe('the upstream’s own auth endpoints', () => {
         'login;jsessionid=x',
         'login%3bx',
         'LOGOUT;x/',
+        'login%20',
+        'login%e2%80%8b',
       ],
     ],
     [
@@ -623,6 +625,8 @@ describe('the upstream’s own auth endpoints', () => {
         'Login%2ejson',
         'Login.json;x',
         'Logout.json/',
+        'Login.json.',
+        'Login.json%20',
       ],
     ],
     [

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  canonicalRelayPath,
   checkQuery,
   checkRelayPath,
   forwardRequestHeaders,
@@ -52,8 +53,29 @@ describe('relay path check', () => {
     ['an encoded CRLF', 'ACCOUNT%0d%0aHost:%20evil'],
     ['a malformed escape', 'ACCOUNT/%zz'],
     ['an empty path', ''],
+    ['a C1 control character (8-bit CSI)', 'ACCOUNT/1001%c2%9b'],
+    ['a next-line character', 'ACCOUNT%c2%85'],
+    ['a dot-dot with a trailing space', 'ACCOUNT/..%20/login'],
+    ['a dot-dot with a leading space', '%20../admin'],
+    ['a dot with a space', 'ACCOUNT/.%20/1'],
+    ['a dot-dot with a no-break space', '..%c2%a0/admin'],
+    ['a dot-dot with a zero-width space', '..%e2%80%8b/admin'],
+    ['dots around a soft hyphen', '%2e%c2%ad%2e/admin'],
+    ['a dot-dot with a byte-order mark', '..%ef%bb%bf/admin'],
+    ['three dots', '.../admin'],
   ])('refuses %s with invalid_path', (_name, path) => {
     expect(code(() => checkRelayPath(path))).toBe('invalid_path');
+  });
+
+  it.each([
+    ['login%20', 'login'],
+    ['login.', 'login'],
+    ['Login.json.', 'Login.json'],
+    ['login%e2%80%8b', 'login'],
+    ['%4cogin;x/session', 'Login/session'],
+    ['ACCOUNT/1001', 'ACCOUNT/1001'],
+  ])('reads %s as the upstream may: %s', (path, canonical) => {
+    expect(canonicalRelayPath(checkRelayPath(path))).toBe(canonical);
   });
 });
 
