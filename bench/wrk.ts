@@ -1,6 +1,6 @@
-// The benchmark's load generator: wrk (Debian's `wrk` package), driven as a child process. A load
-// generator written in C with one thread leaves the two cores of a small machine to the contenders,
-// where one written for Node (autocannon) took about a core of its own and set the pace for all.
+// The benchmark's load generator: wrk (Debian's `wrk` package), driven as a child process. Written in
+// C, on one thread, it spends half the CPU per request that a load generator written for Node
+// (autocannon) does, CPU the contenders on a small machine share with it.
 import { spawn } from 'node:child_process';
 
 export interface LoadOptions {
