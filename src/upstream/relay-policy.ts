@@ -101,6 +101,7 @@ const SECRET_NAMES = new Set([
   'passwd',
   'credential',
   'credentials',
+  'phpsessid',
 ]);
 // Suffixes name a credential whatever qualifies it (`x_session_id`, `private_key`, `mfaToken`); a
 // bare `token` or `key` suffix is not among them, since `pageToken` and `sortKey` carry none.
@@ -131,6 +132,10 @@ const SECRET_SUFFIXES = [
   'authkey',
   'credential',
   'credentials',
+  'bearertoken',
+  'csrftoken',
+  'xsrftoken',
+  'passphrase',
 ];
 
 /** Whether a parameter or header name looks like it carries a credential (any case, `_`/`-` ignored). */
@@ -189,8 +194,10 @@ export function checkQuery(search: string): void {
   for (const pair of query.split(/[&;]/)) {
     const raw = (pair.split('=', 1)[0] ?? '').replaceAll('+', ' ');
     const read = readSegmentAsUpstream(raw) ?? raw.normalize('NFKC');
-    if (isCredentialName(foldConfusables(read)) || isCredentialName(foldConfusables(raw)))
-      throw new AppError('secret_in_query');
+    // A name that decodes to `name=value` (`password%3Dx`) is read up to its `=` too, as a server
+    // that decodes before it splits would read it.
+    const names = [read, read.split('=', 1)[0] ?? '', raw];
+    if (names.some((name) => isCredentialName(foldConfusables(name)))) throw new AppError('secret_in_query');
   }
 }
 

@@ -93,6 +93,12 @@ describe('query strings', () => {
     '?api-key=x',
     '?a=1&userPassword=x',
     '?a=1&a=2&apikey=z',
+    '?bearerToken=x',
+    '?csrf_token=x',
+    '?passphrase=x',
+    '?PHPSESSID=x',
+    '?password%3Dhunter2',
+    '?a=1&api%5Fkey%3Dx',
   ])('refuses %s with secret_in_query', (query) => {
     expect(code(() => checkQuery(query))).toBe('secret_in_query');
   });
