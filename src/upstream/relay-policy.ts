@@ -10,12 +10,8 @@ export const RELAY_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DE
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
 // What a reader may drop without a trace: soft hyphens, zero-width characters, byte-order marks.
 const INVISIBLE = /\p{Default_Ignorable_Code_Point}/gu;
-/** A segment as a server that drops invisible characters and trims spaces and dots at its end reads it. */
-const trimmedSegment = (segment: string) =>
-  segment
-    .replace(INVISIBLE, '')
-    .trim()
-    .replace(/[\s.]+$/, '');
+/** A segment as a server that drops invisible characters and surrounding spaces reads it. */
+const visibleSegment = (segment: string) => segment.replace(INVISIBLE, '').trim();
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 
 /**
@@ -54,8 +50,7 @@ export function checkRelayPath(rawPath: string): string {
     const read = readSegmentAsUpstream(segment);
     if (read === undefined || /[/\\]/.test(read) || CONTROL_CHARACTERS.test(read)) throw refuse();
     // Dots alone, however padded (`..%20`, `%c2%ad..`, `...`), are a dot segment to some server.
-    const bare = (read.split(';', 1)[0] ?? '').replace(INVISIBLE, '').trim();
-    if (/^\.+$/.test(bare)) throw refuse();
+    if (/^\.+$/.test(visibleSegment(read.split(';', 1)[0] ?? ''))) throw refuse();
   }
   return rawPath;
 }
@@ -66,10 +61,15 @@ export function checkRelayPath(rawPath: string): string {
  * its login endpoint.
  */
 export function canonicalRelayPath(checkedPath: string): string {
-  return checkedPath
-    .split('/')
-    .map((segment) => trimmedSegment((readSegmentAsUpstream(segment) ?? '').split(';', 1)[0] ?? ''))
-    .join('/');
+  return (
+    checkedPath
+      .split('/')
+      // Trailing dots too, as servers that map paths to Windows file names drop them.
+      .map((segment) =>
+        visibleSegment((readSegmentAsUpstream(segment) ?? '').split(';', 1)[0] ?? '').replace(/[\s.]+$/, ''),
+      )
+      .join('/')
+  );
 }
 
 const SECRET_NAMES = new Set([
