@@ -29,13 +29,14 @@ import {
   type CredentialRenewer,
 } from '../upstream/credential-renewer.js';
 import {
-  canonicalRelayPath,
   checkQuery,
-  checkRelayPath,
+  checkedRelayPath,
   forwardRequestHeaders,
   relayedResponseHeaders,
   relayFixedHeaders,
   RELAY_METHODS,
+  REMEMBERED_ENTRIES,
+  REMEMBERED_LENGTH,
 } from '../upstream/relay-policy.js';
 import type { UpstreamBody } from '../upstream/upstream-body.js';
 import {
@@ -410,24 +411,10 @@ const identityHash = memoize((key: string) =>
   createHash('sha256').update(key).digest('base64url').slice(0, 22),
 );
 
-/** Longest path and query whose check and upstream URL are remembered; longer ones are worked out each time. */
-const REMEMBERED_LENGTH = 256;
-/** How many of each are remembered (per provider for URLs) before the memo starts over. */
-const REMEMBERED_ENTRIES = 1000;
-
-// The same paths recur (a client polls its invoices), and both of these are pure functions of the path
-// (and query): its check with its canonical form, and its upstream URL. A refused path throws and is
-// not remembered. A remembered URL is shared by the calls that use it; nothing sets anything on it.
-const rememberedPath = memoize(
-  (path: string) => canonicalRelayPath(checkRelayPath(path)),
-  REMEMBERED_ENTRIES,
-);
+// The same paths recur (a client polls its invoices), and a path's upstream URL is a pure function of
+// the path and query: remembered for short ones, like the path's check (`checkedRelayPath`). A
+// remembered URL is shared by the calls that use it; nothing sets anything on it.
 const rememberedUrls = new WeakMap<URL, (pathAndQuery: string) => URL>();
-
-/** Checks the relay path (`checkRelayPath`) and returns it as the upstream will read it. */
-function checkedRelayPath(path: string): string {
-  return path.length > REMEMBERED_LENGTH ? canonicalRelayPath(checkRelayPath(path)) : rememberedPath(path);
-}
 
 /** `upstreamUrl` for a checked path and its query (`''` or starting with `?`). */
 function relayUrl(baseUrl: URL, path: string, search: string): URL {

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   canonicalRelayPath,
+  checkedRelayPath,
   checkQuery,
   checkRelayPath,
   forwardRequestHeaders,
@@ -76,6 +77,50 @@ describe('relay path check', () => {
     ['ACCOUNT/1001', 'ACCOUNT/1001'],
   ])('reads %s as the upstream may: %s', (path, canonical) => {
     expect(canonicalRelayPath(checkRelayPath(path))).toBe(canonical);
+  });
+});
+
+describe('the remembered relay path check', () => {
+  const outcome = (run: () => string) => {
+    try {
+      return { canonical: run() };
+    } catch (error) {
+      return { code: (error as { code?: string }).code };
+    }
+  };
+  const segment = fc.oneof(
+    fc.constantFrom(
+      '..',
+      '.',
+      '%2e%2e',
+      '..%20',
+      '%c2%85',
+      'login',
+      'Login.json.',
+      'ACCOUNT',
+      '1001',
+      '%zz',
+      '',
+    ),
+    fc.string({ maxLength: 8 }),
+    fc.stringMatching(/^(?:%[0-9a-fA-F]{2}|[a-z.; ])*$/),
+  );
+
+  it('answers every path as the check itself does, the first time and every time after', () => {
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 5 }), (segments) => {
+        const path = segments.join('/');
+        const direct = outcome(() => canonicalRelayPath(checkRelayPath(path)));
+        for (let i = 0; i < 3; i++) expect(outcome(() => checkedRelayPath(path))).toEqual(direct);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('checks a path longer than it remembers all the same', () => {
+    const long = `ACCOUNT/${'a'.repeat(300)}`;
+    expect(checkedRelayPath(long)).toBe(long);
+    expect(code(() => checkedRelayPath(`${long}/..%20/login`))).toBe('invalid_path');
   });
 });
 
