@@ -21,7 +21,7 @@ import { createClient } from 'redis';
 import { traceRequests } from '../src/middleware/request-tracing.js';
 import { endStoreSpan, endUpstreamSpan, startStoreSpan, startUpstreamSpan } from '../src/tracing.js';
 import { billfoldListening, compile, start, stopChildren, track } from './processes.js';
-import { wrk } from './wrk.js';
+import { wrk, type LoadResult } from './wrk.js';
 import { renderChart } from './render-chart.js';
 import { measureSessionMemory } from './session-memory.js';
 
@@ -44,15 +44,10 @@ const SECRETS = {
 const step = (message: string) => process.stderr.write(`bench: ${message}\n`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface Run {
+/** What wrk measured of one contender (rounded for the tables), and its own CPU. */
+interface Run extends LoadResult {
   name: string;
   connections: number;
-  requests: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  non2xx: number;
   /** CPU time (user and system) the contender's process spent per request, in microseconds. */
   cpuUsPerRequest: number;
 }
@@ -158,14 +153,12 @@ async function load(
   const result = await wrk({ url, connections, durationS, headers });
   const cpu = cpuMs(contender.pid) - cpuBefore;
   return {
+    ...result,
     name,
     connections,
-    requests: result.requests,
     rps: Math.round(result.rps),
     p50: Math.round(100 * result.p50) / 100,
     p99: Math.round(100 * result.p99) / 100,
-    errors: result.errors,
-    non2xx: result.non2xx,
     cpuUsPerRequest: result.requests > 0 ? Math.round((1000 * cpu) / result.requests) : 0,
   };
 }

@@ -739,6 +739,14 @@ if (args[0] === 'install') {
   };
 }
 
+// A machine with none of what .ci/run installs and no Redis answering.
+const BARE_MACHINE = {
+  redisInstalled: false,
+  redisAnswering: false,
+  chromiumInstalled: false,
+  wrkInstalled: false,
+} as const;
+
 describe('.ci/run', () => {
   const machines: CiMachine[] = [];
   const machine = async (state: Parameters<typeof createCiMachine>[0]) => {
@@ -758,12 +766,7 @@ describe('.ci/run', () => {
   });
 
   it('on a bare machine installs Redis, Chromium and wrk after one package-list update, starts Redis, then tests, smokes the benchmark and soaks for a minute', async () => {
-    const ci = await machine({
-      redisInstalled: false,
-      redisAnswering: false,
-      chromiumInstalled: false,
-      wrkInstalled: false,
-    });
+    const ci = await machine(BARE_MACHINE);
     const { code, output } = await ci.run();
     expect(code, output).toBe(0);
     const calls = ci.calls();
@@ -785,12 +788,7 @@ describe('.ci/run', () => {
   });
 
   it('changes nothing on a second run: no apt, no second Redis', async () => {
-    const ci = await machine({
-      redisInstalled: false,
-      redisAnswering: false,
-      chromiumInstalled: false,
-      wrkInstalled: false,
-    });
+    const ci = await machine(BARE_MACHINE);
     expect((await ci.run()).code).toBe(0);
     const first = ci.calls().length;
     const { code, output } = await ci.run();
