@@ -286,53 +286,47 @@ describe(
     });
 
     it('describes the operator endpoints and their refusals', async () => {
-      const operator = async (origin: string, method: string, target: string, token: string | null) =>
+      const operator = async (origin: string, method: string, target: string, token: string) =>
         fromFetch(
-          await fetch(`${origin}${target}`, {
-            method,
-            headers: token === null ? {} : { authorization: `Bearer ${token}` },
-          }),
+          await fetch(`${origin}${target}`, { method, headers: { authorization: `Bearer ${token}` } }),
         );
       const { url, adminUrl = '' } = stack.billfold;
       const query = `?provider=billingplatform&user=${demo.billingplatform.username}`;
-      expectDocumented(
-        'get',
-        '/admin/sessions',
-        await operator(adminUrl, 'GET', `/admin/sessions${query}`, ADMIN_TOKEN),
-      );
-      expectDocumented(
-        'delete',
-        '/admin/sessions',
-        await operator(adminUrl, 'DELETE', `/admin/sessions${query}`, ADMIN_TOKEN),
-      );
-      expectDocumented(
-        'get',
-        '/admin/sessions',
-        await operator(adminUrl, 'GET', '/admin/sessions?provider=x', ADMIN_TOKEN),
-      );
-      expectDocumented(
-        'get',
-        '/admin/sessions',
-        await operator(adminUrl, 'GET', '/admin/sessions?provider=billogram&user=someone', ADMIN_TOKEN),
-      );
-      expectDocumented('get', '/metrics', await operator(url, 'GET', '/metrics', METRICS_TOKEN));
-      expectDocumented('get', '/metrics', await operator(url, 'POST', '/metrics', METRICS_TOKEN));
-      expectDocumented(
-        'get',
-        '/admin/sessions',
-        await operator(adminUrl, 'POST', `/admin/sessions${query}`, ADMIN_TOKEN),
-      );
-      expectDocumented(
-        'get',
-        '/admin/sessions',
-        await operator(adminUrl, 'GET', '/admin/elsewhere', ADMIN_TOKEN),
-      );
-      for (let guess = 0; guess < 3; guess++) {
-        expectDocumented(
-          'get',
-          '/admin/sessions',
-          await operator(adminUrl, 'GET', `/admin/sessions${query}`, 'wrong'),
-        );
+      // In order (the DELETE revokes what the first GET listed): what is called, then the operation
+      // of the document its answer must match.
+      const calls: Array<
+        [origin: string, method: string, target: string, token: string, documented: string]
+      > = [
+        [adminUrl, 'GET', `/admin/sessions${query}`, ADMIN_TOKEN, 'get /admin/sessions'],
+        [adminUrl, 'DELETE', `/admin/sessions${query}`, ADMIN_TOKEN, 'delete /admin/sessions'],
+        [adminUrl, 'GET', '/admin/sessions?provider=x', ADMIN_TOKEN, 'get /admin/sessions'],
+        [
+          adminUrl,
+          'GET',
+          '/admin/sessions?provider=billogram&user=someone',
+          ADMIN_TOKEN,
+          'get /admin/sessions',
+        ],
+        [url, 'GET', '/metrics', METRICS_TOKEN, 'get /metrics'],
+        [url, 'POST', '/metrics', METRICS_TOKEN, 'get /metrics'],
+        [adminUrl, 'POST', `/admin/sessions${query}`, ADMIN_TOKEN, 'get /admin/sessions'],
+        [adminUrl, 'GET', '/admin/elsewhere', ADMIN_TOKEN, 'get /admin/sessions'],
+        // Wrong tokens, three in a row.
+        ...Array.from(
+          { length: 3 },
+          () =>
+            [
+              adminUrl,
+              'GET',
+              `/admin/sessions${query}`,
+              'wrong',
+              'get /admin/sessions',
+            ] as (typeof calls)[number],
+        ),
+      ];
+      for (const [origin, method, target, token, documented] of calls) {
+        const [documentedMethod = '', documentedPath = ''] = documented.split(' ');
+        expectDocumented(documentedMethod, documentedPath, await operator(origin, method, target, token));
       }
     });
 
