@@ -4,7 +4,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from 'redis';
-import { billfoldListening, compile, start, stopChildren } from './processes.js';
+import { billfoldListening, compile, ROOT, start, stopChildren } from './processes.js';
 import { wrk } from './wrk.js';
 
 const [given, cache = 'on', redisUrl = 'redis://127.0.0.1:6379'] = process.argv.slice(2);
@@ -52,7 +52,7 @@ async function main() {
   const bySelf = new Map<string, number>();
   for (const node of profile.nodes) {
     const { functionName, url: file, lineNumber } = node.callFrame;
-    const name = `${functionName || '(anonymous)'} ${file.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*wt18\//, '')}:${lineNumber + 1}`;
+    const name = `${functionName || '(anonymous)'} ${file.replace(/^.*node_modules\//, '').replace(`file://${ROOT}`, '')}:${lineNumber + 1}`;
     bySelf.set(name, (bySelf.get(name) ?? 0) + (node.hitCount ?? 0));
   }
   for (const [name, hits] of [...bySelf].sort((a, b) => b[1] - a[1]).slice(0, 45))
