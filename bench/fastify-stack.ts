@@ -1,6 +1,7 @@
 // A baseline: the fastify stack for a session-holding relay, from each plugin's own README. fastify,
 // @fastify/cookie and @fastify/session on connect-redis (node-redis), @fastify/http-proxy. No CSRF,
-// CORS, sealing, policy checks, metrics or logs: only what the plugins do for a session and a proxy.
+// CORS, sealing, policy checks or metrics: only what the plugins do for a session and a proxy, and,
+// given `logged`, fastify's own request log (`logger: true`, as fastify's README starts a server).
 // `POST /login` stores an upstream session id in the session; `/api/billingplatform/*` relays with it.
 import fastifyCookie from '@fastify/cookie';
 import fastifyHttpProxy from '@fastify/http-proxy';
@@ -13,17 +14,24 @@ import { createClient } from 'redis';
 type BenchSession = { upstreamSession?: string };
 const held = (request: Pick<FastifyRequest, 'session'>) => request.session as unknown as BenchSession;
 
-const [upstreamOrigin, upstreamBase, redisUrl, port, prefix] = process.argv.slice(2);
-if (!upstreamOrigin || !upstreamBase || !redisUrl || !port || !prefix) {
+const [upstreamOrigin, upstreamBase, redisUrl, port, prefix, logging] = process.argv.slice(2);
+if (
+  !upstreamOrigin ||
+  !upstreamBase ||
+  !redisUrl ||
+  !port ||
+  !prefix ||
+  !['logged', 'quiet'].includes(logging ?? '')
+) {
   throw new Error(
-    'usage: fastify-stack <upstream origin> <upstream base path> <redis url> <port> <key prefix>',
+    'usage: fastify-stack <upstream origin> <upstream base path> <redis url> <port> <key prefix> logged|quiet',
   );
 }
 
 const redisClient = createClient({ url: redisUrl });
 await redisClient.connect();
 
-const server = Fastify();
+const server = Fastify({ logger: logging === 'logged' });
 await server.register(fastifyCookie);
 await server.register(fastifySession, {
   // connect-redis is an express-session store, which @fastify/session accepts; only billfold's own

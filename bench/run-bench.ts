@@ -2,8 +2,8 @@
 // the two stacks a team would otherwise assemble, in one run, on one upstream and one Redis:
 // (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, (c) Express +
 // express-session + connect-redis + http-proxy-middleware, (d) fastify + @fastify/session +
-// connect-redis + @fastify/http-proxy, (e) billfold with SESSION_CACHE=off, (f) billfold with its
-// session cache. Every contender is driven in turn, fifteen short rounds (every other one in reverse
+// connect-redis + @fastify/http-proxy with fastify's request log, and the same without it, (e) billfold
+// with SESSION_CACHE=off, (f) billfold with its session cache. Every contender is driven in turn, fifteen short rounds (every other one in reverse
 // order); figures are medians, and ratios medians of each round's own, so the machine's noise falls
 // on all of them alike. Then: Redis commands per relayed request, the revocation latency across three
 // billfold instances, the session record size and store memory; billfold with traces on (exported
@@ -336,9 +336,21 @@ async function main() {
     .loginResponse[0]!.SessionID;
   await redis.set('bare:bench', upstreamSession, { EX: 3600 });
   step('starting the bare relay and the Express and fastify stacks');
-  const [barePort, expressPort, fastifyPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const [barePort, expressPort, fastifyPort, quietFastifyPort] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   const ready = (line: string) => (line.includes('ready') ? 'ready' : undefined);
-  const [bareProcess, expressProcess, fastifyProcess] = await Promise.all([
+  const fastifyStack = (port: number, logging: 'logged' | 'quiet') =>
+    start(
+      'dist/bench/fastify-stack.js',
+      [upstream.origin, upstream.pathname, redisUrl, String(port), `${prefix}fastify-${logging}:`, logging],
+      {},
+      ready,
+    );
+  const [bareProcess, expressProcess, fastifyProcess, quietFastifyProcess] = await Promise.all([
     start(
       'dist/bench/bare-relay.js',
       [upstream.origin, upstream.pathname, redisUrl, String(barePort), 'bare'],
@@ -351,12 +363,8 @@ async function main() {
       {},
       ready,
     ),
-    start(
-      'dist/bench/fastify-stack.js',
-      [upstream.origin, upstream.pathname, redisUrl, String(fastifyPort), `${prefix}fastify:`],
-      {},
-      ready,
-    ),
+    fastifyStack(fastifyPort, 'logged'),
+    fastifyStack(quietFastifyPort, 'quiet'),
   ]);
   const stackCookie = async (port: number) => {
     const answer = await fetch(`http://127.0.0.1:${port}/login`, {
@@ -401,6 +409,12 @@ async function main() {
       url: `http://127.0.0.1:${fastifyPort}${relayPath}`,
       headers: { cookie: await stackCookie(fastifyPort) },
       pid: fastifyProcess.child.pid!,
+    },
+    {
+      name: 'fastify stack, no log',
+      url: `http://127.0.0.1:${quietFastifyPort}${relayPath}`,
+      headers: { cookie: await stackCookie(quietFastifyPort) },
+      pid: quietFastifyProcess.child.pid!,
     },
     {
       name: 'billfold, cache off',
@@ -509,7 +523,11 @@ async function main() {
     );
   };
   const ratio = (a: Run, b: Run, figure: 'rps' | 'p99' = 'rps') => paired(a, b, figure).toFixed(2);
-  const [fastify, express] = [byName('fastify stack'), byName('Express stack')];
+  const [fastify, quietFastify, express] = [
+    byName('fastify stack'),
+    byName('fastify stack, no log'),
+    byName('Express stack'),
+  ];
   console.table(
     runs.map((run, i) => ({
       contender: run.name,
@@ -538,8 +556,10 @@ async function main() {
   const targets = {
     cacheOffRatio: paired(cacheOff, floor, 'rps'),
     cacheOffVsFastify: paired(cacheOff, fastify, 'rps'),
+    cacheOffVsFastifyNoLog: paired(cacheOff, quietFastify, 'rps'),
     cacheOnRatio: paired(cacheOn, floor, 'rps'),
     cacheOnVsFastify: paired(cacheOn, fastify, 'rps'),
+    cacheOnVsFastifyNoLog: paired(cacheOn, quietFastify, 'rps'),
     p99Ratio: paired(cacheOn, floor, 'p99'),
     cacheOffP99Ratio: paired(cacheOff, floor, 'p99'),
     cpuRatioCacheOff: paired(cacheOff, floor, 'cpuUsPerRequest'),
@@ -556,8 +576,8 @@ async function main() {
   console.log(
     [
       `cores: ${cpus().length}${SMOKE ? ' (smoke run: figures are not meaningful)' : ''}; medians of ${ROUNDS} rounds of ${DURATION_S} s; ratios are medians of the rounds' own ratios`,
-      `cache off: ${targets.cacheOffRatio.toFixed(2)} x bare (target >= 0.8), ${targets.cacheOffVsFastify.toFixed(2)} x fastify (target >= 1.5), p99 ${targets.cacheOffP99Ratio.toFixed(2)} x bare`,
-      `cache on: ${targets.cacheOnRatio.toFixed(2)} x bare (target > 1), ${targets.cacheOnVsFastify.toFixed(2)} x fastify, p99 ${targets.p99Ratio.toFixed(2)} x bare (target <= 1.3)`,
+      `cache off: ${targets.cacheOffRatio.toFixed(2)} x bare (target >= 0.8), ${targets.cacheOffVsFastify.toFixed(2)} x fastify (target >= 1.5; ${targets.cacheOffVsFastifyNoLog.toFixed(2)} x fastify without its log), p99 ${targets.cacheOffP99Ratio.toFixed(2)} x bare`,
+      `cache on: ${targets.cacheOnRatio.toFixed(2)} x bare (target > 1), ${targets.cacheOnVsFastify.toFixed(2)} x fastify (${targets.cacheOnVsFastifyNoLog.toFixed(2)} x without its log), p99 ${targets.p99Ratio.toFixed(2)} x bare (target <= 1.3)`,
       `CPU per relayed request: bare ${floor.cpuUsPerRequest} µs, billfold cache off ${cacheOff.cpuUsPerRequest} µs (${targets.cpuRatioCacheOff.toFixed(2)} x), cache on ${cacheOn.cpuUsPerRequest} µs (${targets.cpuRatioCacheOn.toFixed(2)} x)`,
       `Redis commands per relayed request: cache off ${targets.redisCommandsPerRelayCacheOff.toFixed(3)}, cache on ${targets.redisCommandsPerRelayCacheOn.toFixed(3)} (target 0)`,
       `revocation seen by the two other instances (${revocation.samples} samples): p50 ${revocation.p50} ms, p90 ${revocation.p90} ms, p99 ${revocation.p99} ms, max ${revocation.max} ms (target p99 <= 50); revoked sessions served afterwards: ${revocation.servedAfter}`,
