@@ -2,13 +2,13 @@
 // the two stacks a team would otherwise assemble, in one run, on one upstream and one Redis:
 // (a) the sandbox upstream called directly, (b) the bare Node relay in bench/, (c) Express +
 // express-session + connect-redis + http-proxy-middleware, (d) fastify + @fastify/session +
-// connect-redis + @fastify/http-proxy with fastify's request log, and the same without it, (e) billfold
-// with SESSION_CACHE=off, (f) billfold with its session cache. Every contender is driven in turn, fifteen short rounds (every other one in reverse
-// order); figures are medians, and ratios medians of each round's own, so the machine's noise falls
-// on all of them alike. Then: Redis commands per relayed request, the revocation latency across three
-// billfold instances, the session record size and store memory; billfold with traces on (exported
-// over OTLP to a sink in this process) runs as one more contender, and the trace hooks' cost with
-// traces off is timed in a loop.
+// connect-redis + @fastify/http-proxy with fastify's request log, and the same without it, (e)
+// billfold with SESSION_CACHE=off, (f) billfold with its session cache. Every contender is driven in
+// turn, fifteen short rounds (every other one in reverse order); figures are medians, and ratios
+// medians of each round's own, so the machine's noise falls on all of them alike. Then: Redis
+// commands per relayed request, the revocation latency across three billfold instances, the session
+// record size and store memory; billfold with traces on (exported over OTLP to a sink in this
+// process) runs as one more contender, and the trace hooks' cost with traces off is timed in a loop.
 // Prints tables, writes bench/results.json and bench/results.svg.
 // `--smoke` runs every step for a second or so, to prove the benchmark works (CI does this).
 import { spawn } from 'node:child_process';
