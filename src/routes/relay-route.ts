@@ -418,16 +418,19 @@ const rememberedUrls = new WeakMap<URL, (pathAndQuery: string) => URL>();
 
 /** `upstreamUrl` for a checked path and its query (`''` or starting with `?`). */
 function relayUrl(baseUrl: URL, path: string, search: string): URL {
-  if (path.length + search.length > REMEMBERED_LENGTH) return upstreamUrl(baseUrl, path, search);
   let remembered = rememberedUrls.get(baseUrl);
   if (!remembered) {
     // A checked path holds no `?`, so the first one starts the query.
-    remembered = memoize((pathAndQuery) => {
-      const queryAt = pathAndQuery.indexOf('?');
-      return queryAt === -1
-        ? upstreamUrl(baseUrl, pathAndQuery)
-        : upstreamUrl(baseUrl, pathAndQuery.slice(0, queryAt), pathAndQuery.slice(queryAt));
-    }, REMEMBERED_ENTRIES);
+    remembered = memoize(
+      (pathAndQuery) => {
+        const queryAt = pathAndQuery.indexOf('?');
+        return queryAt === -1
+          ? upstreamUrl(baseUrl, pathAndQuery)
+          : upstreamUrl(baseUrl, pathAndQuery.slice(0, queryAt), pathAndQuery.slice(queryAt));
+      },
+      REMEMBERED_ENTRIES,
+      REMEMBERED_LENGTH,
+    );
     rememberedUrls.set(baseUrl, remembered);
   }
   return remembered(path + search);

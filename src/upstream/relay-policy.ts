@@ -77,17 +77,16 @@ export const REMEMBERED_LENGTH = 256;
 /** How many of them are remembered (URLs per provider) before the memo starts over. */
 export const REMEMBERED_ENTRIES = 1000;
 
-// The same paths recur (a client polls its invoices); a path's check and canonical form are pure
-// functions of it. A refused path throws and is never remembered.
-const rememberedPath = memoize(
+/**
+ * `checkRelayPath`, then the path as the upstream will read it (`canonicalRelayPath`). The same paths
+ * recur (a client polls its invoices) and both are pure functions of the path, so short ones are
+ * remembered; a refused path throws and is never remembered.
+ */
+export const checkedRelayPath = memoize(
   (path: string) => canonicalRelayPath(checkRelayPath(path)),
   REMEMBERED_ENTRIES,
+  REMEMBERED_LENGTH,
 );
-
-/** `checkRelayPath`, then the path as the upstream will read it (`canonicalRelayPath`); short ones remembered. */
-export function checkedRelayPath(path: string): string {
-  return path.length > REMEMBERED_LENGTH ? canonicalRelayPath(checkRelayPath(path)) : rememberedPath(path);
-}
 
 const SECRET_NAMES = new Set([
   'password',
