@@ -67,6 +67,40 @@ describe('BILL end to end on Redis', () => {
     ).toEqual([]);
   });
 
+  it('keeps a UTF-8 form field as sent, and refuses a form not UTF-8 or with a stray % rather than change it', async () => {
+    const client = stack.client();
+    await client.post('/auth/bill/login', demo);
+    const headers = { 'content-type': 'application/x-www-form-urlencoded' };
+    const data = JSON.stringify({ name: 'Café Ünïcode ✓ 日本' });
+    const sent = () => new URLSearchParams(stack.sandbox.bill.requests.at(-1)!.body);
+
+    // Percent-encoded, and raw.
+    const kept = await client.request('POST', '/api/bill/List/Vendor.json', {
+      body: `data=${encodeURIComponent(data)}&note=Café+✓`,
+      headers,
+    });
+    expect(kept.status).toBe(200);
+    expect(sent().get('data')).toBe(data);
+    expect(sent().get('note')).toBe('Café ✓');
+
+    const before = stack.sandbox.bill.requests.length;
+    for (const body of [
+      'data=Caf%E9', // Latin-1 é, percent-encoded
+      Buffer.concat([Buffer.from('data=Caf'), Buffer.from([0xe9])]), // Latin-1 é, raw
+      'data=%C3', // a UTF-8 sequence cut short
+      'data=%C0%AF', // an overlong '/'
+      'da%FFta=1',
+      'data=%41✓%zz', // a stray '%', which Node's URLSearchParams reads as 'A\u0013%zz'
+      'data=100%',
+    ]) {
+      const refused = await client.request('POST', '/api/bill/List/Vendor.json', { body, headers });
+      expect(refused.status, String(body)).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'invalid_request', provider: 'bill' });
+    }
+    expect(stack.sandbox.bill.requests.length).toBe(before);
+    expect((await client.get('/auth/session')).body.providers.bill.connected).toBe(true);
+  });
+
   it('reads BDC_1109 inside an HTTP 200 as upstream_session_expired and marks BILL disconnected', async () => {
     const client = stack.client();
     await client.post('/auth/bill/login', demo);

@@ -82,7 +82,7 @@ export interface CookieClient {
   request(
     method: string,
     path: string,
-    options?: { json?: unknown; body?: string; headers?: Record<string, string> },
+    options?: { json?: unknown; body?: string | Buffer; headers?: Record<string, string> },
   ): Promise<Answer>;
   get(path: string, headers?: Record<string, string>): Promise<Answer>;
   post(path: string, json?: unknown, headers?: Record<string, string>): Promise<Answer>;
@@ -118,6 +118,9 @@ export function createCookieClient(target: string | http.RequestListener, cookie
           res.on('end', () => done(null, Buffer.concat(chunks).toString('utf8')));
         });
       for (const [name, value] of Object.entries(headers)) call = call.set(name, value);
+      // Bytes go as they are: superagent would otherwise serialise a Buffer by its content type, and
+      // writes what the serialiser returns, a string in its typing.
+      if (Buffer.isBuffer(body)) call = call.serialize((bytes: Buffer) => bytes as unknown as string);
       if (body !== undefined) call = call.send(body);
       const response = await call;
       const text = typeof response.body === 'string' ? response.body : '';

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import type { SessionRecord } from '../../session/session-record.js';
@@ -276,9 +277,17 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
         (call.body && call.body.length > 0 && !type?.toLowerCase().startsWith(FORM))
       )
         return call;
+      // The form is read and written again to set billfold's fields; a field that is not UTF-8, or
+      // holds a stray `%`, could come out of that changed, so it is refused instead.
+      if (call.body && !isWellFormedForm(call.body)) {
+        throw new AppError('invalid_request', {
+          provider,
+          message: "A BILL form body must be UTF-8, each '%' followed by two hex digits of UTF-8.",
+        });
+      }
       // Client-sent credentials are removed, whatever their case or the spaces around them;
-      // billfold's are set.
-      const fields = new URLSearchParams(call.body?.toString('utf8') ?? '');
+      // billfold's are set. (The leading `&` keeps a leading `?`, which URLSearchParams would drop.)
+      const fields = new URLSearchParams(`&${call.body?.toString('utf8') ?? ''}`);
       for (const name of [...fields.keys()]) {
         if (['devkey', 'sessionid'].includes(name.trim().toLowerCase())) fields.delete(name);
       }
@@ -296,4 +305,18 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
     secretsOf: (credential) => [credential.sessionId, config.devKey],
     ...billCommon('v2'),
   };
+}
+
+/**
+ * Whether a form body is UTF-8 with every `%` starting an escape, its escapes UTF-8 too: what
+ * `URLSearchParams` reads without changing a field. (Node's reads `%41✓%zz` as `A\u0013%zz`.)
+ */
+function isWellFormedForm(body: Buffer): boolean {
+  if (!isUtf8(body)) return false;
+  try {
+    decodeURIComponent(body.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
 }
