@@ -158,6 +158,8 @@ export function createRelayHandler(deps: RelayDeps) {
     context: RequestContext,
   ): Promise<void> {
     const url = req.url ?? '';
+    // A request target holds no fragment; a raw `#` would reach the upstream as `%23`.
+    if (url.includes('#')) throw new AppError('invalid_path');
     const queryAt = url.indexOf('?');
     const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
     const search = queryAt === -1 ? '' : url.slice(queryAt);
@@ -188,6 +190,14 @@ export function createRelayHandler(deps: RelayDeps) {
     // An upstream (or a front end) that ignores a GET body would read it as the next request.
     if (hasBody && (req.method === 'GET' || req.method === 'HEAD')) {
       throw new AppError('invalid_request', { message: 'GET and HEAD requests carry no body.' });
+    }
+    // Content-Encoding is not forwarded (the header allow-list), so a coded body would reach the
+    // upstream as bytes it reads as something else.
+    const coding = req.headers['content-encoding'];
+    if (hasBody && coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+      throw new AppError('unsupported_media_type', {
+        message: 'A relayed request body is sent without a content coding.',
+      });
     }
     refuseOversizedBody(req, config.bodyLimitBytes);
 

@@ -199,6 +199,13 @@ const foldConfusables = (name: string) =>
     .join('');
 
 /**
+ * A parameter name as any server might read it: percent-decoded until stable, NFKC-normalised,
+ * look-alike letters folded, lower case; a name that would not decode is read as sent.
+ */
+export const readNameAsUpstream = (name: string) =>
+  foldConfusables(readSegmentAsUpstream(name) ?? name.normalize('NFKC'));
+
+/**
  * Refuses a query string that carries a credential-like parameter, on every route. Each name is read
  * as any server might read it: split on `&` or `;`, `+` as a space, percent-decoded until stable,
  * NFKC-normalised, look-alike letters folded; a name that would not decode is judged as sent.
@@ -209,11 +216,11 @@ export function checkQuery(search: string): void {
   const query = search.startsWith('?') ? search.slice(1) : search;
   for (const pair of query.split(/[&;]/)) {
     const raw = (pair.split('=', 1)[0] ?? '').replaceAll('+', ' ');
-    const read = readSegmentAsUpstream(raw) ?? raw.normalize('NFKC');
+    const read = readNameAsUpstream(raw);
     // A name that decodes to `name=value` (`password%3Dx`) is read up to its `=` too, as a server
     // that decodes before it splits would read it.
-    const names = [read, read.split('=', 1)[0] ?? '', raw];
-    if (names.some((name) => isCredentialName(foldConfusables(name)))) throw new AppError('secret_in_query');
+    const names = [read, read.split('=', 1)[0] ?? '', foldConfusables(raw)];
+    if (names.some(isCredentialName)) throw new AppError('secret_in_query');
   }
 }
 

@@ -133,6 +133,8 @@ describe('relay path traversal', () => {
     'ACCOUNT%09',
     'ACCOUNT%7f',
     'ACCOUNT/%zz',
+    'ACCOUNT/1001#/../admin',
+    'ACCOUNT/1001?x=1#y',
     '',
   ];
 
@@ -393,6 +395,35 @@ describe('request headers forwarded upstream', () => {
   });
 });
 
+describe('BILL API v2 calls', () => {
+  it('are form POSTs: another method is 405 and another body 415, and neither reaches BILL', async () => {
+    const planted = `devKey=${PLANTED}&sessionId=${PLANTED}&data={}`;
+    const target = '/api/bill/List/Vendor.json';
+    expectDocumentedError(await relay({ target }), 405, 'method_not_allowed');
+    for (const method of ['PUT', 'PATCH', 'DELETE']) {
+      const headers: RawRequest['headers'] = [['Content-Type', 'application/x-www-form-urlencoded']];
+      expectDocumentedError(
+        await relay({ method, target, headers, body: planted }),
+        405,
+        'method_not_allowed',
+      );
+    }
+    for (const type of [
+      'text/plain',
+      'multipart/form-data; boundary=XX',
+      'application/json',
+      'x-www-form-urlencoded',
+    ]) {
+      expectDocumentedError(
+        await relay({ method: 'POST', target, headers: [['Content-Type', type]], body: planted }),
+        415,
+        'unsupported_media_type',
+      );
+    }
+    expect(upstreamRequests()).toEqual([]);
+  });
+});
+
 describe('bodies', () => {
   it('refuses a body over BODY_LIMIT with 413, declared or chunked, streamed or buffered, before the upstream sees it complete', async () => {
     const big = 'x'.repeat(5000);
@@ -414,6 +445,31 @@ describe('bodies', () => {
       expect(answers.map((answer): unknown => answer.body?.error?.code)).toEqual(['payload_too_large']);
     }
     expect(upstreamRequests()).toEqual([]);
+  });
+
+  it('refuses a body with a content coding with 415 (Content-Encoding is not forwarded); identity passes', async () => {
+    for (const [provider, call] of Object.entries(OK_CALLS)) {
+      const target = call.target.replace(/GetSessionInfo\.json$/, 'List/Vendor.json');
+      const form = provider === 'bill';
+      const type = form ? 'application/x-www-form-urlencoded' : 'application/json';
+      const sent = (coding: string) =>
+        relay({
+          method: 'POST',
+          target: provider === 'billingplatform' ? '/api/billingplatform/ACCOUNT' : target,
+          headers: [
+            ['Content-Type', type],
+            ['Content-Encoding', coding],
+          ],
+          body: form ? 'data={}' : JSON.stringify({ brmObjects: { Name: 'Coded' } }),
+        });
+      const before = upstreamRequests().length;
+      for (const coding of ['gzip', 'br', 'deflate', 'GZIP', 'identity, gzip']) {
+        expectDocumentedError(await sent(coding), 415, 'unsupported_media_type');
+      }
+      expect(upstreamRequests()).toHaveLength(before);
+      await sent('identity');
+      expect(upstreamRequests(), provider).toHaveLength(before + 1);
+    }
   });
 
   it('gives up on a body that trickles in once UPSTREAM_TIMEOUT_MS has passed, and lets go of the upstream connection', async () => {

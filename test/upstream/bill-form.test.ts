@@ -68,13 +68,47 @@ function fieldsOf(body: Buffer): Array<[string, string]> | undefined {
   return fields;
 }
 
-const isCredentialName = (name: string) => ['devkey', 'sessionid'].includes(name.trim().toLowerCase());
+// A name no reading makes a credential: letters and digits only, not starting as one does.
+const isPlainName = (name: string) => /^[A-Za-z0-9]+$/.test(name) && !/^(devkey|sessionid)/i.test(name);
+// Whether a name reads as a credential once stripped of everything but ASCII letters and digits.
+const readsAsCredential = (name: string) =>
+  /^(devkey|sessionid)/.test(
+    name
+      .normalize('NFKC')
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, ''),
+  );
+
+const FORM_CALL = {
+  method: 'POST',
+  url: new URL('https://api.bill.test/api/v2/List/Vendor.json'),
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+};
+const authorize = (call: Partial<RelayCall>) =>
+  adapter.authorize(
+    { ...FORM_CALL, body: undefined, ...call, headers: { ...(call.headers ?? FORM_CALL.headers) } },
+    credential,
+  );
+const refusal = (call: Partial<RelayCall>) => {
+  try {
+    authorize(call);
+  } catch (error) {
+    expect(error).toBeInstanceOf(AppError);
+    return (error as AppError).code;
+  }
+  return undefined;
+};
+const fieldsSent = (call: Partial<RelayCall>) => [
+  ...new URLSearchParams(Buffer.from(authorize(call).body as Buffer).toString('utf8')),
+];
 
 // Pieces of a hostile form: plain text, `+`, escapes of any byte, malformed escapes, raw bytes of any
 // value, separators, and the credential names in other spellings.
 const piece = fc.oneof(
   fc.string({ maxLength: 6 }),
-  fc.constantFrom('+', '%', '%2', '%zz', '%%41', '=', '&', ';', 'devKey', 'SESSIONID', ' devkey', '%64evKey'),
+  fc.constantFrom('+', '%', '%2', '%zz', '%%41', '=', '&', ';', 'data', 'Data2', 'x'),
+  fc.constantFrom('devKey', 'SESSIONID', ' devkey', '%64evKey', '%2564evKey', 'devKey[]', 'dev\u200bKey'),
+  fc.constantFrom('ｄｅｖＫｅｙ', 'dеvKey' /* Cyrillic е */, 'dev\u212Aey' /* Kelvin sign */, '%00devKey'),
   fc.integer({ min: 0, max: 255 }).map((byte) => `%${byte.toString(16).padStart(2, '0')}`),
   fc.integer({ min: 0, max: 255 }).map((byte) => String.fromCharCode(byte)),
   fc.constantFrom('é', '✓', '日本', '\u{1F600}'),
@@ -91,33 +125,35 @@ const body = fc
   );
 
 describe('BILL v2 form bodies', () => {
-  it('are relayed with every field the client sent unchanged but its credentials, or refused when not well formed', () => {
+  it('reach BILL with billfold’s devKey and sessionId and no other, every other field as sent, or are refused when not well formed', () => {
     fc.assert(
       fc.property(body, (sent) => {
-        const call: RelayCall = {
-          method: 'POST',
-          url: new URL('https://api.bill.test/api/v2/List/Vendor.json'),
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: sent,
-        };
         const expected = fieldsOf(sent);
-        let relayed: RelayCall;
-        try {
-          relayed = adapter.authorize(call, credential);
-        } catch (error) {
-          expect(error).toBeInstanceOf(AppError);
-          expect((error as AppError).code).toBe('invalid_request');
-          // Refused only when the form is not one whose fields can be read as sent.
+        const code = refusal({ body: sent });
+        // Refused only when the form is not one whose fields can be read as sent.
+        if (code !== undefined) {
+          expect(code).toBe('invalid_request');
           expect(expected).toBeUndefined();
           return;
         }
         expect(expected).toBeDefined();
-        const forwarded = [...new URLSearchParams(Buffer.from(relayed.body as Buffer).toString('utf8'))];
-        expect(forwarded).toEqual([
-          ...expected!.filter(([name]) => !isCredentialName(name)),
+        const forwarded = fieldsSent({ body: sent });
+        expect(forwarded.slice(-2)).toEqual([
           ['devKey', DEV_KEY],
           ['sessionId', credential.sessionId],
         ]);
+        const kept = forwarded.slice(0, -2);
+        // What is kept is the client's fields in their order, each as sent...
+        let at = 0;
+        for (const field of kept) {
+          while (at < expected!.length && JSON.stringify(expected![at]) !== JSON.stringify(field)) at++;
+          expect(at, `${JSON.stringify(field)} was not sent so`).toBeLessThan(expected!.length);
+          at++;
+        }
+        // ...none of them a credential however read, and none an ordinary field dropped.
+        for (const [name] of kept) expect(readsAsCredential(name), name).toBe(false);
+        for (const field of expected!.filter(([name]) => isPlainName(name)))
+          expect(kept).toContainEqual(field);
       }),
       {
         numRuns: 3000,
@@ -132,5 +168,79 @@ describe('BILL v2 form bodies', () => {
         ].map((example) => [example]),
       },
     );
+  });
+
+  it('drop a devKey or sessionId however its name is spelled, and keep the fields named otherwise', () => {
+    const spellings = [
+      'DEVKEY',
+      'devKey%20',
+      '%C2%A0devKey',
+      '%EF%BB%BFdevKey',
+      'devKey%00',
+      '%1FdevKey',
+      'dev%E2%80%8BKey',
+      '%EF%BD%84%EF%BD%85%EF%BD%96%EF%BC%AB%EF%BD%85%EF%BD%99',
+      'dev%E2%84%AAey',
+      'd%D0%B5vKey',
+      'devKey[]',
+      'devKey.x',
+      '%3FdevKey',
+      '%2564evKey',
+      'sessionId[x]',
+      'Session%49d',
+      'session+id',
+    ];
+    const form = [...spellings.map((name) => `${name}=planted`), 'data={}', 'developer=1', 'session=2'].join(
+      '&',
+    );
+    expect(fieldsSent({ body: Buffer.from(form) })).toEqual([
+      ['data', '{}'],
+      ['developer', '1'],
+      ['session', '2'],
+      ['devKey', DEV_KEY],
+      ['sessionId', credential.sessionId],
+    ]);
+  });
+
+  it('are POSTs only, of the form type in UTF-8: any other method or body is refused, not relayed without billfold’s fields', () => {
+    const form = Buffer.from('devKey=evil&data={}');
+    for (const method of ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE']) {
+      expect(refusal({ method }), method).toBe('method_not_allowed');
+      expect(refusal({ method, body: form }), method).toBe('method_not_allowed');
+    }
+    for (const type of [
+      undefined,
+      '',
+      'text/plain',
+      'application/json',
+      'multipart/form-data; boundary=XX',
+      'application/octet-stream',
+      'text/plain, application/x-www-form-urlencoded',
+      'application/x-www-form-urlencodedx',
+      '"application/x-www-form-urlencoded"',
+      'application/x-www-form-urlencoded; charset=utf-16le',
+      'application/x-www-form-urlencoded; charset=iso-8859-1',
+    ]) {
+      const headers: Record<string, string> = type === undefined ? {} : { 'content-type': type };
+      expect(refusal({ body: form, headers }), String(type)).toBe('unsupported_media_type');
+    }
+    for (const type of [
+      'application/x-www-form-urlencoded',
+      'Application/X-WWW-Form-Urlencoded',
+      'application/x-www-form-urlencoded; charset=UTF-8',
+      'application/x-www-form-urlencoded;charset="utf-8";',
+      '\tapplication/x-www-form-urlencoded ',
+    ]) {
+      expect(fieldsSent({ body: form, headers: { 'content-type': type } }), type).toEqual([
+        ['data', '{}'],
+        ['devKey', DEV_KEY],
+        ['sessionId', credential.sessionId],
+      ]);
+    }
+    // A POST without a body, of any declared type, is billfold's fields alone.
+    expect(fieldsSent({ headers: { 'content-type': 'text/plain' } })).toEqual([
+      ['devKey', DEV_KEY],
+      ['sessionId', credential.sessionId],
+    ]);
   });
 });

@@ -5,6 +5,7 @@ import type { SessionRecord } from '../../session/session-record.js';
 import { canonicalEmail } from '../identity-names.js';
 import { loginFailure } from '../login-failure.js';
 import { firstSegment, upstreamUrl, type ProviderAdapter, type RelayCall } from '../provider-adapter.js';
+import { readNameAsUpstream } from '../relay-policy.js';
 import type { AdapterDeps } from '../provider-module.js';
 import type { ProviderSettings } from '../provider-settings.js';
 
@@ -271,26 +272,33 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
     buffersRequestBody: () => true,
 
     authorize(call: RelayCall, credential: BillCredential) {
-      const type = call.headers['content-type'];
-      if (
-        call.method !== 'POST' ||
-        (call.body && call.body.length > 0 && !type?.toLowerCase().startsWith(FORM))
-      )
-        return call;
+      // Every v2 call is a form POST; anything else would reach BILL without billfold's devKey and
+      // sessionId, or with a client's in a body billfold does not read.
+      if (call.method !== 'POST') {
+        throw new AppError('method_not_allowed', {
+          provider,
+          message: 'BILL API v2 is called with POST only.',
+        });
+      }
+      const body = call.body ?? Buffer.alloc(0);
+      if (body.length > 0 && !isUtf8FormType(call.headers['content-type'])) {
+        throw new AppError('unsupported_media_type', {
+          provider,
+          message: 'A BILL API v2 body is application/x-www-form-urlencoded, in UTF-8.',
+        });
+      }
       // The form is read and written again to set billfold's fields; a field that is not UTF-8, or
       // holds a stray `%`, could come out of that changed, so it is refused instead.
-      if (call.body && !isWellFormedForm(call.body)) {
+      if (!isWellFormedForm(body)) {
         throw new AppError('invalid_request', {
           provider,
           message: "A BILL form body must be UTF-8, each '%' followed by two hex digits of UTF-8.",
         });
       }
-      // Client-sent credentials are removed, whatever their case or the spaces around them;
-      // billfold's are set. (The leading `&` keeps a leading `?`, which URLSearchParams would drop.)
-      const fields = new URLSearchParams(`&${call.body?.toString('utf8') ?? ''}`);
-      for (const name of [...fields.keys()]) {
-        if (['devkey', 'sessionid'].includes(name.trim().toLowerCase())) fields.delete(name);
-      }
+      // Client-sent credentials are removed, however spelled; billfold's are set. (The leading `&`
+      // keeps a leading `?`, which URLSearchParams would drop.)
+      const fields = new URLSearchParams(`&${body.toString('utf8')}`);
+      for (const name of new Set(fields.keys())) if (isCredentialField(name)) fields.delete(name);
       fields.set('devKey', config.devKey);
       fields.set('sessionId', credential.sessionId);
       call.headers['content-type'] = FORM;
@@ -305,6 +313,26 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
     secretsOf: (credential) => [credential.sessionId, config.devKey],
     ...billCommon('v2'),
   };
+}
+
+/** Whether a Content-Type is the form type, its charset (if it names one) UTF-8. */
+function isUtf8FormType(type: string | undefined): boolean {
+  const [essence = '', ...parameters] = (type ?? '').split(';');
+  if (essence.trim().toLowerCase() !== FORM) return false;
+  return parameters.every((parameter) => {
+    const [name = '', value = ''] = parameter.split('=').map((part) => part.trim().toLowerCase());
+    return name !== 'charset' || ['utf-8', 'utf8', '"utf-8"', '"utf8"'].includes(value);
+  });
+}
+
+/**
+ * Whether a form field is a devKey or sessionId as some server could read its name: decoded again,
+ * NFKC, look-alike letters folded, any case, anything but letters and digits ignored (`\tdevKey`,
+ * `dev\u200bKey`, `ｄｅｖＫｅｙ`), and whatever follows (`devKey[]`, `sessionId.x`).
+ */
+function isCredentialField(name: string): boolean {
+  const letters = readNameAsUpstream(name).replace(/[^a-z0-9]/g, '');
+  return letters.startsWith('devkey') || letters.startsWith('sessionid');
 }
 
 /**
