@@ -191,12 +191,10 @@ export function createRelayHandler(deps: RelayDeps) {
     if (hasBody && (req.method === 'GET' || req.method === 'HEAD')) {
       throw new AppError('invalid_request', { message: 'GET and HEAD requests carry no body.' });
     }
-    // Content-Encoding is not forwarded (the header allow-list), so a coded body would reach the
-    // upstream as bytes it reads as something else.
-    const coding = req.headers['content-encoding'];
-    if (hasBody && coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+    if (hasBody && isCoded(req)) {
       throw new AppError('unsupported_media_type', {
-        message: 'A relayed request body is sent without a content coding.',
+        message:
+          'A relayed request body is sent without a content coding (or a transfer coding but chunked).',
       });
     }
     refuseOversizedBody(req, config.bodyLimitBytes);
@@ -365,6 +363,19 @@ function forward(body: UpstreamBody, res: ServerResponse, head: readonly Buffer[
   }
   for (const chunk of head ?? []) res.write(chunk);
   body.pipeTo(res);
+}
+
+/**
+ * Whether a request's body carries a coding: neither coding header is forwarded (the header
+ * allow-list), and Node takes chunked framing off but no other transfer coding, so such a body would
+ * reach the upstream as bytes it reads as something else.
+ */
+function isCoded(req: IncomingMessage): boolean {
+  const content = req.headers['content-encoding']?.trim().toLowerCase();
+  const transfer = req.headers['transfer-encoding']?.trim().toLowerCase();
+  return (
+    (content !== undefined && content !== 'identity') || (transfer !== undefined && transfer !== 'chunked')
+  );
 }
 
 /** An upstream answer read far enough to judge it. */

@@ -472,6 +472,18 @@ describe('bodies', () => {
     }
   });
 
+  it('refuses a transfer coding other than chunked with 415: Node takes off the chunks, nothing else', async () => {
+    const body = '{"brmObjects":{"Name":"x"}}';
+    const { answers } = await exchangeRaw(
+      billfold.url,
+      `POST /api/billingplatform/ACCOUNT HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: ${cookie}\r\n` +
+        `Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n` +
+        `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+    );
+    expect(answers.map((answer): unknown => answer.body?.error?.code)).toEqual(['unsupported_media_type']);
+    expect(upstreamRequests()).toEqual([]);
+  });
+
   it('gives up on a body that trickles in once UPSTREAM_TIMEOUT_MS has passed, and lets go of the upstream connection', async () => {
     const slow = await startHostileUpstream();
     const short = await stack.start({ BILLINGPLATFORM_BASE_URL: slow.baseUrl, UPSTREAM_TIMEOUT_MS: '300' });

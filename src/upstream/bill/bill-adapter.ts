@@ -296,11 +296,17 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
         });
       }
       // Client-sent credentials are removed, however spelled; billfold's are set. (The leading `&`
-      // keeps a leading `?`, which URLSearchParams would drop.)
-      const fields = new URLSearchParams(`&${body.toString('utf8')}`);
-      for (const name of new Set(fields.keys())) if (isCredentialField(name)) fields.delete(name);
-      fields.set('devKey', config.devKey);
-      fields.set('sessionId', credential.sessionId);
+      // keeps a leading `?`, which URLSearchParams would drop.) The form is copied rather than
+      // deleted from: each delete walks the whole list, so a form of many look-alikes took seconds.
+      const fields = new URLSearchParams();
+      const credentialNames = new Map<string, boolean>();
+      for (const [name, value] of new URLSearchParams(`&${body.toString('utf8')}`)) {
+        let isCredential = credentialNames.get(name);
+        if (isCredential === undefined) credentialNames.set(name, (isCredential = isCredentialField(name)));
+        if (!isCredential) fields.append(name, value);
+      }
+      fields.append('devKey', config.devKey);
+      fields.append('sessionId', credential.sessionId);
       call.headers['content-type'] = FORM;
       call.body = Buffer.from(fields.toString());
       return call;
@@ -328,11 +334,12 @@ function isUtf8FormType(type: string | undefined): boolean {
 /**
  * Whether a form field is a devKey or sessionId as some server could read its name: decoded again,
  * NFKC, look-alike letters folded, any case, anything but letters and digits ignored (`\tdevKey`,
- * `dev\u200bKey`, `ｄｅｖＫｅｙ`), and whatever follows (`devKey[]`, `sessionId.x`).
+ * `dev\u200bKey`, `ｄｅｖＫｅｙ`, `session_id`), and an array's brackets too (`devKey[]`). A longer
+ * name (`devKeys`, `sessionIdentifier`) is another field.
  */
 function isCredentialField(name: string): boolean {
-  const letters = readNameAsUpstream(name).replace(/[^a-z0-9]/g, '');
-  return letters.startsWith('devkey') || letters.startsWith('sessionid');
+  const [letters = ''] = readNameAsUpstream(name).split('[', 1);
+  return ['devkey', 'sessionid'].includes(letters.replace(/[^a-z0-9]/g, ''));
 }
 
 /**
