@@ -331,6 +331,8 @@ function isUtf8FormType(type: string | undefined): boolean {
   });
 }
 
+const ASCII_WITHOUT_ESCAPES = /^[ -$&-~]*$/;
+
 /**
  * Whether a form field is a devKey or sessionId as some server could read its name: decoded again,
  * NFKC, look-alike letters folded, any case, anything but letters and digits ignored (`\tdevKey`,
@@ -338,7 +340,10 @@ function isUtf8FormType(type: string | undefined): boolean {
  * name (`devKeys`, `sessionIdentifier`) is another field.
  */
 function isCredentialField(name: string): boolean {
-  const [letters = ''] = readNameAsUpstream(name).split('[', 1);
+  // A name of printable ASCII without `%` reads as itself in any case: decoding, NFKC and the
+  // folding change none of it.
+  const read = ASCII_WITHOUT_ESCAPES.test(name) ? name.toLowerCase() : readNameAsUpstream(name);
+  const [letters = ''] = read.split('[', 1);
   return ['devkey', 'sessionid'].includes(letters.replace(/[^a-z0-9]/g, ''));
 }
 
