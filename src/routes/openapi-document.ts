@@ -471,8 +471,8 @@ export function createOpenApiDocument(version: string): Schema {
               summary: `Relay a ${method.toUpperCase()} to the provider with its auth attached`,
               description:
                 'Any status, content type and body an upstream answers is passed on (without X-Billfold-Error). ' +
-                'Its own login, logout and token endpoints are refused, and so is a body with a content or transfer coding ' +
-                '(chunked aside: unsupported_media_type). BILL v2 calls are form POSTs (else method_not_allowed or ' +
+                'Its own login, logout and token endpoints are refused, and so is a body with a content coding, or ' +
+                'a transfer coding other than chunked (unsupported_media_type). BILL v2 calls are form POSTs (else method_not_allowed or ' +
                 'unsupported_media_type) whose devKey and sessionId billfold sets; a form that is not UTF-8, or ' +
                 'holds a % that starts no escape, is refused (invalid_request) rather than changed.',
               tags: ['relay'],

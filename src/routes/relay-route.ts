@@ -193,8 +193,7 @@ export function createRelayHandler(deps: RelayDeps) {
     }
     if (hasBody && isCoded(req)) {
       throw new AppError('unsupported_media_type', {
-        message:
-          'A relayed request body is sent without a content coding (or a transfer coding but chunked).',
+        message: 'A relayed request body takes no content coding, and no transfer coding but chunked.',
       });
     }
     refuseOversizedBody(req, config.bodyLimitBytes);

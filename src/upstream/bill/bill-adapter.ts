@@ -292,18 +292,15 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
       if (!isWellFormedForm(body)) {
         throw new AppError('invalid_request', {
           provider,
-          message: "A BILL form body must be UTF-8, each '%' followed by two hex digits of UTF-8.",
+          message: "A BILL form body must be UTF-8, its escapes too, and each '%' must start one.",
         });
       }
       // Client-sent credentials are removed, however spelled; billfold's are set. (The leading `&`
       // keeps a leading `?`, which URLSearchParams would drop.) The form is copied rather than
       // deleted from: each delete walks the whole list, so a form of many look-alikes took seconds.
       const fields = new URLSearchParams();
-      const credentialNames = new Map<string, boolean>();
       for (const [name, value] of new URLSearchParams(`&${body.toString('utf8')}`)) {
-        let isCredential = credentialNames.get(name);
-        if (isCredential === undefined) credentialNames.set(name, (isCredential = isCredentialField(name)));
-        if (!isCredential) fields.append(name, value);
+        if (!isCredentialField(name)) fields.append(name, value);
       }
       fields.append('devKey', config.devKey);
       fields.append('sessionId', credential.sessionId);
