@@ -474,7 +474,8 @@ export function createOpenApiDocument(version: string): Schema {
                 'Its own login, logout and token endpoints are refused, and so is a body with a content coding, or ' +
                 'a transfer coding other than chunked (unsupported_media_type). BILL v2 calls are form POSTs (else method_not_allowed or ' +
                 'unsupported_media_type) whose devKey and sessionId billfold sets; a form that is not UTF-8, or ' +
-                'holds a % that starts no escape, is refused (invalid_request) rather than changed.',
+                'holds a % that starts no escape, is refused (invalid_request) rather than changed, and one of more ' +
+                'than 1,000 fields is payload_too_large.',
               tags: ['relay'],
               security: [{ session: [] }],
               responses: { default: { description: 'The upstream’s answer, relayed.' } },

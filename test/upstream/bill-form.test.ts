@@ -3,7 +3,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { AppError } from '../../src/errors.js';
-import { createBillAdapter, type BillCredential } from '../../src/upstream/bill/bill-adapter.js';
+import {
+  createBillAdapter,
+  MAX_FORM_FIELDS,
+  type BillCredential,
+} from '../../src/upstream/bill/bill-adapter.js';
 import type { RelayCall } from '../../src/upstream/provider-adapter.js';
 import type { UpstreamClient } from '../../src/upstream/upstream-client.js';
 
@@ -215,17 +219,23 @@ describe('BILL v2 form bodies', () => {
     ]);
   });
 
-  it('take time in proportion to their fields, look-alikes of the credentials included', () => {
-    // 90,000 look-alikes (990 KB, under BODY_LIMIT) once took half a minute: each delete walked the form.
-    const form = Buffer.from(`${'de%76Key=e&'.repeat(90_000)}data={}`);
-    const started = performance.now();
-    expect(fieldsSent({ body: form })).toEqual([
+  it('hold at most 1,000 fields: a larger form is refused before it is read', () => {
+    const fields = Array.from({ length: MAX_FORM_FIELDS - 2 }, (_, n) => [`f${n}`, String(n)]);
+    const form = (extra: string) =>
+      Buffer.from([...fields.map(([name, value]) => `${name}=${value}`), extra].join('&'));
+    expect(fieldsSent({ body: form('de%76Key=e&data={}') })).toEqual([
+      ...fields,
       ['data', '{}'],
       ['devKey', DEV_KEY],
       ['sessionId', credential.sessionId],
     ]);
-    // A generous bound: it takes well under a second.
-    expect(performance.now() - started).toBeLessThan(5000);
+    expect(refusal({ body: form('de%76Key=e&data={}&x') })).toBe('payload_too_large');
+    // Forms that once held the event loop for seconds: 90,000 look-alikes (990 KB), 524,288 empty fields.
+    for (const body of [`${'de%76Key=e&'.repeat(90_000)}data={}`, 'a&'.repeat(524_288)]) {
+      const started = performance.now();
+      expect(refusal({ body: Buffer.from(body) })).toBe('payload_too_large');
+      expect(performance.now() - started).toBeLessThan(1000); // generous: it takes milliseconds
+    }
   });
 
   it('are POSTs only, of the form type in UTF-8: any other method or body is refused, not relayed without billfold’s fields', () => {
