@@ -302,9 +302,9 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
           message: "A BILL form body must be UTF-8, its escapes too, and each '%' must start one.",
         });
       }
-      // Client-sent credentials are removed, however spelled; billfold's are set. (The leading `&`
-      // keeps a leading `?`, which URLSearchParams would drop.) The form is copied rather than
-      // deleted from: each delete walks the whole list, so a form of many look-alikes took seconds.
+      // Client-sent credentials are removed, however spelled, by copying the rest (a delete walks the
+      // whole list each time); billfold's are set. The leading `&` keeps a leading `?`, which
+      // URLSearchParams would drop.
       const fields = new URLSearchParams();
       for (const [name, value] of new URLSearchParams(`&${body.toString('utf8')}`)) {
         if (!isCredentialField(name)) fields.append(name, value);
