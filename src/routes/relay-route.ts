@@ -197,6 +197,7 @@ export function createRelayHandler(deps: RelayDeps) {
       });
     }
     refuseOversizedBody(req, config.bodyLimitBytes);
+    adapter.checkRequest?.(req.method ?? '', req.headers['content-type'], hasBody);
 
     const sessionId = deps.readSessionId(req.headers.cookie);
     if (!sessionId) throw new AppError('unauthenticated');

@@ -41,6 +41,11 @@ export interface ProviderAdapter<C extends StoredCredential = StoredCredential> 
   logout(credential: C): Promise<void>;
   /** Paths (relative to the base URL) that are the upstream's own login, logout or token endpoints. */
   isAuthEndpoint(path: string): boolean;
+  /**
+   * Refuses a relayed request the upstream cannot take as sent (BILL v2 takes form POSTs only), from
+   * its method and Content-Type alone: before its body is read or a `100 Continue` invites it.
+   */
+  checkRequest?(method: string, contentType: string | undefined, hasBody: boolean): void;
   /** Whether the relay must hold the request body in memory (to rewrite it, or to replay it once). */
   buffersRequestBody(credential: C, call: RelayCall): boolean;
   /** Attaches the credential: headers, and for BILL the form fields of the body. */

@@ -422,24 +422,39 @@ describe('BILL API v2 calls', () => {
     }
     expect(upstreamRequests()).toEqual([]);
   });
+  it('are refused from their headers alone: no 100 Continue invites a body BILL v2 would not take', async () => {
+    const head = (method: string, type: string) =>
+      `${method} /api/bill/List/Vendor.json HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: ${cookie}\r\n` +
+      `Content-Type: ${type}\r\nContent-Length: 100\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`;
+    for (const [method, type, status, code] of [
+      ['POST', 'text/plain', 415, 'unsupported_media_type'],
+      ['PUT', 'application/x-www-form-urlencoded', 405, 'method_not_allowed'],
+    ] as const) {
+      const refused = await exchangeRaw(billfold.url, head(method, type), { timeoutMs: 1500 });
+      expect(refused.raw).not.toContain('100 Continue');
+      expectDocumentedError(refused.answers[0]!, status, code);
+    }
+    expect(upstreamRequests()).toEqual([]);
+  });
 });
 
 describe('bodies', () => {
   it('refuses a body over BODY_LIMIT with 413, declared or chunked, streamed or buffered, before the upstream sees it complete', async () => {
     const big = 'x'.repeat(5000);
-    for (const target of [
-      '/api/billingplatform/ACCOUNT',
-      '/api/bill/List/Vendor.json',
-      '/api/billbora/invoices/',
-    ]) {
+    // Each in a type its upstream takes (BILL v2 refuses any other before reading a byte of it).
+    for (const [target, type] of [
+      ['/api/billingplatform/ACCOUNT', 'application/json'],
+      ['/api/bill/List/Vendor.json', 'application/x-www-form-urlencoded'],
+      ['/api/billbora/invoices/', 'application/json'],
+    ] as const) {
       expectDocumentedError(
-        await relay({ method: 'POST', target, headers: [['Content-Type', 'application/json']], body: big }),
+        await relay({ method: 'POST', target, headers: [['Content-Type', type]], body: big }),
         413,
         'payload_too_large',
       );
       const { answers } = await exchangeRaw(
         billfold.url,
-        `POST ${target} HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: ${cookie}\r\nContent-Type: application/json\r\n` +
+        `POST ${target} HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nCookie: ${cookie}\r\nContent-Type: ${type}\r\n` +
           `Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${(5000).toString(16)}\r\n${big}\r\n0\r\n\r\n`,
       );
       expect(answers.map((answer): unknown => answer.body?.error?.code)).toEqual(['payload_too_large']);

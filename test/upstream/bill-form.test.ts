@@ -89,11 +89,18 @@ const FORM_CALL = {
   url: new URL('https://api.bill.test/api/v2/List/Vendor.json'),
   headers: { 'content-type': 'application/x-www-form-urlencoded' },
 };
-const authorize = (call: Partial<RelayCall>) =>
-  adapter.authorize(
-    { ...FORM_CALL, body: undefined, ...call, headers: { ...(call.headers ?? FORM_CALL.headers) } },
-    credential,
-  );
+// As the relay asks: the request's method and type first, then its body.
+const authorize = (call: Partial<RelayCall>) => {
+  const relayed: RelayCall = {
+    ...FORM_CALL,
+    body: undefined,
+    ...call,
+    headers: { ...(call.headers ?? FORM_CALL.headers) },
+  };
+  const hasBody = relayed.body !== undefined && relayed.body.length > 0;
+  adapter.checkRequest?.(relayed.method, relayed.headers['content-type'], hasBody);
+  return adapter.authorize(relayed, credential);
+};
 const refusal = (call: Partial<RelayCall>) => {
   try {
     authorize(call);

@@ -271,22 +271,25 @@ export function createBillAdapter(deps: BillAdapterDeps): BillAdapter {
     isAuthEndpoint: (path) => ['login.json', 'logout.json'].includes(firstSegment(path)),
     buffersRequestBody: () => true,
 
-    authorize(call: RelayCall, credential: BillCredential) {
-      // Every v2 call is a form POST; anything else would reach BILL without billfold's devKey and
-      // sessionId, or with a client's in a body billfold does not read.
-      if (call.method !== 'POST') {
+    // Every v2 call is a form POST; anything else would reach BILL without billfold's devKey and
+    // sessionId, or with a client's in a body billfold does not read.
+    checkRequest(method, contentType, hasBody) {
+      if (method !== 'POST') {
         throw new AppError('method_not_allowed', {
           provider,
           message: 'BILL API v2 is called with POST only.',
         });
       }
-      const body = call.body ?? Buffer.alloc(0);
-      if (body.length > 0 && !isUtf8FormType(call.headers['content-type'])) {
+      if (hasBody && !isUtf8FormType(contentType)) {
         throw new AppError('unsupported_media_type', {
           provider,
           message: 'A BILL API v2 body is application/x-www-form-urlencoded, in UTF-8.',
         });
       }
+    },
+
+    authorize(call: RelayCall, credential: BillCredential) {
+      const body = call.body ?? Buffer.alloc(0);
       // Reading and writing a form costs about a microsecond a field, all of it on the event loop.
       if (hasMoreFields(body, MAX_FORM_FIELDS)) {
         throw new AppError('payload_too_large', {
@@ -343,7 +346,7 @@ function isUtf8FormType(type: string | undefined): boolean {
   if (essence.trim().toLowerCase() !== FORM) return false;
   return parameters.every((parameter) => {
     const [name = '', value = ''] = parameter.split('=').map((part) => part.trim().toLowerCase());
-    return name !== 'charset' || ['utf-8', 'utf8', '"utf-8"', '"utf8"'].includes(value);
+    return name !== 'charset' || ['utf-8', 'utf8'].includes(value.replace(/^"(.*)"$/, '$1'));
   });
 }
 
