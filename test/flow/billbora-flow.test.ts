@@ -150,6 +150,24 @@ describe('Billbora end to end on Redis', () => {
     expect(answer.status).toBe(401);
     expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billbora' });
   });
+
+  it('ends only its own Supabase session at a sign-out: the person’s other sessions keep theirs', async () => {
+    const [leaving, staying, current] = [stack.client(), stack.client(), stack.client()];
+    for (const client of [leaving, staying, current])
+      expect((await client.post('/auth/billbora/login', demo)).status).toBe(200);
+
+    expect((await leaving.post('/auth/billbora/logout')).status).toBe(200);
+    // Revoking the others (`staying`; `leaving` ended with its last provider) signs each out upstream.
+    expect((await current.request('DELETE', '/auth/sessions?others=true')).body).toEqual({ revoked: 1 });
+    // The switch needs the stored Supabase session; so does the fallback once Billbora's refresh dies.
+    const switched = await current.post('/auth/billbora/organization', { organizationId: 'org_other' });
+    expect(switched.status).toBe(200);
+    stack.sandbox.billbora.expireAllSessions();
+    expect((await current.get('/api/billbora/invoices/')).status).toBe(200);
+    expect(
+      stack.sandbox.supabase.requests.filter((request) => request.path === '/auth/v1/logout'),
+    ).toHaveLength(2);
+  });
 });
 
 describe('no lost update: a relay in flight during a Billbora renewal', () => {

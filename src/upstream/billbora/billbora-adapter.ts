@@ -276,11 +276,13 @@ export function createBillboraAdapter(deps: AdapterDeps<BillboraSettings>): Bill
 
     async logout(credential) {
       // Billbora has no logout call; ending the Supabase session revokes the refresh token billfold holds.
+      // Only this session's: Supabase's default scope, `global`, would end every session of the person,
+      // on every device and in every other billfold session.
       if (credential.mode !== 'jwt' || !credential.supabaseRefresh || !config.supabase) return;
       const session = await supabaseGrant('refresh_token', { refresh_token: credential.supabaseRefresh });
       const response = await client.send(provider, {
         method: 'POST',
-        url: new URL(`${config.supabase.url.href.replace(/\/+$/, '')}/auth/v1/logout`),
+        url: new URL(`${config.supabase.url.href.replace(/\/+$/, '')}/auth/v1/logout?scope=local`),
         headers: { apikey: config.supabase.anonKey, authorization: `Bearer ${session.access_token}` },
       });
       await response.body.dump();
