@@ -144,6 +144,24 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     let record: SessionRecord;
     try {
       latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
+      if (hasStoredSession(req) && !latest) {
+        // The session this sign-in was joining ended while it ran: a sign-in beside it moved it to a
+        // new id, or a sign-out or revocation ended it. A fresh session here would split the browser's
+        // sign-ins over two sessions (the cookie set last wins) and keep a credential nobody holds.
+        audit(logger, {
+          event: 'login',
+          outcome: 'failure',
+          provider: adapter.id,
+          sessionId: req.sessionID,
+          requestId: context.id,
+          clientAddress: context.clientAddress,
+          reason: 'session_ended',
+        });
+        throw new AppError('unauthenticated', {
+          provider: adapter.id,
+          message: 'The session ended while signing in (another sign-in or a sign-out); sign in again.',
+        });
+      }
       const now = clock.now();
       record = {
         // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.

@@ -244,13 +244,17 @@ function authPaths(): Record<string, Schema> {
         summary: `Sign in to ${PROVIDER_TITLES[id]}`,
         description:
           'Signs in upstream, keeps the credential sealed server-side, and sets the httpOnly session cookie ' +
-          '(a fresh session id on every sign-in). Joins the current session when there is one.',
+          '(a fresh session id on every sign-in). Joins the current session when there is one; when that ' +
+          'session ends while the sign-in runs (another sign-in beside it moved it to a new id, or a sign-out ' +
+          'ended it), the answer is 401 unauthenticated with no cookie and the new upstream sign-in is ended: ' +
+          'sign in again, with the cookie the browser holds by then.',
         tags: ['auth'],
         parameters: [CSRF],
         requestBody: jsonBody(LOGIN_SCHEMAS[id]),
         responses: { '200': SESSION_VIEW },
         errors: [
           ...AUTH_EDGE,
+          'unauthenticated',
           'invalid_credentials',
           'provider_not_configured',
           'organization_access_denied',

@@ -119,3 +119,63 @@ describe('POST /auth/billbora/organization while Billbora is signed out', () => 
     expect(record?.record.providers.billbora).toBeUndefined();
   });
 });
+
+describe('a sign-in while the session it joins ends', () => {
+  // BILL's login is reached through a gate the test holds, so another tab acts mid-sign-in.
+  let proxy: GatedProxy;
+  const stack = useStack({
+    env: async (sandbox) => {
+      proxy = await startGatedProxy(sandbox.url);
+      return { BILL_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.bill}` };
+    },
+  });
+  afterAll(async () => {
+    proxy.open();
+    await proxy.stop();
+  });
+  const billLogouts = () =>
+    stack.sandbox.bill.requests.filter((request) => /logout\.json$/i.test(request.path)).length;
+
+  /** Starts a BILL sign-in on the session, runs `meanwhile` in another tab with the same cookie, then lets it finish. */
+  const signInWhile = async (meanwhile: (tab: ReturnType<typeof stack.client>) => Promise<void>) => {
+    const client = await stack.signIn(['billingplatform']);
+    stack.sandbox.bill.clearRequests();
+    proxy.close();
+    const signingIn = client.post('/auth/bill/login', demo.bill);
+    await proxy.arrived();
+    const tab = stack.client();
+    tab.cookie = client.cookie;
+    await meanwhile(tab);
+    proxy.open();
+    return { answer: await signingIn, tab };
+  };
+
+  it('refuses it when a sign-in beside it moved the session: no second session, no cookie, the credential signed out', async () => {
+    const { answer, tab } = await signInWhile(async (tab) => {
+      expect((await tab.post('/auth/billogram/login', demo.billogram)).status).toBe(200);
+    });
+    expectDocumentedError(answer, 401, 'unauthenticated');
+    expect(answer.headers['set-cookie']).toBeUndefined();
+    // The upstream sign-in it made is kept nowhere, so it is ended upstream.
+    await waitUntil(() => billLogouts() === 1);
+    // The browser holds the moved session, with both earlier sign-ins; signing in again joins it.
+    const again = await tab.post('/auth/bill/login', demo.bill);
+    expect(again.status).toBe(200);
+    expect(
+      Object.entries(again.body.providers as Record<string, { connected: boolean }>)
+        .filter(([, provider]) => provider.connected)
+        .map(([id]) => id)
+        .sort(),
+    ).toEqual(['bill', 'billingplatform', 'billogram']);
+  });
+
+  it('refuses it when a sign-out ended the session meanwhile: nothing in flight signs the browser back in', async () => {
+    const { answer, tab } = await signInWhile(async (tab) => {
+      expect((await tab.post('/auth/logout')).status).toBe(204);
+    });
+    expectDocumentedError(answer, 401, 'unauthenticated');
+    expect(answer.headers['set-cookie']).toBeUndefined();
+    await waitUntil(() => billLogouts() === 1);
+    expect((await tab.get('/auth/session')).body.authenticated).toBe(false);
+  });
+});
