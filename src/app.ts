@@ -127,15 +127,17 @@ export function createApp(deps: AppDeps): RequestListener {
   app.use(createHealthRouter(repository, deps.client));
   app.use(createOpenApiRouter());
   app.use(['/auth', '/api'], (req, res, next) => {
-    if (req.method !== 'OPTIONS') {
-      policy.check(req);
-      continueIfExpected(req, res);
-      next();
+    if (policy.isPreflight(req)) {
+      // `cors` gave a listed origin its headers; billfold's own needs none; anyone else is refused.
+      policy.checkPreflight(req);
+      res.status(204).end();
       return;
     }
-    // Preflight: `cors` gave a listed origin its headers; anyone else is refused without them.
-    policy.checkPreflight(req);
-    res.status(204).end();
+    policy.check(req);
+    // No route of billfold's takes OPTIONS, and it is not a relay method.
+    if (req.method === 'OPTIONS') throw new AppError('method_not_allowed');
+    continueIfExpected(req, res);
+    next();
   });
   app.use(
     '/auth',

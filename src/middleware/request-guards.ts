@@ -33,7 +33,13 @@ export function isSecureRequest(req: IncomingMessage, trust: TrustFunction): boo
 export interface RequestPolicy {
   /** Throws csrf_header_missing or origin_not_allowed (HTTPS is enforced before either road). */
   check(req: IncomingMessage): void;
-  /** Throws origin_not_allowed for a CORS preflight from an origin CORS_ORIGINS does not list. */
+  /**
+   * Whether `req` is a CORS preflight: OPTIONS with `Origin` and `Access-Control-Request-Method`, as
+   * browsers send it (without the X-CSRF header, which a preflight cannot carry). Any other OPTIONS is
+   * an ordinary request.
+   */
+  isPreflight(req: IncomingMessage): boolean;
+  /** Throws origin_not_allowed for a preflight from neither billfold's origin nor one CORS_ORIGINS lists. */
   checkPreflight(req: IncomingMessage): void;
 }
 
@@ -82,22 +88,25 @@ export function refuseOversizedBody(req: IncomingMessage, limitBytes: number): v
 
 export function createRequestPolicy(config: Config): RequestPolicy {
   const listed = new Set(config.corsOrigins);
+  const isAllowed = (origin: string | undefined) =>
+    origin === undefined || origin === config.publicOrigin || listed.has(origin);
   return {
     check(req) {
       const { headers } = req;
       if (headers['x-csrf'] !== '1') throw new AppError('csrf_header_missing');
       const origin = headers.origin;
-      if (origin !== undefined && origin !== config.publicOrigin && !listed.has(origin)) {
-        throw new AppError('origin_not_allowed');
-      }
+      if (!isAllowed(origin)) throw new AppError('origin_not_allowed');
       // A cross-site fetch is refused unless it comes from a listed origin; no Origin says nothing here.
       if (headers['sec-fetch-site'] === 'cross-site' && (origin === undefined || !listed.has(origin))) {
         throw new AppError('origin_not_allowed');
       }
     },
+    isPreflight: (req) =>
+      req.method === 'OPTIONS' &&
+      req.headers.origin !== undefined &&
+      req.headers['access-control-request-method'] !== undefined,
     checkPreflight(req) {
-      const origin = req.headers.origin;
-      if (origin !== undefined && !listed.has(origin)) throw new AppError('origin_not_allowed');
+      if (!isAllowed(req.headers.origin)) throw new AppError('origin_not_allowed');
     },
   };
 }

@@ -349,6 +349,38 @@ describe('CORS preflights', () => {
     expect(stack.sandbox.billingplatform.requests).toEqual([]);
   });
 
+  it('from billfold’s own origin: 204 with no CORS header, which a same-origin call needs none of', async () => {
+    for (const target of ['/auth/logout', '/api/billingplatform/ACCOUNT']) {
+      const answer = await preflight(target, stack.billfold.config.publicOrigin);
+      expect(answer.status).toBe(204);
+      expect(corsHeadersOf(answer)).toEqual([]);
+    }
+  });
+
+  it('takes an OPTIONS that is no preflight as an ordinary request: X-CSRF first, then 405', async () => {
+    const options = (target: string, headers: [string, string][]) =>
+      sendRaw(stack.billfold.url, { method: 'OPTIONS', target, headers });
+    for (const target of ['/auth/logout', '/auth/billingplatform/login', '/api/billingplatform/ACCOUNT']) {
+      expectDocumentedError(await options(target, []), 403, 'csrf_header_missing');
+      // Without an Origin, a request naming a method is no browser's preflight either.
+      expectDocumentedError(
+        await options(target, [['Access-Control-Request-Method', 'POST']]),
+        403,
+        'csrf_header_missing',
+      );
+      expectDocumentedError(await options(target, [['X-CSRF', '1']]), 405, 'method_not_allowed');
+      expectDocumentedError(
+        await options(target, [
+          ['X-CSRF', '1'],
+          ['Origin', 'https://evil.example.com'],
+        ]),
+        403,
+        'origin_not_allowed',
+      );
+    }
+    expect(stack.sandbox.billingplatform.requests).toEqual([]);
+  });
+
   it('never allow an origin on a response to an unlisted caller, whatever the route or status', async () => {
     for (const target of [
       '/',

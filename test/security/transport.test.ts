@@ -294,7 +294,14 @@ describe('HSTS on every response', () => {
       ['200 probe', { target: '/readyz' }],
       [
         '204 preflight',
-        { method: 'OPTIONS', target: '/api/billingplatform/x', headers: [['Origin', LISTED]] },
+        {
+          method: 'OPTIONS',
+          target: '/api/billingplatform/x',
+          headers: [
+            ['Origin', LISTED],
+            ['Access-Control-Request-Method', 'GET'],
+          ],
+        },
       ],
       ['400 invalid_path', { target: '/api/billingplatform/%2e%2e/x', headers: withSession }],
       [
