@@ -208,10 +208,17 @@ export function createApp(deps: AppDeps): RequestListener {
 }
 
 /**
- * Serves `handler` on `server` as billfold answers HTTP: `Expect: 100-continue` is answered by
- * billfold once its checks pass (any other `Expect` gets 417 in the error shape), and a request
- * Node's parser refuses is answered only after the answers already in progress on that connection,
- * so a malformed request pipelined behind a slow one never takes its place.
+ * What every server billfold listens with is created with: a request without Host reaches
+ * `serveBillfold`, which answers it in the documented shape, where Node would answer it bare.
+ */
+export const SERVER_OPTIONS = { requireHostHeader: false } as const;
+
+/**
+ * Serves `handler` on `server` (created with `SERVER_OPTIONS`) as billfold answers HTTP:
+ * `Expect: 100-continue` is answered by billfold once its checks pass (any other `Expect` gets 417
+ * in the error shape), and a request Node's parser refuses is answered only after the answers
+ * already in progress on that connection, so a malformed request pipelined behind a slow one never
+ * takes its place.
  */
 export function serveBillfold(server: Server | HttpsServer, handler: RequestListener, logger: Logger): void {
   // The answers still open on each connection; one listener shared by all forgets each as it closes.
@@ -219,12 +226,13 @@ export function serveBillfold(server: Server | HttpsServer, handler: RequestList
   function forget(this: ServerResponse) {
     answering.get(this.req.socket)?.delete(this);
   }
+  const refusals = createEdgeRefusals(logger);
   const track: RequestListener = (req, res) => {
     let open = answering.get(req.socket);
     if (!open) answering.set(req.socket, (open = new Set()));
     open.add(res);
     res.once('close', forget);
-    handler(req, res);
+    if (!refusals.lacksHost(req, res)) handler(req, res);
   };
   server.on('request', track);
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -235,49 +243,68 @@ export function serveBillfold(server: Server | HttpsServer, handler: RequestList
     markUnmetExpectation(req);
     track(req, res);
   });
-  const refuse = createClientErrorHandler(logger);
   server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => {
     const open = [...(answering.get(socket) ?? [])];
     // A request whose own body is malformed is refused at once (closing the connection cancels it);
     // one pipelined behind complete requests waits for their answers, in order.
-    if (open.length === 0 || open.some(({ req }) => !req.complete)) refuse(error, socket);
+    if (open.length === 0 || open.some(({ req }) => !req.complete)) refusals.parserError(error, socket);
     else
       void Promise.all(open.map((res) => new Promise((resolve) => res.once('close', resolve)))).then(() =>
-        refuse(error, socket),
+        refusals.parserError(error, socket),
       );
   });
 }
 
 /**
- * Answers a request Node's HTTP parser refused before billfold saw it (a malformed request line or
- * header, Transfer-Encoding with Content-Length, headers past the size limit) in the documented error
- * shape, with helmet's headers (HSTS included), and closes the connection.
+ * Answers, in the documented error shape with helmet's headers (HSTS included), and then closes the
+ * connection: a request Node's HTTP parser refused before billfold saw it (a malformed request line
+ * or header, Transfer-Encoding with Content-Length, headers past the size limit), and an HTTP/1.1
+ * request without the Host header it must carry (RFC 9112), which Node would otherwise answer bare.
  */
-export function createClientErrorHandler(logger: Logger) {
-  const headers = createSecurityHeaders()
-    .fixed.map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('');
-  return (error: Error & { code?: string }, socket: Duplex): void => {
-    if (error.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+export function createEdgeRefusals(logger: Logger) {
+  const fixed = createSecurityHeaders().fixed;
+  const refusal = (message: string, clientAddress: string | undefined, code?: string) => {
     const requestId = randomUUID();
-    const clientAddress = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
-    logger.warn({ requestId, code: error.code, clientAddress }, 'refused a request that is not valid HTTP');
-    const body = JSON.stringify({
-      error: {
-        code: 'invalid_request',
-        message: tooLarge ? 'The request headers are too large.' : 'The request is not valid HTTP.',
-        requestId,
-      },
-    });
-    socket.end(
-      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n${headers}` +
-        `vary: Origin\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${requestId}\r\n` +
-        `${BILLFOLD_ERROR_HEADER}: invalid_request\r\n` +
-        `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
+    logger.warn({ requestId, code, clientAddress }, 'refused a request that is not valid HTTP');
+    const body = JSON.stringify({ error: { code: 'invalid_request', message, requestId } });
+    const headers: (readonly [string, string])[] = [
+      ...fixed,
+      ['vary', 'Origin'],
+      ['content-type', 'application/json; charset=utf-8'],
+      ['x-request-id', requestId],
+      [BILLFOLD_ERROR_HEADER, 'invalid_request'],
+      ['connection', 'close'],
+      ['content-length', String(Buffer.byteLength(body))],
+    ];
+    return { headers, body };
+  };
+  return {
+    parserError(error: Error & { code?: string }, socket: Duplex): void {
+      if (error.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+      const { headers, body } = refusal(
+        tooLarge ? 'The request headers are too large.' : 'The request is not valid HTTP.',
+        (socket as Duplex & { remoteAddress?: string }).remoteAddress,
+        error.code,
+      );
+      const head = headers.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+      socket.end(
+        `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n${head}\r\n${body}`,
+      );
+    },
+    /** Answers `req` and returns true when it is HTTP/1.1 without a Host header. */
+    lacksHost(req: IncomingMessage, res: ServerResponse): boolean {
+      if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false;
+      const { headers, body } = refusal(
+        'An HTTP/1.1 request must carry a Host header.',
+        req.socket.remoteAddress,
+      );
+      res.writeHead(400, headers.flat());
+      res.end(body);
+      return true;
+    },
   };
 }

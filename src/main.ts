@@ -1,6 +1,6 @@
 import http, { type RequestListener, type Server } from 'node:http';
 import https from 'node:https';
-import { serveBillfold } from './app.js';
+import { SERVER_OPTIONS, serveBillfold } from './app.js';
 import { createBillfold } from './billfold.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type LoadedConfig } from './config.js';
@@ -176,11 +176,11 @@ async function main(): Promise<void> {
   const serve = async (handler: RequestListener, listenPort: number, host: string) => {
     let created: Server;
     if (tls) {
-      const secure = https.createServer(tls.options);
+      const secure = https.createServer({ ...tls.options, ...SERVER_OPTIONS });
       httpsServers.push(secure);
       created = secure;
     } else {
-      created = http.createServer();
+      created = http.createServer(SERVER_OPTIONS);
     }
     servers.push(created);
     serveBillfold(created, handler, logger);

@@ -366,6 +366,10 @@ describe('HSTS on every response', () => {
         `GET /auth/session HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`,
         431,
       ],
+      // Parsed, but HTTP/1.1 requires Host; Node's own answer to it would carry none of the headers.
+      ['HTTP/1.1 without Host', 'GET /auth/session HTTP/1.1\r\nX-CSRF: 1\r\n\r\n', 400],
+      ['HTTP/1.1 without Host, relayed', `GET /api/billingplatform/x HTTP/1.1\r\nX-CSRF: 1\r\n\r\n`, 400],
+      ['HTTP/1.1 without Host, a probe', 'GET /healthz HTTP/1.1\r\n\r\n', 400],
     ];
     for (const [name, request, status] of cases) {
       const { answers } = await exchangeRaw(billfold.url, request);

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { serveBillfold } from '../../src/app.js';
+import { SERVER_OPTIONS, serveBillfold } from '../../src/app.js';
 import { createBillfold, type Billfold, type StoreChoice } from '../../src/billfold.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
@@ -40,7 +40,7 @@ export async function startBillfold(
   });
   const servers: http.Server[] = [];
   const listen = async (handler: http.RequestListener) => {
-    const server = http.createServer();
+    const server = http.createServer(SERVER_OPTIONS);
     serveBillfold(server, handler, logger);
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
