@@ -10,7 +10,12 @@ import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { OperatorAuthLimiter } from './middleware/operator-auth-limiter.js';
-import { BILLFOLD_ERROR_HEADER, createErrorHandler, sendError } from './middleware/error-handler.js';
+import {
+  BILLFOLD_ERROR_HEADER,
+  createErrorHandler,
+  sendError,
+  type RefusedRequestReader,
+} from './middleware/error-handler.js';
 import { beginRequest } from './middleware/request-context.js';
 import {
   compileTrust,
@@ -41,7 +46,7 @@ import type { SessionRepository } from './session/session-repository.js';
 import type { SessionStore } from './session/session-store.js';
 import type { StoreKeyNames } from './session/store-key-names.js';
 import { createCredentialRenewer } from './upstream/credential-renewer.js';
-import type { AdapterRegistry } from './upstream/provider-adapter.js';
+import { isKnownProvider, type AdapterRegistry } from './upstream/provider-adapter.js';
 import type { ProviderModule } from './upstream/provider-module.js';
 import { checkTargetQuery } from './upstream/relay-policy.js';
 import type { UpstreamClient } from './upstream/upstream-client.js';
@@ -101,12 +106,20 @@ export function createApp(deps: AppDeps): RequestListener {
     lockTtlMs: config.upstreamTimeoutMs,
     renewalDeadlineMs: 3 * config.upstreamTimeoutMs,
   });
+  const readSessionId = createSessionIdReader(config.session.cookieName, config.session.secrets);
+  const readRefused: RefusedRequestReader = (req) => {
+    const named = /^\/(?:auth|api)\/([^/?]+)/.exec(req.url ?? '')?.[1];
+    return {
+      provider: named !== undefined && isKnownProvider(deps.adapters, named) ? named : undefined,
+      sessionId: readSessionId(req.headers.cookie),
+    };
+  };
   const relay = createRelayHandler({
     ...deps,
     policy,
     renewer,
     concurrency: createRelayConcurrency(config.rateLimits.relayConcurrentPerSession),
-    readSessionId: createSessionIdReader(config.session.cookieName, config.session.secrets),
+    readSessionId,
     relayLimiter: createRelayLimiter(
       repository.backend,
       config.rateLimits,
@@ -161,7 +174,7 @@ export function createApp(deps: AppDeps): RequestListener {
   app.use(() => {
     throw new AppError('not_found');
   });
-  app.use(createErrorHandler(logger));
+  app.use(createErrorHandler(logger, readRefused));
 
   return (req: IncomingMessage, res: ServerResponse) => {
     const context = beginRequest(req, res, logger, metrics.observeRequest, trust);
@@ -172,7 +185,7 @@ export function createApp(deps: AppDeps): RequestListener {
     if (!relayed) securityHeaders.write(req, res, context.id);
     const fail = (error: unknown) => {
       if (relayed && !res.headersSent) securityHeaders.write(req, res, context.id);
-      sendError(res, error, context, logger);
+      sendError(res, error, context, logger, readRefused);
     };
     if (hasUnmetExpectation(req)) {
       fail(new AppError('expectation_failed'));

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler } from 'express';
 import { AppError, toAppError, toErrorBody, type ErrorCode } from '../errors.js';
 import { audit, type AuditEvent, type Logger } from '../logger.js';
@@ -20,6 +20,15 @@ const AUDITED: Partial<Record<ErrorCode, AuditEvent>> = {
 };
 
 /**
+ * The provider a refused request's path names and the session its cookie carries (validly signed),
+ * for its audit line: a request refused before its route read them is still told apart.
+ */
+export type RefusedRequestReader = (req: IncomingMessage) => {
+  provider: string | undefined;
+  sessionId: string | undefined;
+};
+
+/**
  * The one place an error becomes an HTTP answer, for both roads: the documented JSON shape, no
  * stack, cause or upstream detail in it; refusals and outages are audited, unexpected errors logged.
  */
@@ -28,15 +37,17 @@ export function sendError(
   thrown: unknown,
   context: RequestContext,
   logger: Logger,
+  readRefused?: RefusedRequestReader,
 ): void {
   const error = toAppError(thrown);
   const event = AUDITED[error.code];
   if (event) {
+    const refused = readRefused?.(res.req);
     audit(logger, {
       event,
       outcome: 'refused',
-      provider: error.provider,
-      sessionId: context.sessionId,
+      provider: error.provider ?? context.provider ?? refused?.provider,
+      sessionId: context.sessionId ?? refused?.sessionId,
       requestId: context.id,
       clientAddress: context.clientAddress,
       route: context.route,
@@ -97,11 +108,17 @@ function codeOfClientError(thrown: unknown): ErrorCode | undefined {
 }
 
 /** Express's error middleware: body-parser failures get their documented codes, the rest go to sendError. */
-export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+export function createErrorHandler(logger: Logger, readRefused?: RefusedRequestReader): ErrorRequestHandler {
   return (thrown: unknown, req, res, _next) => {
     const type = (thrown as { type?: unknown } | undefined)?.type;
     const code =
       (typeof type === 'string' ? BODY_PARSER_ERRORS[type] : undefined) ?? codeOfClientError(thrown);
-    sendError(res, code ? new AppError(code, { cause: thrown }) : thrown, contextOf(req), logger);
+    sendError(
+      res,
+      code ? new AppError(code, { cause: thrown }) : thrown,
+      contextOf(req),
+      logger,
+      readRefused,
+    );
   };
 }

@@ -129,6 +129,8 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
         event: 'login',
         outcome: 'failure',
         provider: adapter.id,
+        // The session it was to join, when there is one.
+        sessionId: hasStoredSession(req) ? req.sessionID : undefined,
         requestId: context.id,
         clientAddress: context.clientAddress,
         reason: error instanceof AppError ? error.code : 'internal_error',

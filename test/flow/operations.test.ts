@@ -67,6 +67,29 @@ describe('audit trail', () => {
     expect(auditLines()[0]).toMatchObject({ provider: 'billingplatform', reason: 'invalid_credentials' });
   });
 
+  it('names the provider and the session of a request refused before its route read them', async () => {
+    const client = await stack.signIn(['billingplatform']);
+    const session = auditLines().at(-1)?.session;
+    expect(session).toMatch(/^[A-Za-z0-9_-]{12}$/);
+    await client.post('/auth/bill/login', demo.bill, { 'x-csrf': '0' });
+    await client.get('/api/billingplatform/ACCOUNT/1001', { origin: 'https://evil.example.com' });
+    await client.post('/auth/billogram/login', { ...demo.billogram, apiPassword: 'wrong' });
+    // A refusal on a path naming no provider, and one with a cookie nobody signed, name neither.
+    await client.get('/auth/session', { 'x-csrf': '0' });
+    await client.get('/api/nothing/x', { 'x-csrf': '0', cookie: 'billfold=s%3Aforged.sig' });
+    expect(
+      auditLines()
+        .slice(-5)
+        .map(({ event, provider, session: hashed }) => ({ event, provider, session: hashed })),
+    ).toEqual([
+      { event: 'csrf_refused', provider: 'bill', session },
+      { event: 'origin_refused', provider: 'billingplatform', session },
+      { event: 'login', provider: 'billogram', session },
+      { event: 'csrf_refused', provider: undefined, session },
+      { event: 'csrf_refused', provider: undefined, session: undefined },
+    ]);
+  });
+
   /** Every field an audit line may have (docs/audit.md). */
   const AUDIT_FIELDS = new Set([
     'level',
