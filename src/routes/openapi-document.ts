@@ -413,6 +413,10 @@ export function createOpenApiDocument(version: string): Schema {
       '/auth/billbora/organization': {
         post: operation({
           summary: 'Switch the Billbora organization of the session',
+          description:
+            'Exchanges a Supabase token for the other organization: the one given, or one billfold obtains ' +
+            'with the Supabase session it holds. When Supabase has ended that session (a password change, a ' +
+            'sign-out everywhere), the answer is 401 invalid_credentials: send supabaseToken.',
           tags: ['auth'],
           parameters: [CSRF],
           requestBody: jsonBody(organizationSwitchSchema),
@@ -420,6 +424,7 @@ export function createOpenApiDocument(version: string): Schema {
           errors: [
             ...AUTH_EDGE,
             'unauthenticated',
+            'invalid_credentials',
             'provider_not_connected',
             'provider_not_configured',
             'organization_access_denied',

@@ -151,6 +151,22 @@ describe('Billbora end to end on Redis', () => {
     expect(answer.body.error).toMatchObject({ code: 'upstream_session_expired', provider: 'billbora' });
   });
 
+  it('answers a switch Supabase refuses to sign in again with invalid_credentials, and keeps Billbora connected', async () => {
+    const client = stack.client();
+    await client.post('/auth/billbora/login', demo);
+    stack.sandbox.supabase.expireAllSessions();
+    const refused = await client.post('/auth/billbora/organization', { organizationId: 'org_other' });
+    expect(refused.status).toBe(401);
+    expect(refused.body.error).toMatchObject({ code: 'invalid_credentials', provider: 'billbora' });
+    expect((await client.get('/auth/session')).body.providers.billbora.organization.id).toBe('org_demo');
+    expect((await client.get('/api/billbora/invoices/')).status).toBe(200);
+    const switched = await client.post('/auth/billbora/organization', {
+      organizationId: 'org_other',
+      supabaseToken: await supabaseAccessToken(stack.sandbox),
+    });
+    expect(switched.body.providers.billbora.organization.id).toBe('org_other');
+  });
+
   it('ends only its own Supabase session at a sign-out: the person’s other sessions keep theirs', async () => {
     const [leaving, staying, current] = [stack.client(), stack.client(), stack.client()];
     for (const client of [leaving, staying, current])
