@@ -139,13 +139,18 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     }
 
     await attempt.succeeded();
-    // The old id ends before the new one exists. What the old session held at that instant (a
-    // renewal that landed meanwhile included) moves to the new id; express-session's regenerate then
-    // finds it already gone.
+    // The old id ends before the new one exists. What the old session held at that instant moves to
+    // the new id; express-session's regenerate then finds it already gone. No renewal runs at that
+    // instant: one in flight lands first (and moves), one asked for meanwhile finds the old id gone.
     let latest: SessionRecord | undefined;
     let record: SessionRecord;
     try {
-      latest = hasStoredSession(req) ? await repository.destroy(req.sessionID) : undefined;
+      const joined = storedRecord(req);
+      latest = joined
+        ? await deps.renewer.excludingRenewals(req.sessionID, Object.keys(joined.providers), () =>
+            repository.destroy(req.sessionID),
+          )
+        : undefined;
       if (hasStoredSession(req) && !latest) {
         // The session this sign-in was joining ended while it ran: a sign-in beside it moved it to a
         // new id, or a sign-out or revocation ended it. A fresh session here would split the browser's

@@ -39,6 +39,17 @@ export interface CredentialRenewer {
     id: ProviderId,
     change: (current: Credential, context: RenewalContext) => Promise<Credential>,
   ): Promise<Renewed>;
+  /**
+   * Runs `work` while no renewal (nor organization switch) of `providers` in the session runs: it
+   * waits for those in flight, and those asked for meanwhile wait for it. A sign-in moving the
+   * session to a new id runs so, or it would copy a credential a renewal is about to replace (and a
+   * rotated refresh token would be lost with the old id).
+   */
+  excludingRenewals<T>(
+    sessionId: string,
+    providers: readonly ProviderId[],
+    work: () => Promise<T>,
+  ): Promise<T>;
 }
 
 /** What the renewer needs. */
@@ -88,6 +99,18 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
    * and `work` is cancelled (its upstream calls aborted) once the lock cannot be confirmed or the
    * renewal deadline passes; `skip` may answer from the store instead, before and after the lock is taken.
    */
+  const lockOf = (sessionId: string, id: ProviderId) => `l:renew:${sessionId}:${id}`;
+  /** Takes `lock`, polling while another holds it; false once the holder must have finished or lost it. */
+  const acquire = async (lock: string, token: string, before?: () => Promise<boolean>) => {
+    const waitUntil = deps.clock.now() + deps.renewalDeadlineMs + deps.lockTtlMs;
+    for (;;) {
+      if (before && !(await before())) return true;
+      if (await repository.backend.acquireLock(lock, token, deps.lockTtlMs).catch(storeDown)) return true;
+      if (deps.clock.now() > waitUntil) return false;
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  };
+
   const underLock = async (
     session: LoadedSession,
     id: ProviderId,
@@ -95,17 +118,15 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
     skip: (stored: Renewed) => Renewed | undefined,
     work: (current: Credential, context: RenewalContext) => Promise<Credential>,
   ): Promise<Renewed> => {
-    const lock = `l:renew:${session.id}:${id}`;
+    const lock = lockOf(session.id, id);
     const token = randomUUID();
-    // A waiter gives up once the holder must have finished or lost its lock.
-    const waitUntil = deps.clock.now() + deps.renewalDeadlineMs + deps.lockTtlMs;
-    for (;;) {
-      const answer = skip(await loadStored(session.id, id));
-      if (answer) return answer;
-      if (await repository.backend.acquireLock(lock, token, deps.lockTtlMs).catch(storeDown)) break;
-      if (deps.clock.now() > waitUntil) throw new AppError('upstream_timeout', { provider: id });
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
-    }
+    let skipped: Renewed | undefined;
+    const acquired = await acquire(lock, token, async () => {
+      skipped = skip(await loadStored(session.id, id));
+      return skipped === undefined;
+    });
+    if (skipped) return skipped;
+    if (!acquired) throw new AppError('upstream_timeout', { provider: id });
 
     const cancel = new AbortController();
     const deadline = setTimeout(
@@ -222,6 +243,23 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
       const adapter = adapterFor(deps.adapters, id);
       if (!adapter) return Promise.reject(new AppError('provider_not_configured', { provider: id }));
       return underLock(session, id, adapter, () => undefined, change);
+    },
+    async excludingRenewals(sessionId, providers, work) {
+      const token = randomUUID();
+      const held: string[] = [];
+      try {
+        // In one order for every caller, so two sign-ins on one session cannot wait on each other.
+        for (const id of [...providers].sort()) {
+          const lock = lockOf(sessionId, id);
+          if (!(await acquire(lock, token))) throw new AppError('upstream_timeout', { provider: id });
+          held.push(lock);
+        }
+        return await work();
+      } finally {
+        await Promise.all(
+          held.map((lock) => repository.backend.releaseLock(lock, token).catch(() => undefined)),
+        );
+      }
     },
   };
 }

@@ -179,3 +179,39 @@ describe('a sign-in while the session it joins ends', () => {
     expect((await tab.get('/auth/session')).body.authenticated).toBe(false);
   });
 });
+
+describe('a sign-in while a Billbora organization switch of the session runs', () => {
+  // Billbora's exchange is reached through a gate the test holds, so the sign-in starts mid-switch.
+  let proxy: GatedProxy;
+  const stack = useStack({
+    env: async (sandbox) => {
+      proxy = await startGatedProxy(sandbox.url);
+      return { BILLBORA_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billbora}` };
+    },
+  });
+  afterAll(async () => {
+    proxy.open();
+    await proxy.stop();
+  });
+
+  it('moves the switched credential to the new id, never the one the switch replaced', async () => {
+    const client = await stack.signIn(['billbora']);
+    proxy.close();
+    const switching = client.post('/auth/billbora/organization', { organizationId: 'org_other' });
+    await proxy.arrived();
+    const tab = stack.client();
+    tab.cookie = client.cookie;
+    const signingIn = tab.post('/auth/billogram/login', demo.billogram);
+    // Until the switch lands, the sign-in waits; its own upstream call is made meanwhile.
+    await waitUntil(() => stack.sandbox.billogram.requests.length > 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    proxy.open();
+    expect((await switching).status).toBe(200);
+    const signedIn = await signingIn;
+    expect(signedIn.status).toBe(200);
+    // The Supabase refresh token the switch rotated moved too: the next switch spends that one.
+    expect(signedIn.body.providers.billbora.organization.id).toBe('org_other');
+    const back = await tab.post('/auth/billbora/organization', { organizationId: 'org_demo' });
+    expect(back.body.providers.billbora.organization.id).toBe('org_demo');
+  });
+});
