@@ -94,23 +94,27 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
       return { ...record, providers: { ...record.providers, [id]: next } };
     });
 
-  /**
-   * Runs `work` holding the session's renewal lock for `id`. The lock is extended while `work` runs
-   * and `work` is cancelled (its upstream calls aborted) once the lock cannot be confirmed or the
-   * renewal deadline passes; `skip` may answer from the store instead, before and after the lock is taken.
-   */
   const lockOf = (sessionId: string, id: ProviderId) => `l:renew:${sessionId}:${id}`;
-  /** Takes `lock`, polling while another holds it; false once the holder must have finished or lost it. */
-  const acquire = async (lock: string, token: string, before?: () => Promise<boolean>) => {
+  /**
+   * Takes `lock`, polling while another holds it, until `settled` (asked before each try) says there
+   * is nothing left to wait for. Answers whether the lock is held: false once settled, or once the
+   * holder must have finished or lost its lock.
+   */
+  const acquire = async (lock: string, token: string, settled?: () => Promise<boolean>) => {
     const waitUntil = deps.clock.now() + deps.renewalDeadlineMs + deps.lockTtlMs;
     for (;;) {
-      if (before && !(await before())) return true;
+      if (settled && (await settled())) return false;
       if (await repository.backend.acquireLock(lock, token, deps.lockTtlMs).catch(storeDown)) return true;
       if (deps.clock.now() > waitUntil) return false;
       await new Promise((resolve) => setTimeout(resolve, pollMs));
     }
   };
 
+  /**
+   * Runs `work` holding the session's renewal lock for `id`. The lock is extended while `work` runs
+   * and `work` is cancelled (its upstream calls aborted) once the lock cannot be confirmed or the
+   * renewal deadline passes; `skip` may answer from the store instead, before and after the lock is taken.
+   */
   const underLock = async (
     session: LoadedSession,
     id: ProviderId,
@@ -121,12 +125,13 @@ export function createCredentialRenewer(deps: CredentialRenewerDeps): Credential
     const lock = lockOf(session.id, id);
     const token = randomUUID();
     let skipped: Renewed | undefined;
-    const acquired = await acquire(lock, token, async () => {
-      skipped = skip(await loadStored(session.id, id));
-      return skipped === undefined;
-    });
+    const held = await acquire(
+      lock,
+      token,
+      async () => (skipped = skip(await loadStored(session.id, id))) !== undefined,
+    );
     if (skipped) return skipped;
-    if (!acquired) throw new AppError('upstream_timeout', { provider: id });
+    if (!held) throw new AppError('upstream_timeout', { provider: id });
 
     const cancel = new AbortController();
     const deadline = setTimeout(
