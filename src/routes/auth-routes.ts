@@ -24,6 +24,7 @@ import type { SessionRepository } from '../session/session-repository.js';
 import type { StoreKeyNames } from '../session/store-key-names.js';
 import { resolveProvider, type AdapterRegistry } from '../upstream/provider-adapter.js';
 import type { CredentialRenewer } from '../upstream/credential-renewer.js';
+import { createSessionIdReader } from '../session/session-cookie.js';
 import type { ProviderModule, ProviderRouteEdge } from '../upstream/provider-module.js';
 import { enforceSessionCap, logoutEveryUpstream, logoutUpstream } from '../upstream/session-revocation.js';
 import { buildSessionView } from './session-view.js';
@@ -105,6 +106,27 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     },
   );
   const router = express.Router();
+  // The id a request's cookie names when express-session found no session under it (it may have moved).
+  const readSessionId = createSessionIdReader(config.session.cookieName, config.session.secrets);
+  const movedAway = async (req: Request) => {
+    const carried = hasStoredSession(req) ? undefined : readSessionId(req.headers.cookie);
+    return carried !== undefined && (await repository.moves.wasMoved(carried));
+  };
+  const sessionEnded = (req: Request, provider: string) => {
+    audit(logger, {
+      event: 'login',
+      outcome: 'failure',
+      provider,
+      sessionId: hasStoredSession(req) ? req.sessionID : readSessionId(req.headers.cookie),
+      requestId: contextOf(req).id,
+      clientAddress: contextOf(req).clientAddress,
+      reason: 'session_ended',
+    });
+    return new AppError('unauthenticated', {
+      provider,
+      message: 'The session ended while signing in (another sign-in or a sign-out); sign in again.',
+    });
+  };
   const cookie = sessionCookieOptions(config);
   const clearCookie = (res: Response) => res.clearCookie(config.session.cookieName, cookie);
   const view = (record: SessionRecord | undefined) => buildSessionView(record, adapters, repository.limits);
@@ -114,6 +136,9 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     const adapter = resolveProvider(adapters, req.params.provider);
     context.provider = adapter.id;
     const input = parseBody(adapter.loginSchema, req.body);
+    // Sent with an id a sign-in in another tab has just moved: joining nothing, it would start a
+    // second session beside the one the browser now holds.
+    if (await movedAway(req)) throw sessionEnded(req, adapter.id);
     const attempt = await loginLimiter.begin(
       req.ip ?? 'unknown',
       adapter.id,
@@ -151,24 +176,10 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
             repository.destroy(req.sessionID),
           )
         : undefined;
-      if (hasStoredSession(req) && !latest) {
-        // The session this sign-in was joining ended while it ran: a sign-in beside it moved it to a
-        // new id, or a sign-out or revocation ended it. A fresh session here would split the browser's
-        // sign-ins over two sessions (the cookie set last wins) and keep a credential nobody holds.
-        audit(logger, {
-          event: 'login',
-          outcome: 'failure',
-          provider: adapter.id,
-          sessionId: req.sessionID,
-          requestId: context.id,
-          clientAddress: context.clientAddress,
-          reason: 'session_ended',
-        });
-        throw new AppError('unauthenticated', {
-          provider: adapter.id,
-          message: 'The session ended while signing in (another sign-in or a sign-out); sign in again.',
-        });
-      }
+      // The session this sign-in was joining ended while it ran: a sign-in beside it moved it to a
+      // new id, or a sign-out or revocation ended it. A fresh session here would split the browser's
+      // sign-ins over two sessions (the cookie set last wins) and keep a credential nobody holds.
+      if (joined && !latest) throw sessionEnded(req, adapter.id);
       const now = clock.now();
       record = {
         // What the session keeps beyond credentials (BILL's trusted device) carries over to the new id.
@@ -178,7 +189,12 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
         providers: { ...latest?.providers, [adapter.id]: credential },
         device: (req.headers['user-agent'] ?? 'unknown').slice(0, 120),
       };
+      const joinedId = req.sessionID;
       await saveAsNewSession(req, record);
+      if (latest) {
+        // Best effort: without it, a request still on its way with the old id meets no session.
+        await repository.moves.record(joinedId, req.sessionID).catch(() => undefined);
+      }
     } catch (error) {
       // The upstream session just granted is kept nowhere, nor (once the old id has ended) what the
       // old session held: sign them all out upstream, and leave no session or cookie behind.
@@ -242,9 +258,13 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
 
   router.post('/logout', async (req, res) => {
     const context = contextOf(req);
-    if (hasStoredSession(req)) {
-      const sessionId = req.sessionID;
-      const ended = await destroySession(req);
+    // Sent with an id a sign-in in another tab has just moved: the sign-out ends where it went, or
+    // it would clear the browser's cookie and leave that session signed in upstream, held by nobody.
+    const carried = hasStoredSession(req) ? undefined : readSessionId(req.headers.cookie);
+    const movedTo = carried === undefined ? undefined : await repository.moves.follow(carried);
+    if (hasStoredSession(req) || movedTo !== undefined) {
+      const sessionId = movedTo ?? req.sessionID;
+      const ended = movedTo === undefined ? await destroySession(req) : await repository.destroy(movedTo);
       audit(logger, {
         event: 'logout',
         outcome: 'success',

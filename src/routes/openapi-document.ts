@@ -246,8 +246,9 @@ function authPaths(): Record<string, Schema> {
           'Signs in upstream, keeps the credential sealed server-side, and sets the httpOnly session cookie ' +
           '(a fresh session id on every sign-in). Joins the current session when there is one; when that ' +
           'session ends while the sign-in runs (another sign-in beside it moved it to a new id, or a sign-out ' +
-          'ended it), the answer is 401 unauthenticated with no cookie and the new upstream sign-in is ended: ' +
-          'sign in again, with the cookie the browser holds by then.',
+          'ended it), or was moved by a sign-in within the last two minutes, the answer is 401 unauthenticated ' +
+          'with no cookie (and any upstream sign-in made is ended): sign in again, with the cookie the browser ' +
+          'holds by then.',
         tags: ['auth'],
         parameters: [CSRF],
         requestBody: jsonBody(LOGIN_SCHEMAS[id]),
@@ -367,6 +368,9 @@ export function createOpenApiDocument(version: string): Schema {
       '/auth/logout': {
         post: operation({
           summary: 'Sign out of every provider and end the session',
+          description:
+            'Sent with a session id a sign-in (in another tab) moved to a new id within the last two minutes, ' +
+            'it ends the session where that id went. Clears the cookie either way.',
           tags: ['auth'],
           parameters: [CSRF],
           responses: { '204': NO_CONTENT },

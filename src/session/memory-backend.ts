@@ -125,6 +125,7 @@ export function createMemoryBackend(options: MemoryBackendOptions): MemoryBacken
       writeTo(tallies, key, token, ttlMs);
       return Promise.resolve(true);
     },
+    lockHolder: (key) => Promise.resolve(readTally(key)?.value ?? null),
     releaseLock(key, token) {
       if (readTally(key)?.value === token) tallies.delete(key);
       return Promise.resolve();

@@ -107,6 +107,11 @@ export function createRedisBackend(options: RedisBackendOptions): SessionBackend
       within(async () => {
         await evaluate(RELEASE_LOCK, name, [token]);
       }),
+    lockHolder: (name) =>
+      within(async () => {
+        await ready();
+        return client.get(key(name));
+      }),
     extendLock: (name, token, ttlMs) =>
       within(
         async () => (await evaluate(EXTEND_LOCK, name, [token, String(Math.max(1, Math.ceil(ttlMs)))])) === 1,

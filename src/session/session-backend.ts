@@ -24,6 +24,8 @@ export interface SessionBackend {
   releaseLock(key: string, token: string): Promise<void>;
   /** Gives a lock still holding `token` another `ttlMs`; false when it has lapsed or changed hands. */
   extendLock(key: string, token: string, ttlMs: number): Promise<boolean>;
+  /** The token a lock holds, or null when it is free. */
+  lockHolder(key: string): Promise<string | null>;
   /** Adds `by` to a counter whose window of `windowMs` starts at its first hit; the new count and ms left. */
   increment(key: string, windowMs: number, by?: number): Promise<Counter>;
   /** A counter's count and ms left in its window, without changing it (0 when absent). */

@@ -5,6 +5,7 @@ import { endStoreSpan, startStoreSpan } from '../tracing.js';
 import type { SealedRecords, SessionBackend } from './session-backend.js';
 import type { SessionCodec } from './session-codec.js';
 import { createSessionIndex, type SessionIndex } from './session-index.js';
+import { createSessionMoves, type SessionMoves } from './session-moves.js';
 import type { StoreKeyNames } from './store-key-names.js';
 import { isSessionLive, sessionDeadlines, type SessionLimits, type SessionRecord } from './session-record.js';
 
@@ -52,6 +53,8 @@ export interface SessionRepository {
   readonly backend: SessionBackend;
   /** The per-identity session indexes, kept in step by every write above. */
   readonly index: SessionIndex;
+  /** Where sign-ins moved sessions, for requests still on their way with an old id. */
+  readonly moves: SessionMoves;
 }
 
 /** What the repository is built from. */
@@ -149,6 +152,7 @@ export function createSessionRepository(options: SessionRepositoryOptions): Sess
     limits,
     backend,
     index,
+    moves: createSessionMoves({ backend, names: options.keyNames, run: guard }),
     load: read,
 
     async create(sessionId, record) {

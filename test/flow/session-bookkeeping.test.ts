@@ -215,3 +215,60 @@ describe('a sign-in while a Billbora organization switch of the session runs', (
     expect(back.body.providers.billbora.organization.id).toBe('org_demo');
   });
 });
+
+type Stack = ReturnType<typeof useStack>;
+const connectedTo = (view: { providers: Record<string, { connected: boolean }> }) =>
+  Object.entries(view.providers)
+    .filter(([, provider]) => provider.connected)
+    .map(([id]) => id)
+    .sort();
+
+/** A session on BillingPlatform, and a tab still holding its id after a sign-in to BILL moved it. */
+async function movedAway(stack: Stack) {
+  const client = await stack.signIn(['billingplatform']);
+  const tab = stack.client();
+  tab.cookie = client.cookie;
+  expect((await client.post('/auth/bill/login', demo.bill)).status).toBe(200);
+  expect(client.cookie).not.toBe(tab.cookie);
+  return { client, tab };
+}
+
+describe.each(['embedded', 'redis'] as const)(
+  'requests still on their way with an id a sign-in has moved (%s store)',
+  (store) => {
+    const stack = useStack({ store });
+
+    it('refuses a sign-in sent with the old id: no second session beside the one the browser holds', async () => {
+      const { client, tab } = await movedAway(stack);
+      const refused = await tab.post('/auth/billogram/login', demo.billogram);
+      expectDocumentedError(refused, 401, 'unauthenticated');
+      expect(refused.headers.getSetCookie()).toEqual([]);
+      expect(connectedTo((await client.get('/auth/session')).body)).toEqual(['bill', 'billingplatform']);
+    });
+
+    it('ends the session where it went at a sign-out sent with the old id, upstream too', async () => {
+      const { client, tab } = await movedAway(stack);
+      stack.sandbox.bill.clearRequests();
+      expect((await tab.post('/auth/logout')).status).toBe(204);
+      expect((await client.get('/auth/session')).body.authenticated).toBe(false);
+      await waitUntil(() =>
+        stack.sandbox.bill.requests.some((request) => /logout\.json$/i.test(request.path)),
+      );
+    });
+  },
+);
+
+describe('a moved id, two minutes on', () => {
+  // The embedded store keeps billfold's clock, which the test moves.
+  const clock = createTestClock(Date.now());
+  const stack = useStack({ clock, store: 'embedded' });
+
+  it('is an ended session like any other: a sign-out ends nothing, a sign-in starts afresh', async () => {
+    const { client, tab } = await movedAway(stack);
+    clock.advance(120_001);
+    expect((await tab.post('/auth/logout')).status).toBe(204);
+    expect((await client.get('/auth/session?touch=true')).body.authenticated).toBe(true);
+    const fresh = await tab.post('/auth/billogram/login', demo.billogram);
+    expect(connectedTo(fresh.body)).toEqual(['billogram']);
+  });
+});

@@ -336,6 +336,8 @@ describe('the embedded store keeps counters and locks where sessions cannot evic
     expect(backend.size()).toBe(10);
     expect((await backend.readCounter('rl:login:user-ip:x')).count).toBe(1);
     expect(await backend.acquireLock('l:renew:s1:billbora', 'other', 60_000)).toBe(false);
+    expect(await backend.lockHolder('l:renew:s1:billbora')).toBe('token');
+    expect(await backend.lockHolder('l:renew:s2:billbora')).toBeNull();
   });
 
   it('keeps a user’s failures counted through a flood of other users’ sign-ins', async () => {
