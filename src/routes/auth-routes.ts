@@ -265,13 +265,16 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     if (hasStoredSession(req) || movedTo !== undefined) {
       const sessionId = movedTo ?? req.sessionID;
       const ended = movedTo === undefined ? await destroySession(req) : await repository.destroy(movedTo);
-      audit(logger, {
-        event: 'logout',
-        outcome: 'success',
-        sessionId,
-        requestId: context.id,
-        clientAddress: context.clientAddress,
-      });
+      // Where a move led to a session already ended, this sign-out ended nothing.
+      if (ended || movedTo === undefined) {
+        audit(logger, {
+          event: 'logout',
+          outcome: 'success',
+          sessionId,
+          requestId: context.id,
+          clientAddress: context.clientAddress,
+        });
+      }
       await logoutEveryUpstream(adapters, ended?.providers, logger);
     }
     forgetSession(req);

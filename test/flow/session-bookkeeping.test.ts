@@ -255,6 +255,14 @@ describe.each(['embedded', 'redis'] as const)(
         stack.sandbox.bill.requests.some((request) => /logout\.json$/i.test(request.path)),
       );
     });
+
+    it('follows a chain of moves to its end: ten sign-ins after the old id, one sign-out ends the last', async () => {
+      const { client, tab } = await movedAway(stack);
+      for (let i = 0; i < 10; i++)
+        expect((await client.post('/auth/billogram/login', demo.billogram)).status).toBe(200);
+      expect((await tab.post('/auth/logout')).status).toBe(204);
+      expect((await client.get('/auth/session')).body.authenticated).toBe(false);
+    });
   },
 );
 
