@@ -124,7 +124,8 @@ export function createAuthRouter(deps: AuthRouteDeps): Router {
     });
     return new AppError('unauthenticated', {
       provider,
-      message: 'The session ended while signing in (another sign-in or a sign-out); sign in again.',
+      message:
+        'The session this sign-in was joining has moved or ended (a sign-in or sign-out in another tab); sign in again.',
     });
   };
   const cookie = sessionCookieOptions(config);
