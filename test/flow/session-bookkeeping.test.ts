@@ -87,8 +87,8 @@ describe('what a session remembers across sign-ins and relayed calls', () => {
   });
 });
 
-describe('POST /auth/billbora/organization while Billbora is signed out', () => {
-  // Billbora's exchange is reached through a gate the test holds, so the sign-out lands mid-switch.
+describe('POST /auth/billbora/organization racing the session’s other requests', () => {
+  // Billbora's exchange is reached through a gate the test holds, so a sign-out or a sign-in lands mid-switch.
   let proxy: GatedProxy;
   const stack = useStack({
     env: async (sandbox) => {
@@ -117,6 +117,27 @@ describe('POST /auth/billbora/organization while Billbora is signed out', () => 
     expect(view.body.providers.billogram.connected).toBe(true);
     const record = await stack.billfold.billfold.repository.load(sessionIdOf(client.cookie));
     expect(record?.record.providers.billbora).toBeUndefined();
+  });
+
+  it('moves the switched credential to the new id, never the one the switch replaced', async () => {
+    const client = await stack.signIn(['billbora']);
+    proxy.close();
+    const switching = client.post('/auth/billbora/organization', { organizationId: 'org_other' });
+    await proxy.arrived();
+    const tab = stack.client();
+    tab.cookie = client.cookie;
+    const signingIn = tab.post('/auth/billogram/login', demo.billogram);
+    // Until the switch lands, the sign-in waits; its own upstream call is made meanwhile.
+    await waitUntil(() => stack.sandbox.billogram.requests.length > 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    proxy.open();
+    expect((await switching).status).toBe(200);
+    const signedIn = await signingIn;
+    expect(signedIn.status).toBe(200);
+    // The Supabase refresh token the switch rotated moved too: the next switch spends that one.
+    expect(signedIn.body.providers.billbora.organization.id).toBe('org_other');
+    const back = await tab.post('/auth/billbora/organization', { organizationId: 'org_demo' });
+    expect(back.body.providers.billbora.organization.id).toBe('org_demo');
   });
 });
 
@@ -177,42 +198,6 @@ describe('a sign-in while the session it joins ends', () => {
     expect(answer.headers.getSetCookie()).toEqual([]);
     await waitUntil(() => billLogouts() === 1);
     expect((await tab.get('/auth/session')).body.authenticated).toBe(false);
-  });
-});
-
-describe('a sign-in while a Billbora organization switch of the session runs', () => {
-  // Billbora's exchange is reached through a gate the test holds, so the sign-in starts mid-switch.
-  let proxy: GatedProxy;
-  const stack = useStack({
-    env: async (sandbox) => {
-      proxy = await startGatedProxy(sandbox.url);
-      return { BILLBORA_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billbora}` };
-    },
-  });
-  afterAll(async () => {
-    proxy.open();
-    await proxy.stop();
-  });
-
-  it('moves the switched credential to the new id, never the one the switch replaced', async () => {
-    const client = await stack.signIn(['billbora']);
-    proxy.close();
-    const switching = client.post('/auth/billbora/organization', { organizationId: 'org_other' });
-    await proxy.arrived();
-    const tab = stack.client();
-    tab.cookie = client.cookie;
-    const signingIn = tab.post('/auth/billogram/login', demo.billogram);
-    // Until the switch lands, the sign-in waits; its own upstream call is made meanwhile.
-    await waitUntil(() => stack.sandbox.billogram.requests.length > 0);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    proxy.open();
-    expect((await switching).status).toBe(200);
-    const signedIn = await signingIn;
-    expect(signedIn.status).toBe(200);
-    // The Supabase refresh token the switch rotated moved too: the next switch spends that one.
-    expect(signedIn.body.providers.billbora.organization.id).toBe('org_other');
-    const back = await tab.post('/auth/billbora/organization', { organizationId: 'org_demo' });
-    expect(back.body.providers.billbora.organization.id).toBe('org_demo');
   });
 });
 
