@@ -108,7 +108,8 @@ export function createApp(deps: AppDeps): RequestListener {
   });
   const readSessionId = createSessionIdReader(config.session.cookieName, config.session.secrets);
   const readRefused: RefusedRequestReader = (req) => {
-    const named = /^\/(?:auth|api)\/([^/?]+)/.exec(req.url ?? '')?.[1];
+    // Express matches /auth in any case; the provider segment only as the provider spells it.
+    const named = /^\/(?:auth|api)\/([^/?]+)/i.exec(req.url ?? '')?.[1];
     return {
       provider: named !== undefined && isKnownProvider(deps.adapters, named) ? named : undefined,
       sessionId: readSessionId(req.headers.cookie),

@@ -77,9 +77,11 @@ describe('audit trail', () => {
     // A refusal on a path naming no provider, and one with a cookie nobody signed, name neither.
     await client.get('/auth/session', { 'x-csrf': '0' });
     await client.get('/api/nothing/x', { 'x-csrf': '0', cookie: 'billfold=s%3Aforged.sig' });
+    // Express routes /AUTH as /auth; the line names the provider all the same.
+    await client.post('/AUTH/bill/login', demo.bill, { 'x-csrf': '0' });
     expect(
       auditLines()
-        .slice(-5)
+        .slice(-6)
         .map(({ event, provider, session: hashed }) => ({ event, provider, session: hashed })),
     ).toEqual([
       { event: 'csrf_refused', provider: 'bill', session },
@@ -87,6 +89,7 @@ describe('audit trail', () => {
       { event: 'login', provider: 'billogram', session },
       { event: 'csrf_refused', provider: undefined, session },
       { event: 'csrf_refused', provider: undefined, session: undefined },
+      { event: 'csrf_refused', provider: 'bill', session },
     ]);
   });
 
