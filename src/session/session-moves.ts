@@ -46,13 +46,13 @@ export function createSessionMoves({ backend, names, run }: SessionMovesDeps): S
       return (await movedTo(sessionId)) !== null;
     },
     async follow(sessionId) {
-      let at = await movedTo(sessionId);
-      for (let moves = 1; at !== null && moves < MAX_MOVES_FOLLOWED; moves++) {
-        const next = await movedTo(at);
-        if (next === null) return at;
+      let at: string | undefined;
+      let next = await movedTo(sessionId);
+      for (let moves = 0; next !== null && moves < MAX_MOVES_FOLLOWED; moves++) {
         at = next;
+        next = await movedTo(at);
       }
-      return at ?? undefined;
+      return at;
     },
   };
 }
