@@ -11,6 +11,27 @@ const IDLE_S = 600;
 const ABSOLUTE_S = 3600;
 const MINUTE = 60_000;
 
+/** A stack whose provider at `mount` is reached through a gate the test holds (`gate()`). */
+function useGatedStack(variable: string, mount: keyof typeof SANDBOX_MOUNTS) {
+  let proxy: GatedProxy | undefined;
+  const stack = useStack({
+    env: async (sandbox) => {
+      proxy = await startGatedProxy(sandbox.url);
+      return { [variable]: `${proxy.url}${SANDBOX_MOUNTS[mount]}` };
+    },
+  });
+  // After the stack's own teardown: billfold stops before its upstreams do.
+  afterAll(async () => {
+    proxy?.open();
+    await proxy?.stop();
+  });
+  const gate = () => {
+    if (!proxy) throw new Error('the stack has not started');
+    return proxy;
+  };
+  return { stack, gate };
+}
+
 describe('what a session remembers across sign-ins and relayed calls', () => {
   const clock = createTestClock(Date.now());
   const stack = useStack({
@@ -88,28 +109,18 @@ describe('what a session remembers across sign-ins and relayed calls', () => {
 });
 
 describe('POST /auth/billbora/organization racing the session’s other requests', () => {
-  // Billbora's exchange is reached through a gate the test holds, so a sign-out or a sign-in lands mid-switch.
-  let proxy: GatedProxy;
-  const stack = useStack({
-    env: async (sandbox) => {
-      proxy = await startGatedProxy(sandbox.url);
-      return { BILLBORA_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.billbora}` };
-    },
-  });
-  afterAll(async () => {
-    proxy.open();
-    await proxy.stop();
-  });
+  // Billbora's exchange is reached through the gate, so a sign-out or a sign-in lands mid-switch.
+  const { stack, gate } = useGatedStack('BILLBORA_BASE_URL', 'billbora');
 
   it('does not sign Billbora back in, and leaves the rest of the session as it is', async () => {
     const client = await stack.signIn(['billogram', 'billbora']);
-    proxy.close();
+    gate().close();
     const switching = client.post('/auth/billbora/organization', { organizationId: 'org_other' });
-    await proxy.arrived();
+    await gate().arrived();
     const tab = stack.client();
     tab.cookie = client.cookie;
     expect((await tab.post('/auth/billbora/logout')).status).toBe(200);
-    proxy.open();
+    gate().open();
     expectDocumentedError(await switching, 401, 'provider_not_connected');
     const view = await client.get('/auth/session');
     expect(view.body.authenticated).toBe(true);
@@ -121,16 +132,16 @@ describe('POST /auth/billbora/organization racing the session’s other requests
 
   it('moves the switched credential to the new id, never the one the switch replaced', async () => {
     const client = await stack.signIn(['billbora']);
-    proxy.close();
+    gate().close();
     const switching = client.post('/auth/billbora/organization', { organizationId: 'org_other' });
-    await proxy.arrived();
+    await gate().arrived();
     const tab = stack.client();
     tab.cookie = client.cookie;
     const signingIn = tab.post('/auth/billogram/login', demo.billogram);
     // Until the switch lands, the sign-in waits; its own upstream call is made meanwhile.
     await waitUntil(() => stack.sandbox.billogram.requests.length > 0);
     await new Promise((resolve) => setTimeout(resolve, 100));
-    proxy.open();
+    gate().open();
     expect((await switching).status).toBe(200);
     const signedIn = await signingIn;
     expect(signedIn.status).toBe(200);
@@ -142,18 +153,8 @@ describe('POST /auth/billbora/organization racing the session’s other requests
 });
 
 describe('a sign-in while the session it joins ends', () => {
-  // BILL's login is reached through a gate the test holds, so another tab acts mid-sign-in.
-  let proxy: GatedProxy;
-  const stack = useStack({
-    env: async (sandbox) => {
-      proxy = await startGatedProxy(sandbox.url);
-      return { BILL_BASE_URL: `${proxy.url}${SANDBOX_MOUNTS.bill}` };
-    },
-  });
-  afterAll(async () => {
-    proxy.open();
-    await proxy.stop();
-  });
+  // BILL's login is reached through the gate, so another tab acts mid-sign-in.
+  const { stack, gate } = useGatedStack('BILL_BASE_URL', 'bill');
   const billLogouts = () =>
     stack.sandbox.bill.requests.filter((request) => /logout\.json$/i.test(request.path)).length;
 
@@ -161,13 +162,13 @@ describe('a sign-in while the session it joins ends', () => {
   const signInWhile = async (meanwhile: (tab: ReturnType<typeof stack.client>) => Promise<void>) => {
     const client = await stack.signIn(['billingplatform']);
     stack.sandbox.bill.clearRequests();
-    proxy.close();
+    gate().close();
     const signingIn = client.post('/auth/bill/login', demo.bill);
-    await proxy.arrived();
+    await gate().arrived();
     const tab = stack.client();
     tab.cookie = client.cookie;
     await meanwhile(tab);
-    proxy.open();
+    gate().open();
     return { answer: await signingIn, tab };
   };
 
