@@ -242,6 +242,18 @@ describe.each(['embedded', 'redis'] as const)(
       );
     });
 
+    it('writes no logout line for a sign-out whose move leads only to a session already ended', async () => {
+      const { client, tab } = await movedAway(stack);
+      expect((await client.post('/auth/logout')).status).toBe(204);
+      const logouts = () =>
+        stack.billfold.logs
+          .map((line) => JSON.parse(line) as { audit?: boolean; event?: string })
+          .filter((entry) => entry.audit === true && entry.event === 'logout').length;
+      const before = logouts();
+      expect((await tab.post('/auth/logout')).status).toBe(204);
+      expect(logouts()).toBe(before);
+    });
+
     it('follows a chain of moves to its end: ten sign-ins after the old id, one sign-out ends the last', async () => {
       const { client, tab } = await movedAway(stack);
       for (let i = 0; i < 10; i++)
